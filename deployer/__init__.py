@@ -1,0 +1,1 @@
+"""deployer: agentless deployments on Ansible."""

@@ -1,0 +1,1 @@
+"""Configuration: the `deploy.yml` models, their loading and per-environment resolution."""

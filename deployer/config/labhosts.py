@@ -1,0 +1,51 @@
+"""The hosts of the local lab, as `deployer lab up` recorded them in its hosts.yml.
+
+An environment whose component lists its hosts as `lab` gets these. The lab is chosen by
+$DEPLOYER_LAB_NAME (default `lab`), so a test suite can run its own lab beside a user's.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+
+from deployer.config.loader import LoadedProject
+from deployer.config.models import LAB_HOSTS, Host
+from deployer.config.resolve import LabInfo
+from deployer.errors import ConfigError
+
+
+def lab_name() -> str:
+    return os.environ.get("DEPLOYER_LAB_NAME", "lab")
+
+
+def uses_lab(loaded: LoadedProject, environment: str) -> bool:
+    env = loaded.project.environments.get(environment)
+    return env is not None and any(group == LAB_HOSTS for group in env.hosts.values())
+
+
+def load_lab(name: str | None = None) -> LabInfo | None:
+    """The lab's hosts, or None when that lab is not up."""
+    from deployer.lab.model import lab_dir
+
+    name = name or lab_name()
+    path: Path = lab_dir(name) / "hosts.yml"
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        return None
+    try:
+        hosts = tuple(
+            Host(name=h["name"], address=h["address"], port=h["port"], user=h["user"])
+            for h in data["hosts"]
+        )
+        key = Path(data["hosts"][0]["private_key"]) if hosts else Path()
+        return LabInfo(
+            name=name, hosts=hosts, private_key=key, known_hosts=Path(data["known_hosts"])
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(
+            [f"{path}: not a lab hosts file ({exc}); run `deployer lab up`"]
+        ) from None

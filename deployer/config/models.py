@@ -1,0 +1,366 @@
+"""The `deploy.yml` schema: one pydantic model per section.
+
+Defaults and descriptions live here and nowhere else: `deployer schema` prints the JSON Schema
+generated from these models and `deployer init` writes a starter file generated from them.
+Environments may override the project-level `service`, `health`, `strategy`, `rollback` and
+`keep_releases`; only the keys an environment sets replace the project's (see `resolve.py`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from deployer.config.names import (
+    AbsPath,
+    Address,
+    EnvVarName,
+    Ident,
+    Name,
+    RelPath,
+    SingleLine,
+    UserName,
+)
+
+LAB_HOSTS = "lab"
+"""A component whose hosts are given as this string takes the hosts of `deployer lab up`."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class App(Section):
+    name: Name = Field(description="Application name: names the service, the unit and paths.")
+
+
+class Artifact(Section):
+    path: str = Field(
+        default=".",
+        description="Directory packed into the release tarball, relative to deploy.yml; "
+        "or a prebuilt .tar.gz.",
+    )
+    build: SingleLine | None = Field(
+        default=None,
+        description="Local command run in `path` before packing (for example `make dist`).",
+    )
+    exclude: tuple[str, ...] = Field(
+        default=(".git", "__pycache__", "*.pyc", ".deployer"),
+        description="Glob patterns left out of the tarball.",
+    )
+
+
+class SharedPaths(Section):
+    dirs: tuple[RelPath, ...] = Field(
+        default=(), description="Directories kept across releases, linked into each release."
+    )
+    files: tuple[RelPath, ...] = Field(
+        default=(), description="Files kept across releases, linked into each release."
+    )
+
+
+_CPU = re.compile(r"^(\d+(\.\d+)?|\d+m)$")
+_MEMORY = re.compile(r"^\d+(Ki|Mi|Gi|Ti|K|M|G|T)?$")
+
+
+class Resources(Section):
+    cpu: float | str | None = Field(
+        default=None, description="CPU limit in cores: 0.5, 2, or 500m.", examples=[0.5]
+    )
+    memory: str | None = Field(
+        default=None, description="Memory limit: 512Mi, 1Gi.", examples=["512Mi"]
+    )
+
+    @field_validator("cpu")
+    @classmethod
+    def _cpu(cls, value: float | str | None) -> float | str | None:
+        if value is None:
+            return None
+        if isinstance(value, str) and not _CPU.fullmatch(value):
+            raise ValueError(f"{value!r} is not a CPU amount (0.5, 2, 500m)")
+        if cpu_cores(value) <= 0:
+            raise ValueError("must be more than 0")
+        return value
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, value: str | None) -> str | None:
+        if value is not None and not _MEMORY.fullmatch(value):
+            raise ValueError(f"{value!r} is not a memory size (512Mi, 1Gi)")
+        return value
+
+
+def cpu_cores(value: float | str) -> float:
+    if isinstance(value, str) and value.endswith("m"):
+        return int(value[:-1]) / 1000
+    return float(value)
+
+
+class Service(Section):
+    command: SingleLine | None = Field(
+        default=None,
+        description="Start command, run from the release directory. "
+        "Required here or in every environment.",
+        examples=["/usr/bin/python3 app.py"],
+    )
+    port: int | None = Field(
+        default=None, ge=1, le=65535, description="TCP port the service listens on."
+    )
+    user: UserName | None = Field(
+        default=None, description="System user the service runs as (default: the app name)."
+    )
+    deploy_to: AbsPath | None = Field(
+        default=None, description="Base directory on hosts (default: /srv/<app name>)."
+    )
+    env: dict[EnvVarName, SingleLine] = Field(
+        default_factory=dict, description="Environment variables of the service (not secret)."
+    )
+    shared: SharedPaths = Field(default_factory=SharedPaths)
+    resources: Resources = Field(
+        default_factory=Resources, description="Default resource limits of the service."
+    )
+
+
+class HttpCheck(Section):
+    path: str = Field(default="/", pattern=r"^/[A-Za-z0-9._~/?=&%+-]*$")
+    port: int | None = Field(default=None, ge=1, le=65535, description="Default: service.port.")
+    status: int = Field(default=200, ge=100, le=599)
+    body: SingleLine | None = Field(
+        default=None, description="Text the response body must contain."
+    )
+    timeout: float = Field(default=2.0, gt=0, le=60, description="Seconds per request.")
+
+
+class TcpCheck(Section):
+    port: int | None = Field(default=None, ge=1, le=65535, description="Default: service.port.")
+    timeout: float = Field(default=2.0, gt=0, le=60)
+
+
+class CommandCheck(Section):
+    run: SingleLine = Field(description="Command run on the host; exit 0 means healthy.")
+    timeout: float = Field(default=10.0, gt=0, le=300)
+
+
+class Health(Section):
+    http: HttpCheck | None = Field(default=None, description="HTTP check on the host.")
+    tcp: TcpCheck | None = None
+    command: CommandCheck | None = None
+    retries: int = Field(default=10, ge=1, le=1000, description="Attempts before failing.")
+    interval: float = Field(default=1.0, ge=0, le=300, description="Seconds between attempts.")
+
+
+_PERCENT = re.compile(r"([1-9]\d?|100)%")
+
+
+def _batch_size(value: object) -> int | str:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    if isinstance(value, str) and _PERCENT.fullmatch(value):
+        return value
+    raise ValueError(f"{value!r} is not a batch size: a count (1 or more) or a percentage ('25%')")
+
+
+BatchSize = Annotated[int | str, BeforeValidator(_batch_size)]
+
+
+class Strategy(Section):
+    kind: Literal["rolling", "all_at_once"] = Field(default="rolling")
+    batch_size: BatchSize = Field(
+        default="50%", description="Hosts switched at once: a count or a percentage."
+    )
+    failure_budget: int = Field(
+        default=0,
+        ge=0,
+        description="Hosts that may fail their health check before the rollout is rolled back.",
+    )
+
+
+class HealthRule(Section):
+    threshold: int = Field(default=3, ge=1, description="Consecutive failed checks.")
+    period: int = Field(default=60, ge=1, description="Seconds between checks.")
+    grace: int = Field(default=120, ge=0, description="Seconds after start before counting.")
+
+
+class RateRule(Section):
+    threshold: float = Field(default=5.0, gt=0, le=100, description="Percent of requests.")
+    window: int = Field(default=300, ge=1, description="Seconds.")
+
+
+class LatencyRule(Section):
+    threshold_ms: int = Field(default=2000, ge=1)
+    window: int = Field(default=300, ge=1, description="Seconds.")
+
+
+class Rollback(Section):
+    automatic: bool = Field(default=True, description="Roll back by itself on failure.")
+    watch: int = Field(
+        default=0,
+        ge=0,
+        le=3600,
+        description="Seconds to watch the fleet after the rollout before declaring success.",
+    )
+    health_checks: HealthRule = Field(default_factory=HealthRule)
+    error_rate: RateRule = Field(default_factory=RateRule)
+    response_time: LatencyRule = Field(default_factory=LatencyRule)
+
+
+class SecretRef(Section):
+    from_env: EnvVarName | None = Field(
+        default=None, description="Take the value from this variable on the control host."
+    )
+    vault: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Take the value from this key of the vault file.",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SecretRef:
+        if (self.from_env is None) == (self.vault is None):
+            raise ValueError("set exactly one of 'from_env' or 'vault'")
+        return self
+
+
+class Secrets(Section):
+    vault_file: str | None = Field(
+        default=None, description="ansible-vault encrypted YAML, relative to deploy.yml."
+    )
+    vault_password_file: str | None = Field(default=None)
+    vault_password_env: EnvVarName | None = Field(
+        default=None, description="Variable holding the vault password."
+    )
+    env: dict[EnvVarName, SecretRef] = Field(
+        default_factory=dict,
+        description="Service environment variables whose values are secret: references only.",
+    )
+
+    @model_validator(mode="after")
+    def _vault_complete(self) -> Secrets:
+        uses_vault = any(ref.vault for ref in self.env.values())
+        if uses_vault and not self.vault_file:
+            raise ValueError("secrets refer to the vault but 'vault_file' is not set")
+        if self.vault_file and not (self.vault_password_file or self.vault_password_env):
+            raise ValueError("'vault_file' needs 'vault_password_file' or 'vault_password_env'")
+        return self
+
+
+class Host(Section):
+    address: Address = Field(description="Hostname or IP address to connect to.")
+    name: Name | None = Field(default=None, description="Inventory name (default: address).")
+    port: int = Field(default=22, ge=1, le=65535)
+    user: UserName | None = Field(default=None, description="SSH user (default: ssh.user).")
+
+    @property
+    def inventory_name(self) -> str:
+        return self.name or self.address
+
+
+class Ssh(Section):
+    user: UserName = Field(default="deploy", description="Default SSH user.")
+    private_key: str | None = Field(default=None, description="Private key file.")
+    known_hosts: str = Field(
+        default=".deployer/known_hosts",
+        description="known_hosts file deployer checks host keys against (relative to "
+        "deploy.yml). Host key checking is never turned off.",
+    )
+    connect_timeout: int = Field(default=10, ge=1, le=300)
+
+
+class Database(Section):
+    type: Literal["postgresql", "mysql", "mariadb", "redis", "mongodb", "sqlite"]
+    version: SingleLine | None = None
+    storage: str | None = Field(default=None, pattern=r"^\d+(Ki|Mi|Gi|Ti)$")
+    replicas: int = Field(default=1, ge=0)
+
+
+class Features(Section):
+    debug: bool = False
+    monitoring: bool = False
+    logging: bool = True
+    cdn: bool = False
+    ssl: bool = False
+
+
+ComponentHosts = Annotated[list[Host], Field(min_length=1)] | Literal["lab"]
+
+
+class Environment(Section):
+    target: Literal["ssh", "swarm", "nomad"] = Field(
+        default="ssh", description="Where releases run."
+    )
+    hosts: dict[Ident, ComponentHosts] = Field(
+        description="Hosts per component group. The string 'lab' takes the hosts of "
+        "`deployer lab up`."
+    )
+    domain: str | None = Field(default=None, pattern=r"^[A-Za-z0-9.-]+$")
+    replicas: dict[Ident, int] = Field(default_factory=dict, description="Replicas per component.")
+    resources: dict[Ident, Resources] = Field(
+        default_factory=dict, description="Resource limits per component."
+    )
+    database: Database | None = None
+    features: Features = Field(default_factory=Features)
+    ssh: Ssh = Field(default_factory=Ssh)
+    primary: Name | None = Field(
+        default=None, description="Host that holds the deployment lock (default: the first)."
+    )
+    # Project-level sections this environment overrides (only the keys it sets).
+    service: Service | None = None
+    health: Health | None = None
+    strategy: Strategy | None = None
+    rollback: Rollback | None = None
+    keep_releases: int | None = Field(default=None, ge=2, le=100)
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts_not_empty(cls, value: dict[str, ComponentHosts]) -> dict[str, ComponentHosts]:
+        if not value:
+            raise ValueError("name at least one component with hosts")
+        seen: dict[str, Host] = {}
+        for group in value.values():
+            for host in group if isinstance(group, list) else ():
+                other = seen.setdefault(host.inventory_name, host)
+                if other != host:
+                    raise ValueError(
+                        f"host name {host.inventory_name!r} is used for two different hosts"
+                    )
+        return value
+
+
+class Project(Section):
+    """A whole `deploy.yml`."""
+
+    app: App
+    artifact: Artifact = Field(default_factory=Artifact)
+    service: Service = Field(default_factory=Service)
+    health: Health = Field(default_factory=Health)
+    strategy: Strategy = Field(default_factory=Strategy)
+    rollback: Rollback = Field(default_factory=Rollback)
+    keep_releases: int = Field(
+        default=5, ge=2, le=100, description="Releases kept on each host (current included)."
+    )
+    secrets: Secrets = Field(default_factory=Secrets)
+    ledger: str = Field(
+        default=".deployer/ledger.sqlite3", description="Release ledger (SQLite), relative path."
+    )
+    lock_ttl: int = Field(
+        default=3600,
+        ge=60,
+        description="Seconds after which a deployment lock is reported stale.",
+    )
+    environments: dict[Name, Environment] = Field(description="Where the app is deployed.")
+
+    @field_validator("environments")
+    @classmethod
+    def _some_environment(cls, value: dict[str, Environment]) -> dict[str, Environment]:
+        if not value:
+            raise ValueError("define at least one environment")
+        return value

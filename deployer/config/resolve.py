@@ -1,0 +1,233 @@
+"""From a validated project to one environment's effective settings.
+
+An environment overrides only the keys it sets (pydantic's `model_fields_set`), recursively;
+`service.env` maps merge key by key. Lab hosts are passed in by the caller, so this module
+stays pure: no files, no network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from deployer.config.loader import LoadedProject, format_loc
+from deployer.config.models import (
+    LAB_HOSTS,
+    App,
+    Artifact,
+    Database,
+    Environment,
+    Features,
+    Health,
+    Host,
+    Resources,
+    Rollback,
+    Secrets,
+    Service,
+    Strategy,
+)
+from deployer.errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def overlay(base: M, override: M | None) -> M:
+    """`base` with the keys that `override` explicitly sets, recursively."""
+    if override is None:
+        return base
+    changes: dict[str, Any] = {}
+    for name in override.model_fields_set:
+        new = getattr(override, name)
+        old = getattr(base, name)
+        if isinstance(new, BaseModel) and isinstance(old, BaseModel):
+            new = overlay(old, new)
+        elif isinstance(new, dict) and isinstance(old, dict):
+            new = {**old, **new}
+        changes[name] = new
+    return base.model_copy(update=changes)
+
+
+@dataclass(frozen=True)
+class LabInfo:
+    """What `deployer lab up` recorded: hosts, their key and their known_hosts."""
+
+    name: str
+    hosts: tuple[Host, ...]
+    private_key: Path
+    known_hosts: Path
+
+
+@dataclass(frozen=True)
+class ResolvedHost:
+    name: str
+    address: str
+    port: int
+    user: str
+    components: tuple[str, ...]
+    private_key: Path | None
+    resources: Resources
+
+
+@dataclass(frozen=True)
+class Target:
+    """Everything one command needs to know about one environment."""
+
+    project_dir: Path
+    config_path: Path
+    environment: str
+    kind: str  # ssh | swarm | nomad
+    app: App
+    artifact: Artifact
+    service: Service
+    health: Health
+    strategy: Strategy
+    rollback: Rollback
+    keep_releases: int
+    secrets: Secrets
+    hosts: tuple[ResolvedHost, ...]
+    components: Mapping[str, tuple[str, ...]]
+    primary: str
+    domain: str | None
+    replicas: Mapping[str, int]
+    resources: Mapping[str, Resources]
+    database: Database | None
+    features: Features
+    known_hosts: tuple[Path, ...]
+    connect_timeout: int
+    ledger_path: Path
+    lock_ttl: int
+
+    @property
+    def deploy_to(self) -> str:
+        return self.service.deploy_to or f"/srv/{self.app.name}"
+
+    @property
+    def service_user(self) -> str:
+        return self.service.user or self.app.name.lower().replace(".", "-")[:32]
+
+    @property
+    def host_names(self) -> tuple[str, ...]:
+        return tuple(h.name for h in self.hosts)
+
+
+def environment_names(loaded: LoadedProject) -> list[str]:
+    return list(loaded.project.environments)
+
+
+def resolve(loaded: LoadedProject, environment: str, lab: LabInfo | None = None) -> Target:
+    """The effective settings of `environment`. Raises ConfigError naming the bad path."""
+    project = loaded.project
+    env = project.environments.get(environment)
+    if env is None:
+        known = ", ".join(project.environments) or "none"
+        raise ConfigError(
+            [f"environments.{environment}: unknown environment (known: {known})"],
+            source=str(loaded.path),
+        )
+    base = ("environments", environment)
+    problems: list[str] = []
+    service = overlay(project.service, env.service)
+    if not service.command:
+        problems.append(
+            f"service.command: required (set it at the top level or in "
+            f"{format_loc((*base, 'service', 'command'))})"
+        )
+    health = overlay(project.health, env.health)
+    if health.http is None and health.tcp is None and health.command is None:
+        problems.append("health: configure at least one of http, tcp or command")
+    for kind in ("http", "tcp"):
+        check = getattr(health, kind)
+        if check is not None and check.port is None and service.port is None:
+            problems.append(f"health.{kind}.port: required when service.port is not set")
+    for component in env.replicas.keys() | env.resources.keys():
+        if component not in env.hosts:
+            where = "replicas" if component in env.replicas else "resources"
+            problems.append(
+                f"{format_loc((*base, where, component))}: no such component in "
+                f"{format_loc((*base, 'hosts'))} ({', '.join(env.hosts)})"
+            )
+    hosts = _hosts(env, environment, service, lab, loaded.directory, problems)
+    if env.primary is not None and env.primary not in {h.name for h in hosts}:
+        problems.append(f"{format_loc((*base, 'primary'))}: {env.primary!r} is not a host here")
+    if problems:
+        raise ConfigError(problems, source=str(loaded.path))
+    components: dict[str, list[str]] = {}
+    for host in hosts:
+        for component in host.components:
+            components.setdefault(component, []).append(host.name)
+    known_hosts = [loaded.directory / env.ssh.known_hosts]
+    if lab is not None and any(g == LAB_HOSTS for g in env.hosts.values()):
+        known_hosts.append(lab.known_hosts)
+    return Target(
+        project_dir=loaded.directory,
+        config_path=loaded.path,
+        environment=environment,
+        kind=env.target,
+        app=project.app,
+        artifact=project.artifact,
+        service=service,
+        health=health,
+        strategy=overlay(project.strategy, env.strategy),
+        rollback=overlay(project.rollback, env.rollback),
+        keep_releases=env.keep_releases or project.keep_releases,
+        secrets=project.secrets,
+        hosts=tuple(hosts),
+        components={k: tuple(v) for k, v in components.items()},
+        primary=env.primary or hosts[0].name,
+        domain=env.domain,
+        replicas=dict(env.replicas),
+        resources=dict(env.resources),
+        database=env.database,
+        features=env.features,
+        known_hosts=tuple(known_hosts),
+        connect_timeout=env.ssh.connect_timeout,
+        ledger_path=loaded.directory / project.ledger,
+        lock_ttl=project.lock_ttl,
+    )
+
+
+def _hosts(
+    env: Environment,
+    environment: str,
+    service: Service,
+    lab: LabInfo | None,
+    project_dir: Path,
+    problems: list[str],
+) -> list[ResolvedHost]:
+    by_name: dict[str, ResolvedHost] = {}
+    key_setting = env.ssh.private_key
+    default_key = project_dir / Path(key_setting).expanduser() if key_setting else None
+    for component, group in env.hosts.items():
+        members: Sequence[Host]
+        key = default_key
+        if group == LAB_HOSTS:
+            if lab is None or not lab.hosts:
+                path = format_loc(("environments", environment, "hosts", component))
+                problems.append(
+                    f"{path}: refers to the local lab, which is not up (run `deployer lab up`)"
+                )
+                continue
+            members, key = lab.hosts, lab.private_key
+        else:
+            members = group  # type: ignore[assignment]
+        resources = overlay(service.resources, env.resources.get(component))
+        for host in members:
+            name = host.inventory_name
+            existing = by_name.get(name)
+            if existing is not None:
+                by_name[name] = replace(existing, components=(*existing.components, component))
+                continue
+            by_name[name] = ResolvedHost(
+                name=name,
+                address=host.address,
+                port=host.port,
+                user=host.user or env.ssh.user,
+                components=(component,),
+                private_key=key,
+                resources=resources,
+            )
+    return list(by_name.values())

@@ -1,0 +1,1 @@
+"""Pure planning: from resolved config to inventories, variables and batches. No I/O here."""

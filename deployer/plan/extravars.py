@@ -1,0 +1,116 @@
+"""Extra variables for each playbook: the contract between the orchestrator and the roles.
+
+Pure functions of the resolved target; secret values never pass through here (they go to the
+runner separately, inside a vault-encrypted file).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from deployer.config.resolve import Target
+
+LOCK_DIR = "/var/lib/deployer/locks"
+
+
+def lock_path(target: Target) -> str:
+    return f"{LOCK_DIR}/{target.app.name}-{target.environment}.lock"
+
+
+def health_vars(target: Target) -> dict[str, Any]:
+    health, port = target.health, target.service.port
+    out: dict[str, Any] = {
+        "http": None,
+        "tcp": None,
+        "command": None,
+        "retries": health.retries,
+        "interval": health.interval,
+    }
+    if health.http is not None:
+        out["http"] = {**health.http.model_dump(), "port": health.http.port or port}
+    if health.tcp is not None:
+        out["tcp"] = {**health.tcp.model_dump(), "port": health.tcp.port or port}
+    if health.command is not None:
+        out["command"] = health.command.model_dump()
+    return out
+
+
+def lock_vars(target: Target, token: str, holder: Mapping[str, Any], ttl: int) -> dict[str, Any]:
+    return {"path": lock_path(target), "token": token, "holder": dict(holder), "ttl": ttl}
+
+
+def base_vars(target: Target, hosts: Sequence[str]) -> dict[str, Any]:
+    return {
+        "deployer_hosts": list(hosts),
+        "deployer_deploy_to": target.deploy_to,
+    }
+
+
+def prepare_vars(
+    target: Target,
+    hosts: Sequence[str],
+    *,
+    version: str,
+    artifact: str,
+    sha256: str,
+    required_bytes: int,
+    lock: Mapping[str, Any],
+) -> dict[str, Any]:
+    service = target.service
+    return {
+        **base_vars(target, hosts),
+        "deployer_version": version,
+        "deployer_artifact": artifact,
+        "deployer_artifact_sha256": sha256,
+        "deployer_required_bytes": required_bytes,
+        "deployer_service_user": target.service_user,
+        "deployer_service": {
+            "command": service.command,
+            "port": service.port,
+            "env": dict(service.env),
+        },
+        "deployer_shared": {"dirs": list(service.shared.dirs), "files": list(service.shared.files)},
+        "deployer_keep_releases": target.keep_releases,
+        "deployer_lock": dict(lock),
+    }
+
+
+def switch_vars(target: Target, hosts: Sequence[str], version: str) -> dict[str, Any]:
+    return {
+        **base_vars(target, hosts),
+        "deployer_version": version,
+        "deployer_health": health_vars(target),
+    }
+
+
+def rollback_vars(
+    target: Target, to: Mapping[str, str], mark_bad: str | None, reason: str
+) -> dict[str, Any]:
+    return {
+        **base_vars(target, list(to)),
+        "deployer_rollback_to": dict(to),
+        "deployer_mark_bad": mark_bad,
+        "deployer_reason": reason,
+        "deployer_health": health_vars(target),
+    }
+
+
+def facts_vars(target: Target, hosts: Sequence[str], *, health: bool) -> dict[str, Any]:
+    return {
+        **base_vars(target, hosts),
+        "deployer_health": health_vars(target) if health else None,
+    }
+
+
+def watch_vars(target: Target, hosts: Sequence[str]) -> dict[str, Any]:
+    rule = target.rollback.health_checks
+    return {
+        **base_vars(target, hosts),
+        "deployer_health": health_vars(target),
+        "deployer_watch": {
+            "duration": target.rollback.watch,
+            "period": min(rule.period, max(1, target.rollback.watch)),
+            "threshold": rule.threshold,
+        },
+    }

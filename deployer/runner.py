@@ -1,0 +1,312 @@
+"""The one place that runs Ansible: lays out a private data dir, runs a playbook through
+ansible-runner, streams events to a progress sink and returns a frozen result.
+
+Safety rules kept here:
+- host key checking is always on (ANSIBLE_HOST_KEY_CHECKING=True; the inventory points SSH
+  at the project's known_hosts files with StrictHostKeyChecking=yes);
+- the ansible process gets a curated environment, not a copy of ours, so the `command`
+  artifact that ansible-runner writes holds no stray credentials; env files are suppressed;
+- secret values reach Ansible only inside a vault-encrypted extra-vars file whose one-time
+  password is typed at the vault prompt through the pty: it is never on disk, in argv or env;
+- artifacts are rotated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from deployer.paths import collections_dir, playbooks_dir
+
+KEEP_ARTIFACTS = 30
+_ENV_ALLOW = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TERM", "SSH_AUTH_SOCK", "TZ")
+_VAULT_PROMPT = r"Vault password( \([^)]*\))?:\s*?$"
+
+
+class ProgressSink(Protocol):
+    """Receives per-host task events while a playbook runs."""
+
+    def task(self, host: str, task: str, state: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class HostOutcome:
+    host: str
+    ok: int = 0
+    changed: int = 0
+    failed: bool = False
+    unreachable: bool = False
+    message: str = ""  # the failing task's message
+    failed_task: str = ""
+    data: Mapping[str, Any] = field(default_factory=dict)  # merged `deployer` task results
+    seconds: float = 0.0
+
+    @property
+    def good(self) -> bool:
+        return not (self.failed or self.unreachable)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    playbook: str
+    status: str  # successful | failed | canceled | timeout
+    rc: int
+    hosts: Mapping[str, HostOutcome]
+    seconds: float
+    artifact_dir: Path
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "successful" and all(h.good for h in self.hosts.values())
+
+    @property
+    def canceled(self) -> bool:
+        return self.status in {"canceled", "timeout"}
+
+    def failed_hosts(self) -> list[str]:
+        return [name for name, h in self.hosts.items() if not h.good]
+
+
+@dataclass
+class _Collector:
+    """Folds ansible-runner events into per-host outcomes."""
+
+    progress: ProgressSink | None
+    redact: Callable[[str], str]
+    started: dict[str, float] = field(default_factory=dict)
+    hosts: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def _host(self, name: str) -> dict[str, Any]:
+        return self.hosts.setdefault(
+            name,
+            {
+                "ok": 0,
+                "changed": 0,
+                "failed": False,
+                "unreachable": False,
+                "message": "",
+                "failed_task": "",
+                "data": {},
+                "seconds": 0.0,
+            },
+        )
+
+    def __call__(self, event: dict[str, Any]) -> bool:
+        kind = event.get("event", "")
+        data = event.get("event_data") or {}
+        host = data.get("host")
+        if kind == "runner_on_start" and host:
+            self.started.setdefault(host, time.monotonic())
+            if self.progress:
+                self.progress.task(host, data.get("task", ""), "running")
+            return True
+        if not host or kind not in _RESULT_EVENTS:
+            return True
+        entry = self._host(host)
+        res = data.get("res") or {}
+        state = _RESULT_EVENTS[kind]
+        if isinstance(res, dict) and isinstance(res.get("deployer"), dict):
+            entry["data"].update(res["deployer"])
+        if state == "failed" and data.get("ignore_errors"):
+            state = "ok"
+        if state == "failed":
+            entry["failed"] = True
+        elif state == "unreachable":
+            entry["unreachable"] = True
+        elif res.get("changed"):
+            entry["changed"] += 1
+        else:
+            entry["ok"] += 1
+        if state in {"failed", "unreachable"}:
+            entry["message"] = self.redact(_message(res))
+            entry["failed_task"] = data.get("task", "")
+        if host in self.started:
+            entry["seconds"] = time.monotonic() - self.started[host]
+        if self.progress:
+            self.progress.task(host, data.get("task", ""), state)
+        return True
+
+    def outcomes(self) -> dict[str, HostOutcome]:
+        return {name: HostOutcome(host=name, **values) for name, values in self.hosts.items()}
+
+
+_RESULT_EVENTS = {
+    "runner_on_ok": "ok",
+    "runner_on_failed": "failed",
+    "runner_on_unreachable": "unreachable",
+    "runner_on_skipped": "skipped",
+}
+
+
+def _message(res: Mapping[str, Any]) -> str:
+    msg = res.get("msg") or res.get("stderr") or res.get("module_stderr") or ""
+    if isinstance(msg, (list, dict)):
+        msg = json.dumps(msg)
+    return str(msg).strip()[:2000]
+
+
+def _vault_encrypt(payload: Mapping[str, Any], password: str) -> bytes:
+    """Encrypt extra vars with a one-time vault password, in-process."""
+    from ansible.parsing.vault import VaultLib, VaultSecret
+
+    vault = VaultLib([("default", VaultSecret(password.encode()))])
+    return vault.encrypt(json.dumps(dict(payload)))  # type: ignore[no-any-return]
+
+
+def ansible_env(forks: int) -> dict[str, str]:
+    """Settings for speed (pipelining, persistent connections, no facts) and safety."""
+    return {
+        "ANSIBLE_HOST_KEY_CHECKING": "True",
+        "ANSIBLE_PIPELINING": "True",
+        "ANSIBLE_SSH_ARGS": "-C -o ControlMaster=auto -o ControlPersist=120s "
+        "-o ServerAliveInterval=5 -o ServerAliveCountMax=3",
+        "ANSIBLE_GATHERING": "explicit",
+        "ANSIBLE_FORKS": str(forks),
+        "ANSIBLE_COLLECTIONS_PATH": str(collections_dir()),
+        "ANSIBLE_COLLECTIONS_SCAN_SYS_PATH": "False",
+        "ANSIBLE_RETRY_FILES_ENABLED": "False",
+        "ANSIBLE_DEPRECATION_WARNINGS": "False",
+        "ANSIBLE_SYSTEM_WARNINGS": "False",
+        "ANSIBLE_LOCALHOST_WARNING": "False",
+        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False",
+        "ANSIBLE_TIMEOUT": "15",
+        "ANSIBLE_NOCOLOR": "True",
+        "ANSIBLE_FORCE_COLOR": "False",
+        "ANSIBLE_CONFIG": os.devnull,  # no stray ansible.cfg from the cwd or home
+        "ANSIBLE_LOG_PATH": "",
+    }
+
+
+class Runner:
+    """Runs the project's playbooks for one project directory."""
+
+    def __init__(
+        self, data_root: Path, *, verbosity: int = 0, redact: Callable[[str], str] = lambda s: s
+    ) -> None:
+        self.data_root = data_root
+        self.verbosity = verbosity
+        self.redact = redact
+
+    def run(
+        self,
+        playbook: str,
+        inventory: Mapping[str, Any],
+        extravars: Mapping[str, Any],
+        *,
+        secret_vars: Mapping[str, Any] | None = None,
+        progress: ProgressSink | None = None,
+        cancel: Callable[[], bool] | None = None,
+        forks: int = 10,
+        timeout: int | None = None,
+    ) -> RunResult:
+        """Run `playbooks/<playbook>` and return per-host outcomes."""
+        ident = (
+            f"{time.strftime('%Y%m%dT%H%M%S')}-{playbook.removesuffix('.yml')}-"
+            f"{secrets.token_hex(3)}"
+        )
+        private = self.data_root / "runs"
+        private.mkdir(parents=True, exist_ok=True, mode=0o700)
+        inv_dir = private / "inventory"
+        inv_dir.mkdir(exist_ok=True, mode=0o700)
+        inv_file = inv_dir / f"{ident}.json"
+        inv_file.write_text(json.dumps(inventory))
+        cmdline: list[str] = []
+        passwords: dict[str, str] = {}
+        vault_file = private / "tmp" / f"{ident}.vault"
+        if secret_vars:
+            vault_file.parent.mkdir(exist_ok=True, mode=0o700)
+            password = secrets.token_urlsafe(32)
+            vault_file.write_bytes(_vault_encrypt(secret_vars, password))
+            vault_file.chmod(0o600)
+            cmdline += ["--ask-vault-pass", "-e", f"@{vault_file}"]
+            passwords[_VAULT_PROMPT] = password
+        collector = _Collector(progress, self.redact)
+        started = time.monotonic()
+        try:
+            result = _run(
+                private,
+                ident,
+                playbook,
+                inv_file,
+                extravars,
+                cmdline,
+                passwords,
+                forks,
+                self.verbosity,
+                collector,
+                cancel,
+                timeout,
+            )
+        finally:
+            vault_file.unlink(missing_ok=True)
+            inv_file.unlink(missing_ok=True)
+        artifact_dir = private / "artifacts" / ident
+        return RunResult(
+            playbook=playbook,
+            status=str(result.status),
+            rc=int(result.rc if result.rc is not None else -1),
+            hosts=collector.outcomes(),
+            seconds=time.monotonic() - started,
+            artifact_dir=artifact_dir,
+        )
+
+
+def _curated_env(env: Mapping[str, str]) -> dict[str, str]:
+    """What ansible-runner added plus a short allow-list of ours: never our whole environment
+    (it would land in the `command` artifact, and it may hold credentials)."""
+    ours = set(ansible_env(1))
+    return {
+        key: value
+        for key, value in env.items()
+        if key not in os.environ or key in _ENV_ALLOW or key in ours
+    }
+
+
+def _run(
+    private: Path,
+    ident: str,
+    playbook: str,
+    inv_file: Path,
+    extravars: Mapping[str, Any],
+    cmdline: Sequence[str],
+    passwords: Mapping[str, str],
+    forks: int,
+    verbosity: int,
+    collector: _Collector,
+    cancel: Callable[[], bool] | None,
+    timeout: int | None,
+) -> Any:
+    from ansible_runner.config.runner import RunnerConfig
+    from ansible_runner.runner import Runner as _AnsibleRunner
+
+    config = RunnerConfig(
+        private_data_dir=str(private),
+        ident=ident,
+        playbook=str(playbooks_dir() / playbook),
+        inventory=str(inv_file),
+        extravars=dict(extravars),
+        cmdline=" ".join(cmdline) or None,
+        passwords=dict(passwords) or None,
+        envvars=ansible_env(forks),
+        forks=forks,
+        verbosity=verbosity or None,
+        quiet=True,
+        suppress_env_files=True,
+        rotate_artifacts=KEEP_ARTIFACTS,
+        timeout=timeout,
+    )
+    config.prepare()
+    config.env = _curated_env(config.env)
+    runner = _AnsibleRunner(
+        config,
+        event_handler=collector,
+        cancel_callback=cancel or (lambda: False),
+    )
+    runner.run()
+    return runner

@@ -1,0 +1,115 @@
+"""Secret values: resolved from the vault file or the control host's environment at the last
+moment, handed to the runner only, and scrubbed from every message deployer writes.
+
+The config holds references only. A missing value is a config error (exit 2) raised before
+any host is touched.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from deployer.config.models import Secrets
+from deployer.errors import ConfigError
+
+MASK = "********"
+_MIN_LEN = 4  # shorter values would mask ordinary words; the config rejects nothing for it
+
+
+@dataclass(frozen=True)
+class Redactor:
+    """Replaces every known secret value in a text with a mask."""
+
+    values: tuple[str, ...] = ()
+
+    def __call__(self, text: str) -> str:
+        for value in self.values:
+            text = text.replace(value, MASK)
+        return text
+
+
+def _vault_password(secrets: Secrets, base: Path, environ: Mapping[str, str]) -> str:
+    if secrets.vault_password_env:
+        value = environ.get(secrets.vault_password_env)
+        if not value:
+            raise ConfigError(
+                [
+                    f"secrets.vault_password_env: environment variable "
+                    f"{secrets.vault_password_env} is not set"
+                ]
+            )
+        return value
+    assert secrets.vault_password_file is not None  # guaranteed by the model
+    path = base / Path(secrets.vault_password_file).expanduser()
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError([f"secrets.vault_password_file: cannot read {path}: {exc}"]) from None
+
+
+def _read_vault(secrets: Secrets, base: Path, environ: Mapping[str, str]) -> dict[str, Any]:
+    from ansible.errors import AnsibleError
+    from ansible.parsing.vault import VaultLib, VaultSecret
+
+    assert secrets.vault_file is not None
+    path = base / secrets.vault_file
+    try:
+        blob = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError([f"secrets.vault_file: cannot read {path}: {exc}"]) from None
+    password = _vault_password(secrets, base, environ)
+    try:
+        plain = VaultLib([("default", VaultSecret(password.encode()))]).decrypt(blob)
+    except AnsibleError:
+        raise ConfigError(
+            [f"secrets.vault_file: cannot decrypt {path} (wrong password or not a vault file)"]
+        ) from None
+    data = yaml.safe_load(plain) or {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"secrets.vault_file: {path} must hold a mapping of names to values"])
+    return data
+
+
+def resolve(
+    secrets: Secrets, base: Path, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The secret service environment: {VARIABLE: value}. Raises ConfigError when any is
+    missing, naming the config path of the reference."""
+    environ = os.environ if environ is None else environ
+    if not secrets.env:
+        return {}
+    vault = _read_vault(secrets, base, environ) if secrets.vault_file else {}
+    values: dict[str, str] = {}
+    problems: list[str] = []
+    for name, ref in secrets.env.items():
+        if ref.from_env is not None:
+            value = environ.get(ref.from_env)
+            if value is None:
+                problems.append(
+                    f"secrets.env.{name}.from_env: environment variable {ref.from_env} is not set"
+                )
+                continue
+        else:
+            found = vault.get(ref.vault or "")
+            if found is None:
+                problems.append(f"secrets.env.{name}.vault: key {ref.vault!r} is not in the vault")
+                continue
+            value = str(found)
+        if any(ch in value for ch in "\n\r\x00"):
+            problems.append(f"secrets.env.{name}: the value must be a single line")
+            continue
+        values[name] = value
+    if problems:
+        raise ConfigError(problems)
+    return values
+
+
+def redactor_for(values: Mapping[str, str]) -> Redactor:
+    usable = sorted({v for v in values.values() if len(v) >= _MIN_LEN}, key=len, reverse=True)
+    return Redactor(tuple(usable))
