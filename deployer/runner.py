@@ -13,9 +13,12 @@ Safety rules kept here:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -159,7 +162,16 @@ def _vault_encrypt(payload: Mapping[str, Any], password: str) -> bytes:
     return vault.encrypt(json.dumps(dict(payload)))  # type: ignore[no-any-return]
 
 
-def ansible_env(forks: int) -> dict[str, str]:
+def control_path_dir(data_root: Path) -> Path:
+    """SSH master sockets, one directory per project: a connection verified against one
+    project's known_hosts is never reused by another. Short, for the 108-byte socket limit."""
+    digest = hashlib.sha256(str(data_root.resolve()).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"deployer-cp-{os.getuid()}" / digest
+
+
+def ansible_env(
+    forks: int, config: Path | None = None, control_dir: Path | None = None
+) -> dict[str, str]:
     """Settings for speed (pipelining, persistent connections, no facts) and safety."""
     return {
         "ANSIBLE_HOST_KEY_CHECKING": "True",
@@ -178,8 +190,10 @@ def ansible_env(forks: int) -> dict[str, str]:
         "ANSIBLE_TIMEOUT": "15",
         "ANSIBLE_NOCOLOR": "True",
         "ANSIBLE_FORCE_COLOR": "False",
-        "ANSIBLE_CONFIG": os.devnull,  # no stray ansible.cfg from the cwd or home
         "ANSIBLE_LOG_PATH": "",
+        # our own (empty) ansible.cfg: no stray one from the cwd, ~ or /etc changes behaviour
+        **({"ANSIBLE_CONFIG": str(config)} if config else {}),
+        **({"ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_dir)} if control_dir else {}),
     }
 
 
@@ -206,12 +220,13 @@ class Runner:
         timeout: int | None = None,
     ) -> RunResult:
         """Run `playbooks/<playbook>` and return per-host outcomes."""
-        ident = (
-            f"{time.strftime('%Y%m%dT%H%M%S')}-{playbook.removesuffix('.yml')}-"
-            f"{secrets.token_hex(3)}"
-        )
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        ident = f"{stamp}-{Path(playbook).stem}-{secrets.token_hex(3)}"
         private = self.data_root / "runs"
         private.mkdir(parents=True, exist_ok=True, mode=0o700)
+        config = private / "ansible.cfg"
+        if not config.exists():
+            config.write_text("# settings come from the environment deployer sets\n[defaults]\n")
         inv_dir = private / "inventory"
         inv_dir.mkdir(exist_ok=True, mode=0o700)
         inv_file = inv_dir / f"{ident}.json"
@@ -260,12 +275,15 @@ class Runner:
 def _curated_env(env: Mapping[str, str]) -> dict[str, str]:
     """What ansible-runner added plus a short allow-list of ours: never our whole environment
     (it would land in the `command` artifact, and it may hold credentials)."""
-    ours = set(ansible_env(1))
-    return {
+    ours = set(ansible_env(1, Path(), Path()))
+    curated = {
         key: value
         for key, value in env.items()
         if key not in os.environ or key in _ENV_ALLOW or key in ours
     }
+    # ansible-playbook comes with the deployer install, not from whatever PATH says
+    curated["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return curated
 
 
 def _run(
@@ -293,7 +311,7 @@ def _run(
         extravars=dict(extravars),
         cmdline=" ".join(cmdline) or None,
         passwords=dict(passwords) or None,
-        envvars=ansible_env(forks),
+        envvars=ansible_env(forks, private / "ansible.cfg", control_path_dir(private)),
         forks=forks,
         verbosity=verbosity or None,
         quiet=True,
