@@ -1,0 +1,125 @@
+"""Good configs validate; environments override only the keys they set."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import Result
+from pydantic import BaseModel
+
+from deployer.config.loader import load_project
+from deployer.config.models import Environment, Health, Project, Section, Service, Strategy
+from deployer.config.resolve import Target, resolve
+
+GOOD = Path(__file__).parents[2] / "fixtures" / "configs" / "good"
+CONFIGS = sorted(GOOD.glob("*.yml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_good_config_validates(path: Path, cli: Callable[..., Result]) -> None:
+    result = cli("-c", path, "validate")
+    assert result.exit_code == 0, result.output
+    loaded = load_project(path)
+    for env in loaded.project.environments:
+        assert resolve(loaded, env).environment == env
+
+
+def _unset_fields(model: BaseModel, where: str) -> list[str]:
+    missing = [f"{where}.{n}" for n in type(model).model_fields if n not in model.model_fields_set]
+    for name in model.model_fields_set:
+        value = getattr(model, name)
+        if isinstance(value, Section) and not isinstance(value, Environment):
+            missing += _unset_fields(value, f"{where}.{name}")
+    return missing
+
+
+def test_full_config_sets_every_key() -> None:
+    project = load_project(GOOD / "full.yml").project
+    assert _unset_fields(project, "(top)") == []
+    assert _unset_fields(project.environments["production"], "production") == []
+
+
+def _target(env: str) -> Target:
+    return resolve(load_project(GOOD / "override.yml"), env)
+
+
+def _changed(section: type[BaseModel], base: BaseModel, other: BaseModel) -> set[str]:
+    return {n for n in section.model_fields if getattr(base, n) != getattr(other, n)}
+
+
+def test_environment_without_overrides_takes_the_project_sections() -> None:
+    project = load_project(GOOD / "override.yml").project
+    target = _target("production")
+    assert target.service == project.service
+    assert target.health == project.health
+    assert target.strategy == project.strategy
+    assert target.keep_releases == project.keep_releases == 4
+
+
+def test_partial_service_override() -> None:
+    prod, staging = _target("production").service, _target("staging").service
+    assert _changed(Service, prod, staging) == {"port", "env", "resources"}
+    assert staging.port == 9000
+    assert staging.command == prod.command == "/usr/bin/python3 app.py"
+    assert staging.deploy_to == "/srv/myapp"
+    assert staging.resources.memory == "1Gi"
+    assert staging.resources.cpu == prod.resources.cpu == 1
+
+
+def test_service_env_maps_merge_key_by_key() -> None:
+    assert _target("production").service.env == {"LOG_LEVEL": "info", "REGION": "eu"}
+    assert _target("staging").service.env == {
+        "LOG_LEVEL": "debug",
+        "REGION": "eu",
+        "FEATURE_X": "on",
+    }
+
+
+def test_partial_health_override() -> None:
+    prod, staging = _target("production").health, _target("staging").health
+    assert _changed(Health, prod, staging) == {"http", "retries"}
+    assert staging.retries == 3
+    assert staging.interval == prod.interval == 0.5
+    assert staging.http is not None
+    assert prod.http is not None
+    assert staging.http.path == "/ready"
+    assert staging.http.status == prod.http.status == 204
+
+
+def test_partial_strategy_override() -> None:
+    prod, staging = _target("production").strategy, _target("staging").strategy
+    assert _changed(Strategy, prod, staging) == {"batch_size"}
+    assert staging.batch_size == "50%"
+    assert staging.failure_budget == prod.failure_budget == 1
+
+
+def test_full_config_environment_overrides_everything() -> None:
+    loaded = load_project(GOOD / "full.yml")
+    target = resolve(loaded, "production")
+    env = loaded.project.environments["production"]
+    assert env.service is not None
+    assert target.service.env == {"LOG_LEVEL": "info", "REGION": "us"}
+    assert target.service.command == env.service.command
+    assert target.keep_releases == 3
+    assert target.primary == "web2"
+    assert target.deploy_to == "/opt/shop-prod"
+    assert target.service_user == "shopprod"
+    assert target.ledger_path == loaded.directory / "state" / "ledger.sqlite3"
+    assert target.known_hosts == (loaded.directory / "keys" / "known_hosts",)
+    assert {h.name: h.private_key for h in target.hosts} == dict.fromkeys(
+        ["web1", "web2", "db1"], loaded.directory / "keys" / "deploy_ed25519"
+    )
+
+
+def test_defaults_come_from_the_models() -> None:
+    target = resolve(load_project(GOOD / "minimal.yml"), "staging")
+    assert target.deploy_to == "/srv/myapp"
+    assert target.service_user == "myapp"
+    assert target.primary == "10.0.0.1"
+    assert target.keep_releases == Project.model_fields["keep_releases"].default
+    assert target.strategy == Strategy()
+    assert target.hosts[0].user == "deploy"
+    assert target.hosts[0].port == 22
+    assert target.hosts[0].private_key is None
