@@ -49,3 +49,13 @@ def load_lab(name: str | None = None) -> LabInfo | None:
         raise ConfigError(
             [f"{path}: not a lab hosts file ({exc}); run `deployer lab up`"]
         ) from None
+
+
+def placeholder_lab() -> LabInfo:
+    """A one-host stand-in, so `validate` can judge a lab environment while the lab is down."""
+    return LabInfo(
+        name=lab_name(),
+        hosts=(Host(name="lab1", address="127.0.0.1"),),
+        private_key=Path("id_ed25519"),
+        known_hosts=Path("known_hosts"),
+    )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -29,9 +29,7 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[An
         key = loader.construct_object(key_node)
         if key in seen:
             mark = key_node.start_mark
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (line {mark.line + 1})", mark
-            )
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", mark)
         seen.add(key)
     return loader.construct_mapping(node)
 
@@ -118,12 +116,17 @@ def _message(error: ErrorDetails, model: type[BaseModel], loc: Loc) -> str:
 def _known_keys(model: type[BaseModel], loc: Loc) -> list[str]:
     """The keys the model accepts at `loc`, for 'did you mean' hints."""
     current: Any = model
+    mapping_key_next = False  # after a dict[str, Model] field, the next part is a user key
     for part in loc:
         if isinstance(part, int) or current is None:
+            continue
+        if mapping_key_next:
+            mapping_key_next = False
             continue
         if isinstance(current, type) and issubclass(current, BaseModel):
             field = current.model_fields.get(str(part))
             current = _model_in(field.annotation) if field else None
+            mapping_key_next = field is not None and get_origin(field.annotation) is dict
         else:
             current = None
     if isinstance(current, type) and issubclass(current, BaseModel):
@@ -148,19 +151,21 @@ def _clean_loc(loc: Loc) -> Loc:
 
 def validation_problems(exc: ValidationError, model: type[BaseModel], source: Source) -> list[str]:
     problems: dict[str, str] = {}
+    branches: set[str] = set()  # paths reported by a union's literal branch ('lab')
     for error in exc.errors():
         loc = _clean_loc(tuple(error["loc"]))
         path = format_loc(loc)
-        if path in problems and error["type"] == "literal_error":
-            continue  # a union's second branch ('lab') says less than the first
+        if error["type"] == "literal_error":
+            branches.add(path)
         line = source.line_of(loc)
         where = f" (line {line})" if line else ""
         problems.setdefault(path, f"{path}: {_message(error, model, loc)}{where}")
-    # A union reports every branch; when one branch explains more deeply, keep that one.
+    # A union reports every branch; when the other branch explains more deeply, keep that one.
     return [
         text
         for path, text in problems.items()
-        if not any(other.startswith((path + ".", path + "[")) for other in problems)
+        if path not in branches
+        or not any(other.startswith((path + ".", path + "[")) for other in problems)
     ]
 
 

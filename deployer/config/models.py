@@ -8,6 +8,7 @@ Environments may override the project-level `service`, `health`, `strategy`, `ro
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Literal
 
@@ -16,6 +17,8 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictFloat,
+    StrictInt,
     field_validator,
     model_validator,
 )
@@ -73,7 +76,7 @@ _MEMORY = re.compile(r"^\d+(Ki|Mi|Gi|Ti|K|M|G|T)?$")
 
 
 class Resources(Section):
-    cpu: float | str | None = Field(
+    cpu: StrictFloat | StrictInt | str | None = Field(
         default=None, description="CPU limit in cores: 0.5, 2, or 500m.", examples=[0.5]
     )
     memory: str | None = Field(
@@ -87,8 +90,11 @@ class Resources(Section):
             return None
         if isinstance(value, str) and not _CPU.fullmatch(value):
             raise ValueError(f"{value!r} is not a CPU amount (0.5, 2, 500m)")
-        if cpu_cores(value) <= 0:
+        cores = cpu_cores(value)
+        if not math.isfinite(cores) or cores <= 0:
             raise ValueError("must be more than 0")
+        if cores < 0.01:
+            raise ValueError("must be at least 0.01 (10m): systemd's smallest CPUQuota is 1%")
         return value
 
     @field_validator("memory")
@@ -96,6 +102,8 @@ class Resources(Section):
     def _memory(cls, value: str | None) -> str | None:
         if value is not None and not _MEMORY.fullmatch(value):
             raise ValueError(f"{value!r} is not a memory size (512Mi, 1Gi)")
+        if value is not None and int(value.rstrip("KMGTi")) == 0:
+            raise ValueError("must be more than 0")
         return value
 
 

@@ -34,12 +34,12 @@ def _matcher(pattern: re.Pattern[str], what: str, allowed: str) -> Callable[[str
     return check
 
 
-def _segments_ok(value: str) -> str:
+def _segments_ok(value: str, shown: str | None = None) -> str:
     parts = value.split("/")
     if ".." in parts or "." in parts[1:]:
-        raise ValueError(f"{value!r}: '.' and '..' path segments are not allowed")
+        raise ValueError(f"{shown or value!r}: '.' and '..' path segments are not allowed")
     if "//" in value or value.endswith("/"):
-        raise ValueError(f"{value!r}: empty path segments are not allowed")
+        raise ValueError(f"{shown or value!r}: empty path segments are not allowed")
     return value
 
 
@@ -52,7 +52,7 @@ def _abs_path(value: str) -> str:
 def _rel_path(value: str) -> str:
     if not _REL_PATH.fullmatch(value):
         raise ValueError(f"{value!r} is not a safe relative path")
-    _segments_ok("/" + value)
+    _segments_ok("/" + value, repr(value))
     return value
 
 

@@ -7,6 +7,7 @@ stays pure: no files, no network.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -107,11 +108,20 @@ class Target:
 
     @property
     def service_user(self) -> str:
-        return self.service.user or self.app.name.lower().replace(".", "-")[:32]
+        return self.service.user or default_user(self.app.name)
 
     @property
     def host_names(self) -> tuple[str, ...]:
         return tuple(h.name for h in self.hosts)
+
+
+def default_user(app: str) -> str:
+    """A valid system user name from an app name: lowercase, '.' -> '-', must not start
+    with a digit or '-'."""
+    name = re.sub(r"[^a-z0-9_-]", "-", app.lower())
+    if not re.match(r"[a-z_]", name):
+        name = "_" + name
+    return name[:32]
 
 
 def environment_names(loaded: LoadedProject) -> list[str]:
@@ -133,8 +143,7 @@ def resolve(loaded: LoadedProject, environment: str, lab: LabInfo | None = None)
     service = overlay(project.service, env.service)
     if not service.command:
         problems.append(
-            f"service.command: required (set it at the top level or in "
-            f"{format_loc((*base, 'service', 'command'))})"
+            "service.command: required (set it at the top level or in every environment's service)"
         )
     health = overlay(project.health, env.health)
     if health.http is None and health.tcp is None and health.command is None:

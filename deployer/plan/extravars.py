@@ -15,7 +15,7 @@ LOCK_DIR = "/var/lib/deployer/locks"
 
 
 def lock_path(target: Target) -> str:
-    return f"{LOCK_DIR}/{target.app.name}-{target.environment}.lock"
+    return f"{LOCK_DIR}/{target.app.name}/{target.environment}.lock"
 
 
 def health_vars(target: Target) -> dict[str, Any]:

@@ -140,10 +140,6 @@ def test_single_line(value: str) -> None:
         names.single_line(value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the default service user derived from app.name skips the UserName rule",
-)
 @pytest.mark.parametrize("app", ["9lives", "0day.app"])
 def test_default_service_user_is_a_valid_user_name(app: str, tmp_path: Path) -> None:
     config = tmp_path / "deploy.yml"

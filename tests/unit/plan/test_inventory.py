@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from deployer.config.loader import load_project
 from deployer.config.models import Resources
@@ -149,10 +150,8 @@ def test_no_limits_without_resources() -> None:
     assert systemd_limits(Resources()) == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: cpu below 0.005 cores validates but rounds to CPUQuota=0%, which systemd rejects",
-)
 @pytest.mark.parametrize("cpu", ["1m", "4m", 0.001])
-def test_tiny_cpu_limit_is_not_zero_percent(cpu: float | str) -> None:
-    assert systemd_limits(Resources(cpu=cpu))["cpu_quota"] != "0%"
+def test_tiny_cpu_limit_is_refused_not_rounded_to_zero_percent(cpu: float | str) -> None:
+    with pytest.raises(ValidationError, match=r"at least 0\.01"):
+        Resources(cpu=cpu)
+    assert systemd_limits(Resources(cpu="10m"))["cpu_quota"] == "1%"
