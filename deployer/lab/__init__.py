@@ -11,9 +11,31 @@ written to the lab's known_hosts, so clients can keep strict host key checking o
 
 from __future__ import annotations
 
-from .image import ensure_image
-from .lifecycle import down, ssh_argv, status, up
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from .model import LabError, LabHost, LabState, lab_dir
+
+if TYPE_CHECKING:
+    from .image import ensure_image
+    from .lifecycle import down, ssh_argv, status, up
+
+# The docker SDK is imported only when a lab operation runs: reading a lab's hosts file
+# (every `deployer` command on a lab environment) must stay cheap.
+_LAZY = {
+    "ensure_image": ".image",
+    "down": ".lifecycle",
+    "ssh_argv": ".lifecycle",
+    "status": ".lifecycle",
+    "up": ".lifecycle",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "LabError",

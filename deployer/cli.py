@@ -1,0 +1,456 @@
+"""The `deployer` command line: parse, load config, call a command, render its result.
+
+Exit codes are `deployer.exitcodes.ExitCode`. Progress goes to stderr, results to stdout
+(JSON with --json). Every config problem is reported before any host is touched.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+import yaml
+from rich.console import Console
+
+from deployer.errors import BadRequest, ConfigError, DeployerError
+from deployer.exitcodes import ExitCode
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="deployer",
+    help="Agentless deployments over SSH: stage, switch, health-check, roll back.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+lab_app = typer.Typer(
+    help="The local lab: Debian hosts in containers with systemd and sshd.", no_args_is_help=True
+)
+lock_app = typer.Typer(help="The per-environment deployment lock.", no_args_is_help=True)
+app.add_typer(lab_app, name="lab")
+app.add_typer(lock_app, name="lock")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+EnvArg = Annotated[str, typer.Argument(help="Environment name from deploy.yml.")]
+
+
+@dataclass
+class Options:
+    config: Path
+    verbosity: int
+
+
+@app.callback()
+def _main(
+    ctx: typer.Context,
+    config: Annotated[
+        Path, typer.Option("-c", "--config", help="Project file.", envvar="DEPLOYER_CONFIG")
+    ] = Path("deploy.yml"),
+    verbose: Annotated[
+        int, typer.Option("-v", "--verbose", count=True, help="Ansible verbosity (-v ... -vvvv).")
+    ] = 0,
+) -> None:
+    ctx.obj = Options(config=config, verbosity=verbose)
+
+
+def _finish(result: Any, as_json: bool, code: ExitCode = ExitCode.OK) -> None:
+    from deployer import render
+
+    if as_json:
+        render.emit_json(out, result)
+    else:
+        render.show(result, out)
+    raise typer.Exit(int(code))
+
+
+@contextmanager
+def _errors(as_json: bool) -> Iterator[None]:
+    """Turn DeployerError into its message and exit code (JSON with --json)."""
+    try:
+        yield
+    except DeployerError as exc:
+        from deployer import render
+
+        render.error(out if as_json else err, exc, as_json=as_json)
+        raise typer.Exit(int(exc.exit_code)) from None
+
+
+def _loaded(ctx: typer.Context) -> Any:
+    from deployer.config.loader import load_project
+
+    options: Options = ctx.obj
+    return load_project(options.config)
+
+
+def _target(ctx: typer.Context, environment: str) -> Any:
+    from deployer.config.labhosts import load_lab, uses_lab
+    from deployer.config.resolve import resolve
+
+    loaded = _loaded(ctx)
+    lab = load_lab() if uses_lab(loaded, environment) else None
+    return resolve(loaded, environment, lab)
+
+
+def _session(ctx: typer.Context, environment: str, *, secrets: bool = False) -> Any:
+    from deployer import secrets as secret_values
+    from deployer.commands.context import Session
+
+    target = _target(ctx, environment)
+    values = secret_values.resolve(target.secrets, target.project_dir) if secrets else {}
+    return Session(
+        target=target,
+        verbosity=ctx.obj.verbosity,
+        redact=secret_values.redactor_for(values),
+        secret_env=values,
+    )
+
+
+@contextmanager
+def _live(session: Any, title: str) -> Iterator[None]:
+    """Progress on stderr, and Ctrl-C turned into a clean stop of the running playbook."""
+    from deployer.progress import LiveProgress
+
+    def interrupt(signum: int, frame: Any) -> None:
+        if session.interrupted.is_set():  # a second Ctrl-C: stop waiting
+            raise KeyboardInterrupt
+        session.interrupted.set()
+        err.print("[yellow]interrupt: stopping after the current step...[/]")
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        with LiveProgress(err, title) as progress:
+            session.progress = progress
+            yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _run(
+    ctx: typer.Context,
+    environment: str,
+    title: str,
+    call: Callable[[Any], T],
+    *,
+    secrets: bool = False,
+) -> T:
+    session = _session(ctx, environment, secrets=secrets)
+    with _live(session, title):
+        return call(session)
+
+
+# --- project -----------------------------------------------------------------------------
+
+
+@app.command()
+def init(
+    ctx: typer.Context,
+    app_name: Annotated[str, typer.Option("--app", help="Application name.")] = "myapp",
+    force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented starter deploy.yml."""
+    from deployer.config.names import Name
+    from deployer.config.starter import starter
+
+    with _errors(False):
+        from pydantic import TypeAdapter, ValidationError
+
+        try:
+            TypeAdapter(Name).validate_python(app_name)
+        except ValidationError as exc:
+            raise BadRequest(f"--app: {exc.errors()[0]['msg']}") from None
+        path: Path = ctx.obj.config
+        if path.exists() and not force:
+            raise BadRequest(f"{path} exists; use --force to overwrite it")
+        path.write_text(starter(app_name))
+        out.print(f"wrote {path}: edit the environments, then `deployer validate`")
+
+
+@app.command()
+def validate(
+    ctx: typer.Context,
+    environments: Annotated[
+        list[str] | None, typer.Argument(help="Environments to resolve (default: all).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check deploy.yml; exit 2 naming every bad config path."""
+    from deployer.config.labhosts import load_lab, placeholder_lab, uses_lab
+    from deployer.config.resolve import resolve
+
+    with _errors(as_json):
+        loaded = _loaded(ctx)
+        names = environments or list(loaded.project.environments)
+        problems: list[str] = []
+        notes: list[str] = []
+        for name in names:
+            lab = load_lab() if uses_lab(loaded, name) else None
+            if uses_lab(loaded, name) and lab is None:
+                # the config is judged on its own; `deploy` will ask for `lab up`
+                lab = placeholder_lab()
+                notes.append(f"{name}: uses the local lab, which is not up")
+            try:
+                resolve(loaded, name, lab)
+            except ConfigError as exc:
+                problems += [p for p in exc.problems if p not in problems]
+        if problems:
+            raise ConfigError(problems, source=str(loaded.path))
+        result = {"config": str(loaded.path), "valid": True, "environments": names, "notes": notes}
+        if as_json:
+            _finish(result, True)
+        out.print(f"[green]ok[/]: {loaded.path} is valid ({', '.join(names)})")
+        for note in notes:
+            out.print(f"  note: {note}")
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of deploy.yml (for editor completion)."""
+    from deployer.config.models import Project
+
+    out.out(json.dumps(Project.model_json_schema(), indent=2))
+
+
+@app.command()
+def inventory(ctx: typer.Context, environment: EnvArg, as_json: JsonOpt = False) -> None:
+    """Print the Ansible inventory generated for an environment."""
+    from deployer.plan.inventory import build_inventory
+
+    with _errors(as_json):
+        data = build_inventory(_target(ctx, environment))
+        if as_json:
+            out.out(json.dumps(data, indent=2))
+        else:
+            out.out(yaml.safe_dump(data, sort_keys=False), highlight=False)
+
+
+# --- lifecycle ---------------------------------------------------------------------------
+
+VersionOpt = Annotated[str | None, typer.Option("--version", help="Release version.")]
+ArtifactOpt = Annotated[
+    Path | None, typer.Option("--artifact", help="Directory or .tar.gz instead of the config's.")
+]
+
+
+@app.command()
+def plan(
+    ctx: typer.Context,
+    environment: EnvArg,
+    version: VersionOpt = None,
+    artifact: ArtifactOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show hosts, batches and current -> new version per host. Changes nothing."""
+    from deployer.commands.plan import plan as run_plan
+
+    with _errors(as_json):
+        result = _run(
+            ctx,
+            environment,
+            f"plan {environment}",
+            lambda s: run_plan(s, version=version, artifact_path=artifact),
+        )
+        _finish(result, as_json)
+
+
+@app.command()
+def deploy(
+    ctx: typer.Context,
+    environment: EnvArg,
+    version: VersionOpt = None,
+    artifact: ArtifactOpt = None,
+    wait: Annotated[
+        float, typer.Option("--wait", min=0, help="Seconds to wait for a held lock.")
+    ] = 0.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Deploy a release: stage, switch in batches, health-check; roll back on failure."""
+    from deployer.commands.deploy import deploy as run_deploy
+
+    with _errors(as_json):
+        result = _run(
+            ctx,
+            environment,
+            f"deploy {environment}",
+            lambda s: run_deploy(s, version=version, artifact_path=artifact, wait=wait),
+            secrets=True,
+        )
+        _finish(result, as_json, result.exit_code)
+
+
+@app.command()
+def rollback(
+    ctx: typer.Context,
+    environment: EnvArg,
+    to: Annotated[
+        str | None, typer.Option("--to", help="Version (default: previous good).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Put every host back on a stored good version."""
+    from deployer.commands.rollback import rollback as run_rollback
+
+    with _errors(as_json):
+        result = _run(ctx, environment, f"rollback {environment}", lambda s: run_rollback(s, to=to))
+        _finish(result, as_json, result.exit_code)
+
+
+@app.command()
+def status(ctx: typer.Context, environment: EnvArg, as_json: JsonOpt = False) -> None:
+    """Per host: current version and health; drift when hosts disagree."""
+    from deployer.commands.state import status as run_status
+
+    with _errors(as_json):
+        _finish(_run(ctx, environment, f"status {environment}", run_status), as_json)
+
+
+@app.command()
+def releases(ctx: typer.Context, environment: EnvArg, as_json: JsonOpt = False) -> None:
+    """Versions stored on the hosts, marked current / good / bad."""
+    from deployer.commands.state import releases as run_releases
+
+    with _errors(as_json):
+        _finish(_run(ctx, environment, f"releases {environment}", run_releases), as_json)
+
+
+@app.command()
+def history(
+    ctx: typer.Context,
+    environment: Annotated[str | None, typer.Argument(help="Environment (default: all).")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Rows.")] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """Deployments and rollbacks from the ledger, newest first."""
+    from deployer import render
+    from deployer.ledger import Ledger
+
+    with _errors(as_json):
+        loaded = _loaded(ctx)
+        if environment is not None and environment not in loaded.project.environments:
+            raise ConfigError(
+                [
+                    f"environments.{environment}: unknown environment "
+                    f"(known: {', '.join(loaded.project.environments)})"
+                ]
+            )
+        rows = Ledger(loaded.directory / loaded.project.ledger).history(environment, limit)
+        if as_json:
+            _finish(rows, True)
+        render.show_history(rows, out)
+
+
+@lock_app.command("status")
+def lock_status(ctx: typer.Context, environment: EnvArg, as_json: JsonOpt = False) -> None:
+    """Who holds the environment's lock, and whether it is stale."""
+    from deployer.commands.lock import status as run_lock_status
+
+    with _errors(as_json):
+        _finish(_run(ctx, environment, f"lock status {environment}", run_lock_status), as_json)
+
+
+@lock_app.command("release")
+def lock_release(
+    ctx: typer.Context,
+    environment: EnvArg,
+    force: Annotated[bool, typer.Option(help="Break a lock that is not stale.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Break a stale lock (a live one only with --force)."""
+    from deployer.commands.lock import release as run_release
+
+    with _errors(as_json):
+        before = _run(
+            ctx, environment, f"lock release {environment}", lambda s: run_release(s, force=force)
+        )
+        if as_json:
+            _finish({"released": before.held, "was": before}, True)
+        out.print(
+            "lock released (it was: " + before.describe() + ")"
+            if before.held
+            else f"{environment}: not locked"
+        )
+
+
+# --- lab ---------------------------------------------------------------------------------
+
+LabName = Annotated[str, typer.Option("--name", envvar="DEPLOYER_LAB_NAME", help="Lab name.")]
+
+
+def _lab_state(state: Any, as_json: bool) -> None:
+    if as_json:
+        from deployer import render
+
+        render.emit_json(out, state)
+        return
+    if not state.hosts:
+        out.print(f"lab {state.name}: no hosts")
+        return
+    for host in state.hosts:
+        out.print(f"{host.name}  {host.user}@{host.address}:{host.port}  {host.state}")
+    out.print(f"hosts file: {state.hosts_file}  (use `hosts: {{<component>: lab}}` in deploy.yml)")
+
+
+@lab_app.command("up")
+def lab_up(
+    hosts: Annotated[int, typer.Option("--hosts", min=1, max=60, help="Number of hosts.")] = 3,
+    name: LabName = "lab",
+    as_json: JsonOpt = False,
+) -> None:
+    """Start (or scale to) N lab hosts; builds the image the first time."""
+    from deployer import lab
+
+    with _errors(as_json), _lab_errors():
+        with err.status("lab up") as spinner:
+            state = lab.up(hosts, name=name, progress=lambda m: spinner.update(f"lab up: {m}"))
+        _lab_state(state, as_json)
+
+
+@lab_app.command("status")
+def lab_status(name: LabName = "lab", as_json: JsonOpt = False) -> None:
+    """List the lab's hosts."""
+    from deployer import lab
+
+    with _errors(as_json), _lab_errors():
+        _lab_state(lab.status(name), as_json)
+
+
+@lab_app.command("down")
+def lab_down(name: LabName = "lab", as_json: JsonOpt = False) -> None:
+    """Remove the lab's hosts."""
+    from deployer import lab
+
+    with _errors(as_json), _lab_errors():
+        with err.status("lab down"):
+            state = lab.down(name)
+        if as_json:
+            _lab_state(state, True)
+        else:
+            out.print(f"lab {name}: removed {len(state.hosts)} host(s)")
+
+
+@contextmanager
+def _lab_errors() -> Iterator[None]:
+    from deployer.lab import LabError
+
+    try:
+        yield
+    except LabError as exc:
+        raise DeployerError(str(exc)) from None
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

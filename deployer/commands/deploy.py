@@ -1,0 +1,426 @@
+"""`deployer deploy`: stage everywhere, switch in batches, watch, and put the whole fleet back
+on its previous good version when anything fails.
+
+Stages, in order, each one Ansible run: prepare (lock, preflight, upload, unpack: nothing is
+switched yet) -> switch per batch (with on-host health checks) -> watch window -> release the
+lock. The ledger row is opened first and closed last, whatever happens in between, so a run is
+never left looking successful when it was not.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deployer import artifact as artifacts
+from deployer.commands.context import Session
+from deployer.commands.lock import LockInfo, lock_info, locked_error, new_token, release_own
+from deployer.config.names import check_version
+from deployer.errors import BadRequest, DeployerError
+from deployer.exitcodes import ExitCode
+from deployer.ledger import HostResult, HostStatus, Kind, Status, pid_is_alive
+from deployer.plan.batches import batches as plan_batches
+from deployer.plan.extravars import (
+    lock_vars,
+    prepare_vars,
+    rollback_vars,
+    switch_vars,
+    watch_vars,
+)
+from deployer.runner import HostOutcome, RunResult
+
+LOCK_POLL_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class HostReport:
+    host: str
+    status: HostStatus
+    stage: str
+    before: str | None
+    after: str | None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    deployment_id: int
+    environment: str
+    version: str
+    artifact_sha256: str
+    status: Status
+    exit_code: ExitCode
+    stage: str
+    reason: str
+    noop: bool
+    batches: tuple[tuple[str, ...], ...]
+    hosts: tuple[HostReport, ...]
+    deploy_seconds: float
+    rollback_seconds: float | None
+
+
+class _Interrupted(Exception):
+    """The operator pressed Ctrl-C: stop, release the lock, record INTERRUPTED."""
+
+
+class _Stop(Exception):
+    """The rollout cannot go on; carries the ledger status and the exit code."""
+
+    def __init__(self, status: Status, code: ExitCode, stage: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.code, self.stage, self.reason = status, code, stage, reason
+
+
+@dataclass
+class _Rollout:
+    """Mutable bookkeeping of one deployment, turned into ledger rows and the result."""
+
+    session: Session
+    deployment_id: int
+    version: str
+    before: dict[str, str | None] = field(default_factory=dict)
+    hosts: dict[str, HostReport] = field(default_factory=dict)
+    switched: list[str] = field(default_factory=list)
+    changed: bool = False
+    lock_held: bool = False
+    token: str = field(default_factory=new_token)
+    rollback_seconds: float | None = None
+
+    def note(
+        self, host: str, status: HostStatus, stage: str, after: str | None, message: str = ""
+    ) -> None:
+        self.hosts[host] = HostReport(host, status, stage, self.before.get(host), after, message)
+
+    def stage(self, name: str) -> None:
+        self.session.ledger.set_stage(self.deployment_id, name)
+
+    def flush(self) -> None:
+        self.session.ledger.record_hosts(
+            self.deployment_id,
+            [
+                HostResult(r.host, r.status, r.stage, r.before, r.after, r.message)
+                for r in self.hosts.values()
+            ],
+        )
+
+    def check(self, result: RunResult) -> None:
+        self.changed = self.changed or any(h.changed for h in result.hosts.values())
+        if self.session.interrupted.is_set() or result.canceled:
+            raise _Interrupted
+
+
+def deploy(
+    session: Session,
+    *,
+    version: str | None = None,
+    artifact_path: Path | None = None,
+    wait: float = 0.0,
+) -> DeployResult:
+    target = session.target
+    source = artifact_path or (target.project_dir / target.artifact.path)
+    build = None if artifact_path else target.artifact.build
+    art = artifacts.prepare(source, session.state_dir / "artifacts", target.artifact.exclude, build)
+    version = version or art.default_version
+    try:
+        check_version(version)
+    except ValueError as exc:
+        raise BadRequest(f"--version: {exc}") from None
+    ledger = session.ledger
+    ledger.reconcile_orphans(session.identity.control_host, pid_is_alive)
+    if version in ledger.bad_versions(target.environment):
+        raise BadRequest(
+            f"version {version} is marked bad in {target.environment}: it failed before; "
+            "deploy a new version"
+        )
+    started = time.monotonic()
+    deployment_id = ledger.begin(
+        environment=target.environment,
+        kind=Kind.DEPLOY,
+        version=version,
+        previous_version=ledger.current(target.environment),
+        artifact_sha256=art.sha256,
+        user=session.identity.user,
+        control_host=session.identity.control_host,
+        pid=session.identity.pid,
+    )
+    rollout = _Rollout(session, deployment_id, version)
+    plan = [tuple(b) for b in plan_batches(target.strategy, target.host_names)]
+    status, code, stage, reason = Status.SUCCEEDED, ExitCode.OK, "done", ""
+    try:
+        _prepare(rollout, art, wait, started)
+        _switch_all(rollout, plan)
+        _watch(rollout)
+    except _Stop as stop:
+        status, code, stage, reason = stop.status, stop.code, stop.stage, stop.reason
+    except (_Interrupted, KeyboardInterrupt):
+        status, code, stage = Status.INTERRUPTED, ExitCode.DEPLOY_FAILED, "interrupted"
+        reason = "interrupted by the operator; hosts stay where they were: see `status`"
+    finally:
+        lock_problem = _release_lock(rollout)
+    if lock_problem:
+        reason = f"{reason}; {lock_problem}" if reason else lock_problem
+    rollout.flush()
+    seconds = time.monotonic() - started
+    noop = status is Status.SUCCEEDED and not rollout.changed
+    record = ledger.finish(
+        deployment_id,
+        status,
+        reason=reason,
+        noop=noop,
+        deploy_seconds=seconds,
+        rollback_seconds=rollout.rollback_seconds,
+    )
+    return DeployResult(
+        deployment_id=deployment_id,
+        environment=target.environment,
+        version=version,
+        artifact_sha256=art.sha256,
+        status=record.status,
+        exit_code=code,
+        stage=stage,
+        reason=session.redact(reason),
+        noop=noop,
+        batches=tuple(plan),
+        hosts=tuple(rollout.hosts[h] for h in target.host_names if h in rollout.hosts),
+        deploy_seconds=seconds,
+        rollback_seconds=rollout.rollback_seconds,
+    )
+
+
+def _prepare(rollout: _Rollout, art: artifacts.Artifact, wait: float, started: float) -> None:
+    """Lock, preflight, upload and unpack on every host. Nothing is switched here."""
+    session, target = rollout.session, rollout.session.target
+    rollout.stage("prepare")
+    hosts = list(target.host_names)
+    while True:
+        holder = session.identity.holder(rollout.deployment_id)
+        extravars = prepare_vars(
+            target,
+            hosts,
+            version=rollout.version,
+            artifact=str(art.path),
+            sha256=art.sha256,
+            required_bytes=art.required_bytes,
+            lock=lock_vars(target, rollout.token, holder, target.lock_ttl),
+        )
+        result = session.run("prepare.yml", extravars, secrets=True)
+        rollout.check(result)
+        primary = result.hosts.get(target.primary)
+        if primary is not None and primary.data.get("held") and primary.failed:
+            info = lock_info(session, primary.data)
+            if time.monotonic() - started < wait and not info.stale:
+                time.sleep(LOCK_POLL_SECONDS)
+                continue
+            raise _Stop(Status.FAILED, ExitCode.LOCKED, "lock", _locked_reason(info))
+        break
+    rollout.lock_held = primary is not None and primary.good
+    for host, outcome in result.hosts.items():
+        rollout.before[host] = outcome.data.get("current")
+    unreachable = [h for h, o in result.hosts.items() if o.unreachable]
+    missing = [h for h in hosts if h not in result.hosts]
+    if unreachable or (missing and not result.ok):
+        for host in unreachable:
+            rollout.note(
+                host, HostStatus.UNREACHABLE, "preflight", None, result.hosts[host].message
+            )
+        names = ", ".join(unreachable or missing)
+        raise _Stop(
+            Status.FAILED,
+            ExitCode.UNREACHABLE,
+            "preflight",
+            f"unreachable in preflight: {names}; nothing was changed",
+        )
+    failed = _failed(result.hosts.values())
+    if failed or not result.ok:
+        for outcome in failed:
+            stage = _stage_of(outcome)
+            rollout.note(
+                outcome.host, HostStatus.FAILED, stage, outcome.data.get("current"), outcome.message
+            )
+        detail = "; ".join(f"{o.host}: {o.message}" for o in failed) or result.status
+        stage = _stage_of(failed[0]) if failed else "prepare"
+        raise _Stop(
+            Status.FAILED,
+            ExitCode.DEPLOY_FAILED,
+            stage,
+            f"{stage} failed, nothing was switched: {detail}",
+        )
+
+
+def _locked_reason(info: LockInfo) -> str:
+    return str(locked_error(info).message)
+
+
+def _stage_of(outcome: HostOutcome) -> str:
+    task = outcome.failed_task.lower()
+    for stage in ("lock", "preflight", "upload", "stage"):
+        if stage in task:
+            return "preflight" if stage == "lock" else stage
+    return "stage"
+
+
+def _failed(outcomes: Iterable[HostOutcome]) -> list[HostOutcome]:
+    return [o for o in outcomes if not o.good]
+
+
+def _switch_all(rollout: _Rollout, plan: list[tuple[str, ...]]) -> None:
+    """Switch batch by batch; past the failure budget, roll the whole fleet back."""
+    session, target = rollout.session, rollout.session.target
+    budget = target.strategy.failure_budget
+    broken: dict[str, HostOutcome] = {}
+    for number, batch in enumerate(plan, start=1):
+        rollout.stage(f"switch {number}/{len(plan)}")
+        result = session.run("switch.yml", switch_vars(target, batch, rollout.version), hosts=batch)
+        for host in batch:
+            outcome = result.hosts.get(host) or HostOutcome(
+                host, unreachable=True, message="no result"
+            )
+            if outcome.good:
+                rollout.switched.append(host)
+                rollout.note(
+                    host,
+                    HostStatus.CHANGED if outcome.changed else HostStatus.OK,
+                    "switch",
+                    rollout.version,
+                )
+            else:
+                broken[host] = outcome
+                if outcome.data.get("switched") or outcome.unreachable:
+                    rollout.switched.append(host)
+                after = (
+                    None
+                    if outcome.unreachable
+                    else (
+                        rollout.version
+                        if outcome.data.get("switched")
+                        else rollout.before.get(host)
+                    )
+                )
+                status = HostStatus.UNKNOWN if outcome.unreachable else HostStatus.FAILED
+                rollout.note(
+                    host,
+                    status,
+                    "health" if outcome.data.get("switched") else "switch",
+                    after,
+                    outcome.message,
+                )
+        rollout.flush()
+        rollout.check(result)
+        if len(broken) > budget:
+            reason = _why(broken, f"batch {number}/{len(plan)}")
+            _fleet_rollback(rollout, reason, stage="switch")
+    if broken:  # within the budget: put just those hosts back
+        _rollback(
+            rollout,
+            [h for h in broken if h in rollout.switched],
+            mark_bad=None,
+            reason=_why(broken, "within the failure budget"),
+        )
+
+
+def _why(broken: Mapping[str, HostOutcome], where: str) -> str:
+    details = "; ".join(
+        f"{host}: {'unreachable' if o.unreachable else 'failed'}: {o.message}"
+        for host, o in broken.items()
+    )
+    return f"{len(broken)} host(s) failed in {where}: {details}"
+
+
+def _watch(rollout: _Rollout) -> None:
+    """Sample health over the watch window; a breach rolls the fleet back."""
+    session, target = rollout.session, rollout.session.target
+    if target.rollback.watch <= 0:
+        return
+    rollout.stage("watch")
+    hosts = [
+        h
+        for h in target.host_names
+        if rollout.hosts.get(h, None) is not None and rollout.hosts[h].after == rollout.version
+    ]
+    result = session.run("watch.yml", watch_vars(target, hosts), hosts=hosts)
+    rollout.check(result)
+    broken = {h: o for h, o in result.hosts.items() if not o.good}
+    for host, outcome in broken.items():
+        rollout.note(host, HostStatus.FAILED, "watch", rollout.version, outcome.message)
+    if len(broken) > target.strategy.failure_budget:
+        _fleet_rollback(rollout, _why(broken, "the watch window"), stage="watch")
+
+
+def _fleet_rollback(rollout: _Rollout, reason: str, *, stage: str) -> None:
+    """Every switched host back to its previous version; the new version is marked bad."""
+    target = rollout.session.target
+    if not target.rollback.automatic:
+        raise _Stop(
+            Status.FAILED,
+            ExitCode.DEPLOY_FAILED,
+            stage,
+            f"{reason}; automatic rollback is off: hosts were left as they are",
+        )
+    rollout.session.ledger.mark_bad(
+        target.environment, rollout.version, deployment_id=rollout.deployment_id, reason=reason
+    )
+    failed = _rollback(rollout, list(rollout.switched), mark_bad=rollout.version, reason=reason)
+    tail = f"; rollback FAILED on {', '.join(failed)}" if failed else ""
+    raise _Stop(Status.ROLLED_BACK, ExitCode.DEPLOY_FAILED, stage, f"{reason}; rolled back{tail}")
+
+
+def _rollback(
+    rollout: _Rollout, hosts: list[str], *, mark_bad: str | None, reason: str
+) -> list[str]:
+    """Put `hosts` back on their previous versions. Returns the hosts where that failed."""
+    session, target = rollout.session, rollout.session.target
+    to = {h: v for h in hosts if (v := rollout.before.get(h)) and v != rollout.version}
+    stuck = [h for h in hosts if h not in to]
+    for host in stuck:
+        prior = rollout.hosts.get(host)
+        rollout.note(
+            host,
+            HostStatus.FAILED,
+            "rollback",
+            prior.after if prior else None,
+            "no previous release to roll back to",
+        )
+    if not to:
+        return stuck
+    rollout.stage("rollback")
+    started = time.monotonic()
+    result = session.run(
+        "rollback.yml",
+        rollback_vars(target, to, mark_bad, reason),
+        hosts=list(to),
+        cancellable=False,
+    )
+    rollout.rollback_seconds = (rollout.rollback_seconds or 0.0) + time.monotonic() - started
+    failed = list(stuck)
+    for host, version in to.items():
+        outcome = result.hosts.get(host)
+        prior = rollout.hosts.get(host)
+        why = prior.message if prior else ""
+        if outcome is not None and outcome.good:
+            rollout.note(host, HostStatus.ROLLED_BACK, "rollback", version, why)
+        else:
+            failed.append(host)
+            unreachable = outcome is None or outcome.unreachable
+            rollout.note(
+                host,
+                HostStatus.UNKNOWN if unreachable else HostStatus.FAILED,
+                "rollback",
+                None if unreachable else rollout.version,
+                outcome.message if outcome else "no result",
+            )
+    rollout.flush()
+    return failed
+
+
+def _release_lock(rollout: _Rollout) -> str:
+    """Release our lock; a failure is reported (the lock will show as stale), not raised."""
+    if not rollout.lock_held:
+        return ""
+    try:
+        release_own(rollout.session, rollout.token)
+    except DeployerError as exc:
+        return f"the lock could not be released ({exc.message})"
+    rollout.lock_held = False
+    return ""

@@ -1,0 +1,169 @@
+"""Read-only commands: what is on the hosts (`status`, `releases`) and what the ledger says
+(`history`). Hosts are the truth for what runs; the ledger for what was meant to run; `status`
+puts both side by side and says when they disagree."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from deployer.commands.context import Session
+from deployer.ledger import Deployment, pid_is_alive
+from deployer.plan.extravars import facts_vars
+
+
+@dataclass(frozen=True)
+class ReleaseOnHost:
+    version: str
+    state: str  # staged | good | bad
+    staged_at: str | None
+    switched_at: str | None
+
+
+@dataclass(frozen=True)
+class HostState:
+    host: str
+    reachable: bool
+    current: str | None
+    previous_good: str | None
+    healthy: bool | None
+    message: str
+    releases: tuple[ReleaseOnHost, ...]
+
+    def has(self, version: str) -> bool:
+        return any(r.version == version for r in self.releases)
+
+    def state_of(self, version: str) -> str | None:
+        return next((r.state for r in self.releases if r.version == version), None)
+
+
+def _releases(data: Mapping[str, Any]) -> tuple[ReleaseOnHost, ...]:
+    return tuple(
+        ReleaseOnHost(
+            version=str(r.get("version")),
+            state=str(r.get("state") or "staged"),
+            staged_at=r.get("staged_at"),
+            switched_at=r.get("switched_at"),
+        )
+        for r in data.get("releases") or ()
+    )
+
+
+def read_hosts(session: Session, *, health: bool) -> dict[str, HostState]:
+    """One read-only Ansible run: current version, stored releases and (optionally) health."""
+    target = session.target
+    hosts = list(target.host_names)
+    result = session.run("facts.yml", facts_vars(target, hosts, health=health), hosts=hosts)
+    states: dict[str, HostState] = {}
+    for host in hosts:
+        outcome = result.hosts.get(host)
+        data: Mapping[str, Any] = outcome.data if outcome else {}
+        reachable = outcome is not None and not outcome.unreachable
+        healthy = data.get("healthy") if health and reachable else None
+        message = outcome.message if outcome and not outcome.good else ""
+        message = message or str(data.get("message") or data.get("health_message") or "")
+        states[host] = HostState(
+            host=host,
+            reachable=reachable,
+            current=data.get("current"),
+            previous_good=data.get("previous_good"),
+            healthy=None if healthy is None else bool(healthy),
+            message=message if reachable else (outcome.message if outcome else "no result"),
+            releases=_releases(data),
+        )
+    return states
+
+
+@dataclass(frozen=True)
+class StatusResult:
+    environment: str
+    hosts: tuple[HostState, ...]
+    versions: Mapping[str, tuple[str, ...]]  # version -> hosts running it
+    expected: str | None  # what the ledger says should be live
+    drift: bool
+    healthy: bool
+    problems: tuple[str, ...]
+    last: Deployment | None
+
+
+def status(session: Session) -> StatusResult:
+    target, ledger = session.target, session.ledger
+    ledger.reconcile_orphans(session.identity.control_host, pid_is_alive)
+    states = read_hosts(session, health=True)
+    versions: dict[str, list[str]] = {}
+    problems: list[str] = []
+    for state in states.values():
+        ledger.record_observation(target.environment, state.host, state.current, state.healthy)
+        if not state.reachable:
+            problems.append(f"{state.host}: unreachable ({state.message})")
+            continue
+        versions.setdefault(state.current or "(none)", []).append(state.host)
+        if state.healthy is False:
+            problems.append(f"{state.host}: unhealthy: {state.message}")
+        if state.current and state.state_of(state.current) == "bad":
+            problems.append(f"{state.host}: runs {state.current}, which is marked bad")
+    expected = ledger.current(target.environment)
+    if len(versions) > 1:
+        split = "; ".join(f"{v} on {', '.join(h)}" for v, h in versions.items())
+        problems.append(f"hosts disagree: {split}")
+    elif expected is not None and versions and expected not in versions:
+        problems.append(f"the ledger expects {expected}, hosts run {', '.join(versions)}")
+    history = ledger.history(target.environment, limit=1)
+    last = history[0] if history else None
+    if last is not None and last.status.value in {"INTERRUPTED", "RUNNING"}:
+        problems.append(f"last deployment #{last.id} is {last.status.value}: {last.reason}")
+    return StatusResult(
+        environment=target.environment,
+        hosts=tuple(states.values()),
+        versions={v: tuple(h) for v, h in versions.items()},
+        expected=expected,
+        drift=len(versions) > 1 or any(not s.reachable for s in states.values()),
+        healthy=all(s.healthy for s in states.values()),
+        problems=tuple(problems),
+        last=last,
+    )
+
+
+@dataclass(frozen=True)
+class ReleaseRow:
+    version: str
+    marks: tuple[str, ...]  # current, good, bad, staged, partial
+    hosts: tuple[str, ...]  # hosts that store it
+    missing: tuple[str, ...]  # hosts that do not
+
+
+@dataclass(frozen=True)
+class ReleasesResult:
+    environment: str
+    releases: tuple[ReleaseRow, ...]
+
+
+def releases(session: Session) -> ReleasesResult:
+    target = session.target
+    states = read_hosts(session, health=False)
+    bad = session.ledger.bad_versions(target.environment)
+    order: dict[str, str] = {}
+    for state in states.values():
+        for rel in state.releases:
+            stamp = rel.switched_at or rel.staged_at or ""
+            order[rel.version] = max(order.get(rel.version, ""), stamp)
+    rows: list[ReleaseRow] = []
+    reachable = [s for s in states.values() if s.reachable]
+    for version in sorted(order, key=lambda v: order[v], reverse=True):
+        holders = tuple(s.host for s in reachable if s.has(version))
+        host_states = {s.state_of(version) for s in reachable if s.has(version)}
+        marks: list[str] = []
+        if any(s.current == version for s in reachable):
+            marks.append("current")
+        if version in bad or "bad" in host_states:
+            marks.append("bad")
+        elif "good" in host_states:
+            marks.append("good")
+        else:
+            marks.append("staged")
+        missing = tuple(s.host for s in reachable if not s.has(version))
+        if missing:
+            marks.append("partial")
+        rows.append(ReleaseRow(version, tuple(marks), holders, missing))
+    return ReleasesResult(target.environment, tuple(rows))

@@ -1,0 +1,201 @@
+"""The one place results become output: rich text for people, JSON for scripts."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from enum import Enum
+from functools import singledispatch
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from deployer.commands.deploy import DeployResult
+from deployer.commands.lock import LockInfo
+from deployer.commands.plan import PlanResult
+from deployer.commands.rollback import RollbackResult
+from deployer.commands.state import ReleasesResult, StatusResult
+from deployer.errors import DeployerError
+from deployer.ledger import Deployment
+
+
+def jsonable(value: Any) -> Any:
+    """Dataclasses, enums, paths and datetimes as plain JSON values."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, (Path,)):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    return value
+
+
+def emit_json(console: Console, value: Any) -> None:
+    console.out(json.dumps(jsonable(value), indent=2, sort_keys=False), highlight=False)
+
+
+def error(console: Console, exc: DeployerError, *, as_json: bool) -> None:
+    if as_json:
+        emit_json(
+            console,
+            {"error": exc.message, "details": list(exc.details), "exit_code": int(exc.exit_code)},
+        )
+        return
+    console.print(f"[bold red]error:[/] {escape(exc.message)}")
+    for line in exc.details:
+        console.print(f"  {escape(line)}")
+
+
+@singledispatch
+def show(value: Any, console: Console) -> None:
+    """Human rendering of a command's result."""
+    console.print(escape(str(value)))
+
+
+_STATUS_STYLE = {
+    "SUCCEEDED": "green",
+    "FAILED": "red",
+    "ROLLED_BACK": "yellow",
+    "INTERRUPTED": "magenta",
+    "RUNNING": "cyan",
+}
+
+
+def _status(text: str) -> str:
+    return f"[{_STATUS_STYLE.get(text, 'white')}]{text}[/]"
+
+
+def _hosts_table(rows: Sequence[Sequence[str]], *headers: str) -> Table:
+    table = Table(box=None, pad_edge=False)
+    for header in headers:
+        table.add_column(header)
+    for row in rows:
+        table.add_row(*(escape(c) for c in row))
+    return table
+
+
+@show.register
+def _(result: DeployResult, console: Console) -> None:
+    rows = [
+        (h.host, h.status.value, h.stage, h.before or "-", h.after or "-", h.message)
+        for h in result.hosts
+    ]
+    console.print(_hosts_table(rows, "host", "result", "stage", "before", "after", "message"))
+    noop = " (no-op: already deployed)" if result.noop else ""
+    console.print(
+        f"deployment #{result.deployment_id} {escape(result.environment)} "
+        f"{escape(result.version)}: {_status(result.status.value)}{noop} "
+        f"in {result.deploy_seconds:.1f}s"
+        + (f", rollback {result.rollback_seconds:.1f}s" if result.rollback_seconds else "")
+    )
+    if result.reason:
+        console.print(f"  reason: {escape(result.reason)}")
+
+
+@show.register
+def _(result: RollbackResult, console: Console) -> None:
+    rows = [
+        (h.host, h.status.value, h.before or "-", h.after or "-", h.message) for h in result.hosts
+    ]
+    console.print(_hosts_table(rows, "host", "result", "before", "after", "message"))
+    console.print(
+        f"rollback #{result.deployment_id} {escape(result.environment)} -> "
+        f"{escape(result.version)}: {_status(result.status.value)} in {result.seconds:.1f}s"
+    )
+    if result.reason:
+        console.print(f"  reason: {escape(result.reason)}")
+
+
+@show.register
+def _(result: StatusResult, console: Console) -> None:
+    rows = []
+    for h in result.hosts:
+        health = (
+            "unreachable"
+            if not h.reachable
+            else {True: "healthy", False: "UNHEALTHY", None: "-"}[h.healthy]
+        )
+        rows.append((h.host, h.current or "-", health, h.message))
+    console.print(_hosts_table(rows, "host", "version", "health", "detail"))
+    if result.last is not None:
+        last = result.last
+        console.print(
+            f"last deployment: #{last.id} {escape(last.version)} {_status(last.status.value)} "
+            f"({last.started_at:%Y-%m-%d %H:%M:%S} UTC)"
+        )
+    if result.problems:
+        for problem in result.problems:
+            console.print(f"[yellow]![/] {escape(problem)}")
+    else:
+        versions = ", ".join(result.versions) or "nothing deployed"
+        console.print(f"[green]ok[/]: every host runs {escape(versions)} and is healthy")
+
+
+@show.register
+def _(result: ReleasesResult, console: Console) -> None:
+    rows = [
+        (r.version, ", ".join(r.marks), ", ".join(r.hosts), ", ".join(r.missing) or "-")
+        for r in result.releases
+    ]
+    console.print(_hosts_table(rows, "version", "marks", "stored on", "missing on"))
+
+
+@show.register
+def _(result: PlanResult, console: Console) -> None:
+    rows = [(str(h.batch), h.host, h.current or "-", h.new, h.action) for h in result.hosts]
+    console.print(_hosts_table(rows, "batch", "host", "current", "new", "action"))
+    changes = sum(1 for h in result.hosts if h.action == "deploy")
+    console.print(
+        f"plan for {escape(result.environment)}: {changes} host(s) to {escape(result.version)} "
+        f"in {result.batches} batch(es); nothing was changed"
+    )
+    if result.version_is_bad:
+        console.print(f"[red]![/] {escape(result.version)} is marked bad: deploy would refuse it")
+
+
+@show.register
+def _(info: LockInfo, console: Console) -> None:
+    console.print(f"{escape(info.environment)} ({escape(info.host)}): {escape(info.describe())}")
+
+
+def show_history(rows: list[Deployment], console: Console) -> None:
+    table = Table(box=None, pad_edge=False)
+    for header in (
+        "#",
+        "env",
+        "kind",
+        "version",
+        "status",
+        "started (UTC)",
+        "took",
+        "by",
+        "reason",
+    ):
+        table.add_column(header)
+    for d in rows:
+        took = d.deploy_seconds or d.rollback_seconds
+        table.add_row(
+            str(d.id),
+            escape(d.environment),
+            d.kind.value,
+            escape(d.version),
+            _status(d.status.value) + (" (no-op)" if d.noop else ""),
+            f"{d.started_at:%Y-%m-%d %H:%M:%S}",
+            f"{took:.1f}s" if took else "-",
+            escape(f"{d.user}@{d.control_host}"),
+            escape(d.reason[:80]),
+        )
+    console.print(table if rows else "no deployments recorded")
