@@ -1,0 +1,64 @@
+# Copyright: deployer contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""Controller side of deployer_release: upload the tarball and stage it in one task.
+
+With `src` (a controller path) the tarball is sent straight into a private temporary
+directory of the login user (one mkdir, one sftp/scp put, no Python on the host), the
+module runs with `archive` pointing at it, and the directory is removed afterwards.
+That saves ansible.builtin.copy's two extra module runs (stat + copy) per host.
+
+It also hands the module `env` as one JSON string (see run()).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from ansible.errors import AnsibleError
+from ansible.plugins.action import ActionBase
+
+MODULE = "deployer.core.deployer_release"
+
+
+class ActionModule(ActionBase):
+    # False: no temporary directory up front (pipelining needs none); one is made only
+    # when there is a tarball to send.
+    TRANSFERS_FILES = False
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        del tmp
+        args = dict(self._task.args)
+        src = args.pop("src", None)
+        if isinstance(args.get("env"), dict):
+            # One opaque no_log string instead of a dict: AnsibleModule masks every no_log
+            # value wherever it appears in the result, so a dict with a value like "1" or
+            # "hello" would turn "/srv/hello/releases/v1" into "/srv/********/releases/v********".
+            args["env"] = json.dumps(args["env"], sort_keys=True)
+        if not src or args.get("archive") or self._task.check_mode:
+            result.update(self._execute_module(module_name=MODULE, module_args=args,
+                                               task_vars=task_vars))
+            return result
+        try:
+            source = self._loader.get_real_file(self._find_needle("files", src), decrypt=False)
+        except AnsibleError as exc:
+            result.update(failed=True, msg="release tarball %s not found on the controller: %s"
+                          % (src, exc), deployer={"version": args.get("version")})
+            return result
+        remote_tmp = self._make_tmp_path()
+        try:
+            remote = self._connection._shell.join_path(remote_tmp, os.path.basename(source))
+            try:
+                self._transfer_file(source, remote)
+                self._fixup_perms2((remote_tmp, remote), execute=False)
+            except AnsibleError as exc:
+                result.update(failed=True, msg="uploading %s failed: %s" % (src, exc),
+                              deployer={"version": args.get("version")})
+                return result
+            args["archive"] = remote
+            result.update(self._execute_module(module_name=MODULE, module_args=args,
+                                               task_vars=task_vars))
+        finally:
+            self._remove_tmp_path(remote_tmp, force=True)
+        return result

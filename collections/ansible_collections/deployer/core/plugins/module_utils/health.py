@@ -1,0 +1,170 @@
+# Copyright: deployer contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""Health checks run on the target host itself: HTTP, TCP and a command, each bounded.
+
+A health spec is {http: {port, path, status, body, timeout, host} | None,
+tcp: {port, timeout, host} | None, command: {run, timeout} | None, retries, interval}.
+One *attempt* runs every configured check; it passes when all of them pass.
+Stdlib only: this runs on the target host.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import time
+
+DEFAULT_HOST = "127.0.0.1"
+
+
+def _http(spec):
+    host = spec.get("host") or DEFAULT_HOST
+    port = int(spec["port"])
+    path = spec.get("path") or "/"
+    if not path.startswith("/"):
+        path = "/" + path
+    want = int(spec.get("status") or 200)
+    body = spec.get("body")
+    timeout = float(spec.get("timeout") or 2)
+    url = "http://%s:%d%s" % (host, port, path)
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"User-Agent": "deployer-health/1", "Connection": "close"})
+        resp = conn.getresponse()
+        data = resp.read(65536).decode("utf-8", "replace")
+    except socket.timeout:
+        return False, "HTTP GET %s timed out after %gs" % (url, timeout)
+    except (OSError, http.client.HTTPException) as exc:
+        return False, "HTTP GET %s failed: %s" % (url, exc or type(exc).__name__)
+    finally:
+        conn.close()
+    if resp.status != want:
+        return False, "HTTP GET %s returned %d, expected %d" % (url, resp.status, want)
+    if body and body not in data:
+        return False, "HTTP GET %s returned %d but the body does not contain %r (got %r)" % (
+            url, resp.status, body, data[:80])
+    return True, "HTTP GET %s returned %d" % (url, resp.status)
+
+
+def _tcp(spec):
+    host = spec.get("host") or DEFAULT_HOST
+    port = int(spec["port"])
+    timeout = float(spec.get("timeout") or 2)
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except socket.timeout:
+        return False, "TCP connect %s:%d timed out after %gs" % (host, port, timeout)
+    except OSError as exc:
+        return False, "TCP connect %s:%d failed: %s" % (host, port, exc.strerror or exc)
+    sock.close()
+    return True, "TCP connect %s:%d succeeded" % (host, port)
+
+
+def _command(spec):
+    run = spec["run"]
+    timeout = float(spec.get("timeout") or 10)
+    argv = ["/bin/sh", "-c", run] if isinstance(run, str) else [str(a) for a in run]
+    shown = run if isinstance(run, str) else " ".join(argv)
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    except OSError as exc:
+        return False, "command %r could not start: %s" % (shown, exc)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        proc.communicate()
+        return False, "command %r timed out after %gs" % (shown, timeout)
+    lines = out.decode("utf-8", "replace").strip().splitlines()
+    last = lines[-1][:200] if lines else ""
+    if proc.returncode != 0:
+        return False, "command %r exited %d%s" % (shown, proc.returncode,
+                                                   (": " + last) if last else "")
+    return True, "command %r exited 0" % (shown,)
+
+
+CHECKS = (("http", _http), ("tcp", _tcp), ("command", _command))
+
+
+def configured(health):
+    health = health or {}
+    return [(name, fn, health[name]) for name, fn in CHECKS if health.get(name)]
+
+
+def attempt(health, extra=None):
+    """Run every configured check once: (ok, message). `extra()` -> (ok, msg) is one more."""
+    failures, passes = [], []
+    for _name, check, spec in configured(health):
+        ok, message = check(spec)
+        (passes if ok else failures).append(message)
+    if extra is not None:
+        ok, message = extra(bool(failures))
+        if not ok:
+            failures.append(message)
+        elif message:
+            passes.append(message)
+    if failures:
+        return False, "; ".join(failures)
+    return True, "; ".join(passes) or "no health checks configured"
+
+
+def with_retries(health, extra=None, sleep=time.sleep):
+    """Up to `retries` attempts `interval` s apart: (healthy, attempts, message)."""
+    health = health or {}
+    retries = max(1, int(health.get("retries") or 1))
+    interval = max(0.0, float(health.get("interval") if health.get("interval") is not None else 1))
+    message = ""
+    for number in range(1, retries + 1):
+        ok, message = attempt(health, extra)
+        if ok:
+            return True, number, message
+        if number < retries:
+            sleep(interval)
+    return False, retries, "%s (%d attempt%s)" % (message, retries, "" if retries == 1 else "s")
+
+
+def watch(health, duration, period, threshold, sleep=time.sleep, clock=time.monotonic):
+    """Sample every `period` s for `duration` s; unhealthy after `threshold` failures in a row.
+
+    Returns {healthy, checks, failures, max_consecutive_failures, message}.
+    """
+    period = max(0.1, float(period or 1))
+    duration = max(0.0, float(duration or 0))
+    planned = int(duration // period) + 1
+    threshold = max(1, min(int(threshold or 1), planned))
+    start = clock()
+    checks = failures = run = worst = 0
+    last_failure = ""
+    while True:
+        ok, message = attempt(health)
+        checks += 1
+        if ok:
+            run = 0
+        else:
+            failures += 1
+            run += 1
+            worst = max(worst, run)
+            last_failure = message
+            if run >= threshold:
+                return {"healthy": False, "checks": checks, "failures": failures,
+                        "max_consecutive_failures": worst,
+                        "message": "%s (%d consecutive failed check%s)" % (
+                            message, run, "" if run == 1 else "s")}
+        next_at = start + checks * period
+        if checks >= planned or next_at - start > duration + 1e-6:
+            break
+        sleep(max(0.0, next_at - clock()))
+    if failures:
+        summary = "healthy: %d checks, %d failed (at most %d in a row; last: %s)" % (
+            checks, failures, worst, last_failure)
+    else:
+        summary = "healthy: %d check%s passed" % (checks, "" if checks == 1 else "s")
+    return {"healthy": True, "checks": checks, "failures": failures,
+            "max_consecutive_failures": worst, "message": summary}

@@ -1,0 +1,126 @@
+#!/usr/bin/python
+# Copyright: deployer contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""Health checks on the host: one check, or a watch window."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: deployer_health
+short_description: Run the application's health checks on the host, once or over a watch window
+version_added: "0.1.0"
+description:
+  - Runs the same checks as M(deployer.core.deployer_switch) (HTTP, TCP, command) against
+    127.0.0.1 on the host itself; one sample runs every configured check once.
+  - With O(duration) C(0) it takes one sample (status). Otherwise it samples every
+    O(period) seconds for O(duration) seconds and is unhealthy as soon as O(threshold)
+    samples in a row fail (the post-rollout watch window).
+  - O(health.retries) and O(health.interval) are not used here; each sample is one attempt.
+  - Read-only.
+options:
+  health:
+    description: Health checks, as for M(deployer.core.deployer_switch).
+    type: dict
+    default: {}
+    suboptions:
+      http:
+        description: "HTTP GET check: C({port, path: /, status: 200, body: substring, timeout: 2, host: 127.0.0.1})."
+        type: dict
+      tcp:
+        description: "TCP connect check: C({port, timeout: 2, host: 127.0.0.1})."
+        type: dict
+      command:
+        description: "Command check (exit 0 passes), run with /bin/sh -c: C({run, timeout: 10})."
+        type: dict
+      retries:
+        description: Ignored (accepted so the same dict can be passed as to deployer_switch).
+        type: int
+      interval:
+        description: Ignored (accepted so the same dict can be passed as to deployer_switch).
+        type: float
+  duration:
+    description: Seconds to watch; C(0) takes a single sample.
+    type: float
+    default: 0
+  period:
+    description: Seconds between samples.
+    type: float
+    default: 5
+  threshold:
+    description: Consecutive failed samples that make the host unhealthy (capped at the number of samples).
+    type: int
+    default: 3
+  fail_on_unhealthy:
+    description: Fail the task when unhealthy (C(false) to only report, as in facts).
+    type: bool
+    default: true
+author:
+  - deployer contributors
+notes:
+  - Supports check mode (it is read-only anyway).
+"""
+
+EXAMPLES = r"""
+- name: Watch for two minutes after the rollout
+  deployer.core.deployer_health:
+    health:
+      http: {port: 8000, path: /healthz}
+    duration: 120
+    period: 5
+    threshold: 3
+"""
+
+RETURN = r"""
+deployer:
+  description: Health of the host.
+  returned: always
+  type: dict
+  contains:
+    healthy:
+      description: No run of O(threshold) failed samples.
+      type: bool
+    checks:
+      description: Samples taken.
+      type: int
+    failures:
+      description: Samples that failed.
+      type: int
+    max_consecutive_failures:
+      description: Longest run of failed samples.
+      type: int
+    message:
+      description: The last failure (with the run length) or a summary.
+      type: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.deployer.core.plugins.module_utils.health import watch
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            health=dict(type="dict", default={}, options=dict(
+                http=dict(type="dict"),
+                tcp=dict(type="dict"),
+                command=dict(type="dict"),
+                retries=dict(type="int"),
+                interval=dict(type="float"),
+            )),
+            duration=dict(type="float", default=0),
+            period=dict(type="float", default=5),
+            threshold=dict(type="int", default=3),
+            fail_on_unhealthy=dict(type="bool", default=True),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    result = watch(p["health"] or {}, p["duration"], p["period"], p["threshold"])
+    if not result["healthy"] and p["fail_on_unhealthy"]:
+        module.fail_json(msg="unhealthy: %s" % result["message"], deployer=result)
+    module.exit_json(changed=False, deployer=result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+#!/usr/bin/python
+# Copyright: deployer contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""Read-only look at a host before a deployment."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: deployer_preflight
+short_description: Read what is deployed on a host and check that a version can be staged
+version_added: "0.1.0"
+description:
+  - Reads the release tree under O(deploy_to) (the C(current) link and each
+    C(releases/<version>/.deployer/meta.json)) and the free disk space, in one step.
+  - Never changes anything on the host.
+  - Fails when O(required_bytes) exceeds the free space at O(deploy_to) (or its nearest
+    existing parent), or when O(version) is present on the host and marked bad.
+  - Everything it learns is returned under the C(deployer) key.
+options:
+  deploy_to:
+    description: Root of the application's release tree, for example C(/srv/hello).
+    type: path
+    required: true
+  app:
+    description: Application name (also the systemd unit name); used to report unit states.
+    type: str
+    required: true
+  version:
+    description: Version about to be staged; empty to only read the host.
+    type: str
+    default: ""
+  sha256:
+    description: SHA-256 of the release tarball; with O(version), decides RV(deployer.has_version).
+    type: str
+    default: ""
+  required_bytes:
+    description:
+      - Bytes the tarball plus its unpacked tree need; C(0) skips the check.
+      - Not checked when the host already has the version with the same sha256.
+    type: int
+    default: 0
+author:
+  - deployer contributors
+notes:
+  - Supports check mode (it is read-only anyway).
+"""
+
+EXAMPLES = r"""
+- name: Look at the host before staging v2
+  deployer.core.deployer_preflight:
+    deploy_to: /srv/hello
+    app: hello
+    version: v2
+    sha256: "{{ artifact_sha256 }}"
+    required_bytes: 52428800
+  register: preflight
+"""
+
+RETURN = r"""
+deployer:
+  description: What is on the host.
+  returned: always
+  type: dict
+  contains:
+    current:
+      description: Version C(current) points at, or null.
+      type: str
+    releases:
+      description: Releases on the host, oldest staged first.
+      type: list
+      elements: dict
+      sample: [{version: v1, state: good, sha256: "ab12...", staged_at: "2024-11-28T20:30:01.000000Z",
+                switched_at: "2024-11-28T20:30:05.000000Z", reason: null}]
+    previous_good:
+      description: The most recently switched-to good release other than current, or null.
+      type: str
+    free_bytes:
+      description: Free bytes at deploy_to or its nearest existing parent.
+      type: int
+    free_path:
+      description: The path whose filesystem was measured.
+      type: str
+    has_version:
+      description: O(version) is already staged with the same sha256 (no upload needed).
+      type: bool
+    version_state:
+      description: State of O(version) on the host (staged, good, bad, unknown) or null when absent.
+      type: str
+    units:
+      description: systemd ActiveState / UnitFileState of C(<app>.socket) and C(<app>.service).
+      type: dict
+      sample: {socket: {active: active, enabled: enabled}, service: {active: active, enabled: static}}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.deployer.core.plugins.module_utils.layout import (
+    BAD,
+    Tree,
+    check_version,
+    free_bytes,
+    human_bytes,
+    previous_good,
+)
+
+
+def unit_states(module, app):
+    systemctl = module.get_bin_path("systemctl")
+    states = {"socket": None, "service": None}
+    if not systemctl:
+        return states
+    units = [app + ".socket", app + ".service"]
+    rc, out, _err = module.run_command(
+        [systemctl, "show", "-p", "LoadState,ActiveState,UnitFileState"] + units)
+    if rc != 0:
+        return states
+    for key, block in zip(("socket", "service"), out.split("\n\n")):
+        props = dict(line.partition("=")[::2] for line in block.splitlines())
+        if props.get("LoadState") == "not-found":
+            continue
+        states[key] = {"active": props.get("ActiveState"), "enabled": props.get("UnitFileState")}
+    return states
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            deploy_to=dict(type="path", required=True),
+            app=dict(type="str", required=True),
+            version=dict(type="str", default=""),
+            sha256=dict(type="str", default=""),
+            required_bytes=dict(type="int", default=0),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    version = params["version"] or ""
+    if version and check_version(version):
+        module.fail_json(msg=check_version(version), deployer={})
+    tree = Tree(params["deploy_to"])
+    releases = tree.releases_info()
+    current = tree.current()
+    by_version = dict((r["version"], r) for r in releases)
+    mine = by_version.get(version) if version else None
+    sha = (params["sha256"] or "").lower()
+    has_version = bool(mine and sha and (mine["sha256"] or "").lower() == sha
+                       and mine["state"] != BAD)
+    free, measured = free_bytes(tree.root)
+    data = dict(
+        current=current,
+        releases=releases,
+        previous_good=previous_good(releases, current),
+        free_bytes=free,
+        free_path=measured,
+        has_version=has_version,
+        version_state=mine["state"] if mine else None,
+        units=unit_states(module, params["app"]),
+    )
+    if mine and mine["state"] == BAD:
+        module.fail_json(
+            msg="version %s is marked bad on this host (%s); refusing to deploy it again: "
+                "build a new version" % (version, mine.get("reason") or "no reason recorded"),
+            deployer=data)
+    required = params["required_bytes"] or 0
+    if required > 0 and not has_version and free < required:
+        module.fail_json(
+            msg="not enough disk space for %s at %s: %s free, %s required" % (
+                version or "the release", measured, human_bytes(free), human_bytes(required)),
+            deployer=data)
+    module.exit_json(changed=False, deployer=data)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,585 @@
+#!/usr/bin/python
+# Copyright: deployer contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""Stage a release on a host in one step; never switches `current`."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: deployer_release
+short_description: Stage a release (verify, unpack, link shared paths, env, units, prune) in one step
+version_added: "0.1.0"
+description:
+  - Creates the service user when missing (system user, no login shell).
+  - Verifies the sha256 of the uploaded O(archive), unpacks it into
+    C(releases/<version>.partial-<random>) and renames that to C(releases/<version>).
+    Members with absolute paths, C(..), links leaving the release, device files or
+    anything under C(.deployer/) are rejected.
+  - Creates the shared directories and files under C(shared/) and links them into the
+    release at the same relative path (whatever the tarball had there is replaced).
+  - Writes C(.deployer/env) (systemd EnvironmentFile, mode 0600, owned by the service
+    user) and C(.deployer/meta.json) (state C(staged)), writes the systemd unit files
+    in O(units) (daemon-reload when any changed), prunes old releases and removes the archive.
+  - When the version is already staged with the same sha256, only the env file, the
+    shared links, the units and pruning are reconciled; nothing changed means C(changed=false).
+  - On any failure the partial directory, a release created by this run and the archive
+    are removed, so the release tree is left as it was.
+  - Never switches C(current) and never restarts anything.
+options:
+  deploy_to:
+    description: Root of the release tree (created root:root 0755 when missing).
+    type: path
+    required: true
+  app:
+    description: Application name.
+    type: str
+    required: true
+  version:
+    description: Version to stage (directory name under C(releases/)).
+    type: str
+    required: true
+  sha256:
+    description: Expected SHA-256 (hex) of the archive.
+    type: str
+    required: true
+  src:
+    description:
+      - Path of the release tarball on the controller. The action plugin uploads it to a
+        private temporary directory of the login user (one put, no module run) and passes
+        that as O(archive); the directory is removed afterwards.
+      - Omit it (or give O(archive)) when the host already has the version.
+    type: path
+  archive:
+    description:
+      - Path of an already uploaded tarball on the host (any compression tarfile reads).
+      - May be omitted when the version is already staged with the same sha256.
+      - Always removed at the end, on success and on failure.
+    type: path
+  service_user:
+    description: User that owns the release files and runs the service; created when missing.
+    type: str
+    required: true
+  service_group:
+    description: Group owning the files; defaults to the service user's primary group.
+    type: str
+  shared_dirs:
+    description: Relative directory paths kept across releases under C(shared/).
+    type: list
+    elements: str
+    default: []
+  shared_files:
+    description: Relative file paths kept across releases under C(shared/) (created empty).
+    type: list
+    elements: str
+    default: []
+  env:
+    description:
+      - The full service environment (including secrets) written to C(.deployer/env):
+        a dict, or that dict as a JSON string.
+      - Never returned or logged. The action plugin turns a dict into one JSON string, so
+        that Ansible's masking of no_log values hides only that string and not every
+        occurrence of short values (such as C(1) or the app name) in the result.
+    type: raw
+    default: {}
+  units:
+    description: systemd unit file name -> content, written under C(/etc/systemd/system).
+    type: dict
+    default: {}
+  keep_releases:
+    description:
+      - How many releases to keep, counting current and the version being staged.
+      - Never removed; current (which becomes the rollback target once the new version is
+        switched to), the version being staged and, while current is not a good release,
+        the previous good one.
+      - Bad (and unreadable) releases go first, then never-switched ones staged before
+        this version, then the oldest good ones.
+    type: int
+    default: 5
+author:
+  - deployer contributors
+notes:
+  - Supports check mode (reports what would change; nothing is uploaded or verified).
+  - Has an action plugin (for O(src)); the module itself needs only the Python 3 stdlib.
+"""
+
+EXAMPLES = r"""
+- name: Stage v2
+  deployer.core.deployer_release:
+    deploy_to: /srv/hello
+    app: hello
+    version: v2
+    sha256: "{{ artifact_sha256 }}"
+    src: /var/lib/deployer/artifacts/hello-v2.tar.gz
+    service_user: hello
+    shared_dirs: [log]
+    shared_files: [config/local.ini]
+    env: "{{ service_env | combine(secret_env) }}"
+    units:
+      hello.socket: "{{ lookup('template', 'deployer.socket.j2') }}"
+      hello.service: "{{ lookup('template', 'deployer.service.j2') }}"
+    keep_releases: 5
+  no_log: true
+"""
+
+RETURN = r"""
+deployer:
+  description: What staging did; never contains environment values.
+  returned: always
+  type: dict
+  contains:
+    version:
+      description: The version staged.
+      type: str
+    path:
+      description: The release directory.
+      type: str
+    unpacked:
+      description: The archive was verified and unpacked by this run.
+      type: bool
+    replaced:
+      description: A release of the same version with another sha256 (not current) was replaced.
+      type: bool
+    user_created:
+      description: The service user was created by this run.
+      type: bool
+    env_changed:
+      description: The env file was (re)written.
+      type: bool
+    links_changed:
+      description: Shared paths created or (re)linked into the release.
+      type: list
+      elements: str
+    units_changed:
+      description: Unit files written (daemon-reload ran when not empty).
+      type: list
+      elements: str
+    pruned:
+      description: Versions removed by pruning.
+      type: list
+      elements: str
+    current:
+      description: Version C(current) points at (unchanged by this module), or null.
+      type: str
+    previous_good:
+      description: Most recently switched-to good release other than current, or null.
+      type: str
+    releases:
+      description: Releases left on the host, as deployer_preflight reports them.
+      type: list
+      elements: dict
+"""
+
+import grp
+import json
+import os
+import pwd
+import re
+import secrets
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.deployer.core.plugins.module_utils.layout import (
+    BAD,
+    GOOD,
+    META_DIR,
+    PARTIAL,
+    STAGED,
+    Tree,
+    check_version,
+    ensure_dir,
+    now_iso,
+    previous_good,
+    read_bytes,
+    remove_path,
+    write_atomic,
+)
+from ansible_collections.deployer.core.plugins.module_utils.unpack import (
+    UnsafeArchive,
+    sha256_of,
+    unpack,
+)
+
+UNITS_DIR = "/etc/systemd/system"
+UNIT_NAME = re.compile(r"^[A-Za-z0-9:_.@-]+\.(service|socket|timer|target|path|slice)$")
+ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+class StageError(Exception):
+    """A failure whose message is safe to show (never contains env values)."""
+
+
+def parse_env(env):
+    """The env option: a dict, or a dict as a JSON string (what the action plugin sends)."""
+    if env in (None, ""):
+        return {}
+    if isinstance(env, str):
+        try:
+            env = json.loads(env)
+        except ValueError:
+            raise StageError("env is not valid JSON")
+    if not isinstance(env, dict):
+        raise StageError("env must be a mapping of variable names to values")
+    return env
+
+
+def env_value(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return ""
+    return str(value)
+
+
+def render_env(env):
+    """systemd EnvironmentFile: KEY="value", with \\ " ` $ escaped inside double quotes."""
+    lines = ["# Written by deployer; do not edit.\n"]
+    for key in sorted(env):
+        if not ENV_KEY.match(key):
+            raise StageError("invalid environment variable name %r: use letters, digits and _"
+                             % key)
+        value = env_value(env[key])
+        if "\x00" in value:
+            raise StageError("environment variable %s contains a NUL byte" % key)
+        escaped = "".join("\\" + c if c in '\\"`$' else c for c in value)
+        lines.append('%s="%s"\n' % (key, escaped))
+    return "".join(lines).encode("utf-8")
+
+
+def clean_relpath(path, what):
+    norm = os.path.normpath(path or "")
+    if not path or path.startswith("/") or norm in (".", "") or ".." in norm.split("/") \
+            or norm.split("/")[0] == META_DIR:
+        raise StageError("invalid %s %r: use a relative path without '..'" % (what, path))
+    return norm
+
+
+class Stager(object):
+    def __init__(self, module):
+        self.module = module
+        p = module.params
+        self.check = module.check_mode
+        self.tree = Tree(p["deploy_to"])
+        self.version = p["version"]
+        self.sha = (p["sha256"] or "").lower()
+        self.archive = p["archive"]
+        self.user = p["service_user"]
+        self.group = p["service_group"]
+        self.env = parse_env(p["env"])
+        self.units = p["units"] or {}
+        self.keep = p["keep_releases"]
+        self.shared_dirs = [clean_relpath(d, "shared dir") for d in p["shared_dirs"] or []]
+        self.shared_files = [clean_relpath(f, "shared file") for f in p["shared_files"] or []]
+        self.uid = self.gid = None
+        self.result = dict(version=self.version, path=self.tree.release(self.version),
+                           unpacked=False, replaced=False, user_created=False,
+                           env_changed=False, links_changed=[], units_changed=[], pruned=[])
+        self.partial = None
+        self.old = None
+        self.created = False
+
+    # -- steps -------------------------------------------------------------------------
+    def ensure_user(self):
+        try:
+            entry = pwd.getpwnam(self.user)
+        except KeyError:
+            self.result["user_created"] = True
+            if self.check:
+                self.uid = self.gid = 0
+                return
+            useradd = self.module.get_bin_path("useradd", required=True)
+            rc, out, err = self.module.run_command([
+                useradd, "--system", "--user-group", "--no-create-home",
+                "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", self.user])
+            if rc != 0:
+                raise StageError("could not create service user %s: %s"
+                                 % (self.user, (err or out).strip()))
+            entry = pwd.getpwnam(self.user)
+        self.uid = entry.pw_uid
+        self.gid = entry.pw_gid
+        if self.group:
+            try:
+                self.gid = grp.getgrnam(self.group).gr_gid
+            except KeyError:
+                raise StageError("service group %s does not exist" % self.group)
+        self.group = grp.getgrgid(self.gid).gr_name
+
+    def ensure_tree(self):
+        if self.check:
+            return
+        ensure_dir(self.tree.root, 0o755)
+        ensure_dir(self.tree.releases, 0o755)
+        ensure_dir(self.tree.shared, 0o755)
+        ensure_dir(self.tree.uploads, 0o700)
+        for leftover in self.tree.partials():
+            remove_path(leftover)
+
+    def existing(self):
+        """'same' when the version is staged with this sha256, 'other' for another, else None."""
+        path = self.tree.release(self.version)
+        if not os.path.isdir(path) or os.path.islink(path):
+            return None
+        meta = self.tree.read_meta(self.version) or {}
+        if meta.get("state") == BAD:
+            raise StageError("version %s is marked bad on this host (%s); build a new version"
+                             % (self.version, meta.get("reason") or "no reason recorded"))
+        if (meta.get("sha256") or "").lower() == self.sha:
+            return "same"
+        if self.tree.current() == self.version:
+            raise StageError(
+                "version %s is live on this host with sha256 %s; refusing to replace it with "
+                "%s: give the new build a new version" % (
+                    self.version, meta.get("sha256") or "unknown", self.sha))
+        return "other"
+
+    def stage_new(self, replacing):
+        if self.check:
+            self.result["unpacked"] = True
+            self.result["replaced"] = replacing
+            return
+        if not self.archive:
+            raise StageError("version %s is not on this host and no archive was given"
+                             % self.version)
+        if not os.path.isfile(self.archive):
+            raise StageError("archive %s does not exist on the host" % self.archive)
+        actual = sha256_of(self.archive)
+        if actual != self.sha:
+            raise StageError("sha256 mismatch for %s: expected %s, got %s; the archive was "
+                             "deleted and nothing was staged" % (self.archive, self.sha, actual))
+        self.partial = "%s%s%s" % (self.tree.release(self.version), PARTIAL, secrets.token_hex(4))
+        os.mkdir(self.partial, 0o755)
+        os.chown(self.partial, self.uid, self.gid)
+        try:
+            unpack(self.archive, self.partial, self.uid, self.gid, self.user, self.group)
+        except UnsafeArchive as exc:
+            raise StageError("refusing archive %s: %s" % (self.archive, exc))
+        except (OSError, EOFError) as exc:
+            raise StageError("unpacking %s failed: %s" % (self.archive, exc))
+        except Exception as exc:  # tarfile.TarError and friends
+            raise StageError("unpacking %s failed: %s: %s" % (self.archive, type(exc).__name__, exc))
+        os.chmod(self.partial, 0o755)
+        ensure_dir(os.path.join(self.partial, META_DIR), 0o755)
+        self.link_shared(self.partial)
+        self.write_env(self.partial)
+        meta = dict(version=self.version, sha256=self.sha, staged_at=now_iso(),
+                    switched_at=None, state=STAGED, reason=None)
+        self.tree.write_meta(self.version, meta, base=self.partial)
+        final = self.tree.release(self.version)
+        if replacing:
+            self.old = "%s%sold-%s" % (final, PARTIAL, secrets.token_hex(4))
+            os.rename(final, self.old)
+        os.rename(self.partial, final)
+        self.partial = None
+        self.created = True
+        if self.old:
+            remove_path(self.old)
+            self.old = None
+        self.result["unpacked"] = True
+        self.result["replaced"] = replacing
+
+    def link_shared(self, base):
+        """Create shared/<path> and link it into the release at <path>."""
+        for rel, is_dir in [(d, True) for d in self.shared_dirs] + \
+                [(f, False) for f in self.shared_files]:
+            target = os.path.join(self.tree.shared, rel)
+            link = os.path.join(base, rel)
+            changed = False
+            if not self.check:
+                parent = self.tree.shared
+                for part in rel.split("/")[:-1]:
+                    parent = os.path.join(parent, part)
+                    if not os.path.isdir(parent):
+                        os.mkdir(parent, 0o755)
+                        os.chown(parent, self.uid, self.gid)
+                        changed = True
+                if is_dir and not os.path.isdir(target):
+                    os.mkdir(target, 0o755)
+                    os.chown(target, self.uid, self.gid)
+                    changed = True
+                elif not is_dir and not os.path.lexists(target):
+                    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+                    os.close(fd)
+                    os.chown(target, self.uid, self.gid)
+                    changed = True
+            if os.path.islink(link) and os.readlink(link) == target:
+                if changed:
+                    self.result["links_changed"].append(rel)
+                continue
+            self.result["links_changed"].append(rel)
+            if self.check:
+                continue
+            parent = base
+            for part in rel.split("/")[:-1]:
+                parent = os.path.join(parent, part)
+                if os.path.islink(parent):
+                    raise StageError("cannot link shared path %s: %s is a symlink in the release"
+                                     % (rel, os.path.relpath(parent, base)))
+                if not os.path.isdir(parent):
+                    os.mkdir(parent, 0o755)
+                    os.chown(parent, self.uid, self.gid)
+            if os.path.lexists(link):
+                remove_path(link)
+            os.symlink(target, link)
+            os.lchown(link, self.uid, self.gid)
+
+    def write_env(self, base):
+        content = render_env(self.env)
+        path = os.path.join(base, META_DIR, "env")
+        st = None
+        try:
+            st = os.lstat(path)
+        except OSError:
+            pass
+        same = (st is not None and read_bytes(path) == content and st.st_mode & 0o7777 == 0o600
+                and (st.st_uid, st.st_gid) == (self.uid, self.gid))
+        if same:
+            return
+        self.result["env_changed"] = True
+        if not self.check:
+            write_atomic(path, content, 0o600, self.uid, self.gid)
+
+    def write_units(self):
+        changed = []
+        for name in sorted(self.units):
+            if not UNIT_NAME.match(name):
+                raise StageError("invalid systemd unit file name %r" % name)
+            content = self.units[name]
+            if not isinstance(content, str):
+                raise StageError("unit %s: content must be a string" % name)
+            data = (content.rstrip("\n") + "\n").encode("utf-8")
+            path = os.path.join(UNITS_DIR, name)
+            if read_bytes(path) == data:
+                continue
+            changed.append(name)
+            if not self.check:
+                write_atomic(path, data, 0o644, 0, 0)
+        self.result["units_changed"] = changed
+        if changed and not self.check:
+            systemctl = self.module.get_bin_path("systemctl", required=True)
+            rc, out, err = self.module.run_command([systemctl, "daemon-reload"])
+            if rc != 0:
+                raise StageError("systemctl daemon-reload failed: %s" % (err or out).strip())
+
+    def prune(self):
+        releases = self.tree.releases_info()
+        current = self.tree.current()
+        states = dict((r["version"], r["state"]) for r in releases)
+        # Kept whatever keep_releases says: current (the rollback target once the new
+        # version is switched to), the version being staged, and, while current is not a
+        # good release (e.g. a failed switch), the previous good one.
+        keep_always = {current, self.version}
+        if current is None or states.get(current) != GOOD:
+            keep_always.add(previous_good(releases, current))
+        mine = next((r for r in releases if r["version"] == self.version), None)
+        mine_at = (mine or {}).get("staged_at") or ""
+        bad = [r for r in releases if r["state"] not in (STAGED, GOOD)]
+        stale = [r for r in releases if r["state"] == STAGED and (r["staged_at"] or "") < mine_at]
+        good = sorted((r for r in releases if r["state"] == GOOD),
+                      key=lambda r: (r["switched_at"] or "", r["staged_at"] or ""))
+        count = len(releases)
+        if self.check and self.version not in states:
+            count += 1  # check mode: the release that would have been staged
+        excess = count - max(1, self.keep)
+        for release in bad + stale + good:
+            if excess <= 0:
+                break
+            if release["version"] in keep_always:
+                continue
+            if not self.check:
+                remove_path(self.tree.release(release["version"]))
+            self.result["pruned"].append(release["version"])
+            excess -= 1
+
+    # -- driver ------------------------------------------------------------------------
+    def run(self):
+        try:
+            self.ensure_user()
+            self.ensure_tree()
+            state = self.existing()
+            if state == "same":
+                base = self.tree.release(self.version)
+                if not self.check or os.path.isdir(base):
+                    self.link_shared(base)
+                    self.write_env(base)
+            else:
+                self.stage_new(replacing=state == "other")
+                if self.check:
+                    self.result["env_changed"] = True
+                    self.result["links_changed"] = self.shared_dirs + self.shared_files
+            self.write_units()
+            self.prune()
+        except BaseException:
+            self.cleanup(failed=True)
+            raise
+        self.cleanup(failed=False)
+        releases = self.tree.releases_info()
+        current = self.tree.current()
+        self.result.update(current=current, previous_good=previous_good(releases, current),
+                           releases=releases)
+        return self.result
+
+    def cleanup(self, failed):
+        if self.check:
+            return
+        if self.partial:
+            remove_path(self.partial)
+        if failed and self.created:
+            remove_path(self.tree.release(self.version))
+        if failed and self.old:
+            os.rename(self.old, self.tree.release(self.version))
+        if self.archive:
+            remove_path(self.archive)
+
+    def changed(self):
+        r = self.result
+        return bool(r["unpacked"] or r["user_created"] or r["env_changed"] or r["links_changed"]
+                    or r["units_changed"] or r["pruned"])
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            deploy_to=dict(type="path", required=True),
+            app=dict(type="str", required=True),
+            version=dict(type="str", required=True),
+            sha256=dict(type="str", required=True),
+            src=dict(type="path"),
+            archive=dict(type="path"),
+            service_user=dict(type="str", required=True),
+            service_group=dict(type="str"),
+            shared_dirs=dict(type="list", elements="str", default=[]),
+            shared_files=dict(type="list", elements="str", default=[]),
+            env=dict(type="raw", default={}, no_log=True),
+            units=dict(type="dict", default={}),
+            keep_releases=dict(type="int", default=5),
+        ),
+        supports_check_mode=True,
+    )
+    version = module.params["version"]
+    problem = check_version(version)
+    if not problem and not SHA256.match(module.params["sha256"] or ""):
+        problem = "sha256 must be 64 hex digits"
+    if problem:
+        if module.params["archive"] and not module.check_mode:
+            remove_path(module.params["archive"])
+        module.fail_json(msg=problem, deployer={"version": version})
+    stager = None
+    try:
+        try:
+            stager = Stager(module)
+        except BaseException:
+            if module.params["archive"] and not module.check_mode:
+                remove_path(module.params["archive"])
+            raise
+        result = stager.run()
+    except StageError as exc:
+        module.fail_json(msg="staging %s failed: %s" % (version, exc),
+                         deployer=stager.result if stager else {"version": version})
+    except Exception as exc:
+        module.fail_json(msg="staging %s failed: %s: %s" % (version, type(exc).__name__, exc),
+                         deployer=stager.result if stager else {"version": version})
+    module.exit_json(changed=stager.changed(), deployer=result)
+
+
+if __name__ == "__main__":
+    main()

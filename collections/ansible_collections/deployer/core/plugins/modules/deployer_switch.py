@@ -1,0 +1,291 @@
+#!/usr/bin/python
+# Copyright: deployer contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""Switch `current` to a staged release, restart, and health-check on the host."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: deployer_switch
+short_description: Point current at a staged release, restart the service and health-check it on the host
+version_added: "0.1.0"
+description:
+  - Optionally marks O(mark_bad) as bad first (state C(bad), O(reason)), whether or not the switch succeeds.
+  - Atomically points C(<deploy_to>/current) at C(releases/<version>) (new link + rename),
+    enables and starts C(<app>.socket), restarts C(<app>.service) (the socket stays up, so
+    requests wait in its backlog), then runs the health checks on the host against
+    127.0.0.1 with retries. Every attempt is bounded by the checks' timeouts.
+  - When healthy the release's state becomes C(good) and C(switched_at) is set.
+  - When unhealthy the task fails with a message naming the check and the last result.
+    It does not switch back by itself; the caller decides for the whole fleet.
+  - Idempotent; when current already is O(version), both units are active, the env and
+    unit files are not newer than the running service and one health attempt passes,
+    nothing is restarted and C(changed=false).
+  - With an empty O(version) (nothing to roll back to) the service and socket are stopped,
+    the socket disabled and C(current) removed.
+options:
+  deploy_to:
+    description: Root of the release tree.
+    type: path
+    required: true
+  app:
+    description: Application name; the units are C(<app>.socket) and C(<app>.service).
+    type: str
+    required: true
+  version:
+    description: Staged version to switch to; empty string stops the application instead.
+    type: str
+    required: true
+  health:
+    description:
+      - Health checks; all configured checks must pass in one attempt.
+      - Besides them every attempt requires C(<app>.service) to be active.
+    type: dict
+    default: {}
+    suboptions:
+      http:
+        description: "HTTP GET check: C({port, path: /, status: 200, body: substring, timeout: 2, host: 127.0.0.1})."
+        type: dict
+      tcp:
+        description: "TCP connect check: C({port, timeout: 2, host: 127.0.0.1})."
+        type: dict
+      command:
+        description: "Command check (exit 0 passes), run with /bin/sh -c: C({run, timeout: 10})."
+        type: dict
+      retries:
+        description: Maximum number of attempts.
+        type: int
+        default: 10
+      interval:
+        description: Seconds between attempts.
+        type: float
+        default: 1
+  mark_bad:
+    description: A version to mark bad (ignored when not on the host).
+    type: str
+  reason:
+    description: Why O(mark_bad) is bad; stored in its meta.json.
+    type: str
+    default: ""
+author:
+  - deployer contributors
+notes:
+  - Supports check mode (reports whether it would switch and restart).
+"""
+
+EXAMPLES = r"""
+- name: Switch to v2 and check it on the host
+  deployer.core.deployer_switch:
+    deploy_to: /srv/hello
+    app: hello
+    version: v2
+    health:
+      http: {port: 8000, path: /healthz, status: 200, timeout: 2}
+      retries: 10
+      interval: 1
+
+- name: Roll back to v1, marking v2 bad
+  deployer.core.deployer_switch:
+    deploy_to: /srv/hello
+    app: hello
+    version: v1
+    mark_bad: v2
+    reason: "health check failed on web2"
+"""
+
+RETURN = r"""
+deployer:
+  description: What the switch did.
+  returned: always
+  type: dict
+  contains:
+    previous:
+      description: Version current pointed at before, or null.
+      type: str
+    current:
+      description: Version current points at now, or null.
+      type: str
+    switched:
+      description: The current link was changed.
+      type: bool
+    restarted:
+      description: The service was restarted.
+      type: bool
+    healthy:
+      description: The health checks passed.
+      type: bool
+    attempts:
+      description: Health check attempts made.
+      type: int
+    health_message:
+      description: Result of the last attempt.
+      type: str
+    marked_bad:
+      description: The version marked bad by this run, or null.
+      type: str
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.deployer.core.plugins.module_utils.health import attempt, with_retries
+from ansible_collections.deployer.core.plugins.module_utils.layout import (
+    BAD,
+    GOOD,
+    Tree,
+    check_version,
+    now_iso,
+    point_current,
+    remove_path,
+)
+from ansible_collections.deployer.core.plugins.module_utils.systemd import (
+    Systemd,
+    describe,
+    newer_than,
+    timestamp,
+)
+
+UNITS_DIR = "/etc/systemd/system"
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            deploy_to=dict(type="path", required=True),
+            app=dict(type="str", required=True),
+            version=dict(type="str", required=True),
+            health=dict(type="dict", default={}, options=dict(
+                http=dict(type="dict"),
+                tcp=dict(type="dict"),
+                command=dict(type="dict"),
+                retries=dict(type="int", default=10),
+                interval=dict(type="float", default=1),
+            )),
+            mark_bad=dict(type="str"),
+            reason=dict(type="str", default=""),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    check = module.check_mode
+    tree = Tree(p["deploy_to"])
+    app = p["app"]
+    version = p["version"] or ""
+    health = p["health"] or {}
+    socket_unit, service_unit = app + ".socket", app + ".service"
+    systemd = Systemd(module)
+    data = dict(previous=tree.current(), current=tree.current(), switched=False,
+                restarted=False, healthy=False, attempts=0, health_message="", marked_bad=None)
+    changed = False
+
+    if version and check_version(version):
+        module.fail_json(msg=check_version(version), deployer=data)
+
+    # 1. Mark the failed version bad first: that must stick even if the switch fails.
+    if p["mark_bad"] and p["mark_bad"] != version:
+        meta = tree.read_meta(p["mark_bad"])
+        if meta is not None:
+            reason = p["reason"] or "marked bad by deployer"
+            if meta.get("state") != BAD or meta.get("reason") != reason:
+                meta.update(state=BAD, reason=reason, marked_bad_at=now_iso())
+                if not check:
+                    tree.write_meta(p["mark_bad"], meta)
+                changed = True
+            data["marked_bad"] = p["mark_bad"]
+
+    # 2. Nothing to switch to: stop the application.
+    if not version:
+        props = systemd.show(socket_unit, service_unit)
+        running = any(props[u].get("ActiveState") not in (None, "", "inactive", "failed")
+                      for u in (socket_unit, service_unit))
+        if running or data["previous"] is not None or os.path.lexists(tree.current_link):
+            changed = True
+            if not check:
+                systemd.run("disable", "--now", socket_unit)
+                systemd.run("stop", service_unit)
+                remove_path(tree.current_link)
+        data.update(current=None, switched=data["previous"] is not None,
+                    health_message="no version to switch to: %s stopped" % app)
+        module.exit_json(changed=changed, deployer=data)
+
+    release = tree.release(version)
+    if not os.path.isdir(release) or os.path.islink(release):
+        staged = ", ".join(sorted(tree.versions())) or "none"
+        module.fail_json(msg="version %s is not staged on this host (staged: %s)"
+                         % (version, staged), deployer=data)
+    meta = tree.read_meta(version) or {}
+    if meta.get("state") == BAD:
+        module.fail_json(msg="version %s is marked bad on this host (%s); refusing to switch to it"
+                         % (version, meta.get("reason") or "no reason recorded"), deployer=data)
+
+    def service_active(_failing):
+        props = systemd.show(service_unit)[service_unit]
+        if props.get("ActiveState") == "active":
+            return True, ""
+        return False, "%s is %s" % (service_unit, describe(props))
+
+    # 3. Already live and fine: leave it alone.
+    props = systemd.show(socket_unit, service_unit)
+    sock, svc = props[socket_unit], props[service_unit]
+    unit_files = [os.path.join(UNITS_DIR, socket_unit), os.path.join(UNITS_DIR, service_unit)]
+    env_file = tree.env_path(version)
+    socket_ok = (sock.get("ActiveState") == "active" and sock.get("UnitFileState") == "enabled"
+                 and not newer_than(unit_files[:1], timestamp(sock.get("ActiveEnterTimestamp"))))
+    service_fresh = (svc.get("ActiveState") == "active" and not newer_than(
+        unit_files + [env_file], timestamp(svc.get("ExecMainStartTimestamp"))))
+    if data["previous"] == version and socket_ok and service_fresh:
+        ok, message = attempt(health, service_active)
+        if ok:
+            if meta.get("state") != GOOD:
+                meta.update(state=GOOD, switched_at=meta.get("switched_at") or now_iso(),
+                            reason=None)
+                if not check:
+                    tree.write_meta(version, meta)
+                changed = True
+            data.update(healthy=True, attempts=1, health_message=message)
+            module.exit_json(changed=changed, deployer=data)
+
+    # 4. Switch and restart.
+    changed = True
+    data.update(current=version, switched=data["previous"] != version, restarted=True)
+    if check:
+        data["health_message"] = "check mode: health not checked"
+        module.exit_json(changed=True, deployer=data)
+    if data["switched"]:
+        point_current(tree, version)
+    if "failed" in (sock.get("ActiveState"), svc.get("ActiveState")):
+        # e.g. the failed version crash-looped into systemd's start limit: clear it
+        systemd.run("reset-failed", socket_unit, service_unit)
+    if not socket_ok:
+        if sock.get("ActiveState") == "active":
+            rc, out = systemd.run("restart", socket_unit)   # unit file changed (e.g. the port)
+            if rc == 0:
+                rc, out = systemd.run("enable", socket_unit)
+        else:
+            rc, out = systemd.run("enable", "--now", socket_unit)
+        if rc != 0:
+            data["health_message"] = "systemctl could not start %s: %s" % (socket_unit, out)
+            module.fail_json(msg="switched to %s but %s" % (version, data["health_message"]),
+                             deployer=data)
+    rc, out = systemd.run("restart", service_unit)
+    if rc != 0:
+        state = describe(systemd.show(service_unit)[service_unit])
+        data["health_message"] = "systemctl restart %s failed (%s): %s" % (service_unit, state, out)
+        module.fail_json(msg="switched to %s but %s" % (version, data["health_message"]),
+                         deployer=data)
+
+    # 5. Health, on the host itself.
+    healthy, attempts, message = with_retries(health, service_active)
+    data.update(healthy=healthy, attempts=attempts, health_message=message)
+    if not healthy:
+        module.fail_json(msg="%s is unhealthy after switching to it: %s" % (version, message),
+                         changed=True, deployer=data)
+    meta = tree.read_meta(version) or meta
+    meta.update(state=GOOD, switched_at=now_iso(), reason=None)
+    tree.write_meta(version, meta)
+    module.exit_json(changed=changed, deployer=data)
+
+
+if __name__ == "__main__":
+    main()
