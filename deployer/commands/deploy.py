@@ -106,9 +106,14 @@ class _Rollout:
         )
 
     def check(self, result: RunResult) -> None:
-        self.changed = self.changed or any(h.changed for h in result.hosts.values())
         if self.session.interrupted.is_set() or result.canceled:
             raise _Interrupted
+
+    @property
+    def noop(self) -> bool:
+        """Every host already ran this version and no switch changed anything."""
+        hosts = self.session.target.host_names
+        return not self.changed and all(self.before.get(h) == self.version for h in hosts)
 
 
 def deploy(
@@ -163,7 +168,7 @@ def deploy(
         reason = f"{reason}; {lock_problem}" if reason else lock_problem
     rollout.flush()
     seconds = time.monotonic() - started
-    noop = status is Status.SUCCEEDED and not rollout.changed
+    noop = status is Status.SUCCEEDED and rollout.noop
     record = ledger.finish(
         deployment_id,
         status,
@@ -277,6 +282,7 @@ def _switch_all(rollout: _Rollout, plan: list[tuple[str, ...]]) -> None:
             outcome = result.hosts.get(host) or HostOutcome(
                 host, unreachable=True, message="no result"
             )
+            rollout.changed = rollout.changed or outcome.changed > 0
             if outcome.good:
                 rollout.switched.append(host)
                 rollout.note(
