@@ -105,14 +105,27 @@ def _target(ctx: typer.Context, environment: str) -> Any:
 def _session(ctx: typer.Context, environment: str, *, secrets: bool = False) -> Any:
     from deployer import secrets as secret_values
     from deployer.commands.context import Session
+    from deployer.notify import secret_refs
 
     target = _target(ctx, environment)
-    values = secret_values.resolve(target.secrets, target.project_dir) if secrets else {}
+    values: dict[str, str] = {}
+    notify_values: dict[str, str] = {}
+    if secrets:
+        values = secret_values.resolve(target.secrets, target.project_dir)
+        notify_values = secret_values.resolve_refs(
+            secret_refs(target.notifications),
+            target.secrets,
+            target.project_dir,
+            path_of=lambda name: (
+                f"environments.{environment}.{name.replace('notify.', 'notifications.', 1)}"
+            ),
+        )
     return Session(
         target=target,
         verbosity=ctx.obj.verbosity,
-        redact=secret_values.redactor_for(values),
+        redact=secret_values.redactor_for({**values, **notify_values}),
         secret_env=values,
+        notify_secrets=notify_values,
     )
 
 
@@ -301,7 +314,13 @@ def rollback(
     from deployer.commands.rollback import rollback as run_rollback
 
     with _errors(as_json):
-        result = _run(ctx, environment, f"rollback {environment}", lambda s: run_rollback(s, to=to))
+        result = _run(
+            ctx,
+            environment,
+            f"rollback {environment}",
+            lambda s: run_rollback(s, to=to),
+            secrets=True,
+        )
         _finish(result, as_json, result.exit_code)
 
 
@@ -347,6 +366,38 @@ def history(
         if as_json:
             _finish(rows, True)
         render.show_history(rows, out)
+
+
+@app.command()
+def stats(
+    ctx: typer.Context,
+    environment: Annotated[str | None, typer.Argument(help="Environment (default: all).")] = None,
+    textfile: Annotated[
+        Path | None,
+        typer.Option(help="Also write the numbers in Prometheus text format to this file."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Deployment KPIs from the ledger: success rate, deploy and rollback times."""
+    from deployer import render
+    from deployer import stats as kpis
+    from deployer.ledger import Ledger
+
+    with _errors(as_json):
+        loaded = _loaded(ctx)
+        if environment is not None and environment not in loaded.project.environments:
+            raise ConfigError(
+                [
+                    f"environments.{environment}: unknown environment "
+                    f"(known: {', '.join(loaded.project.environments)})"
+                ]
+            )
+        result = kpis.compute(Ledger(loaded.directory / loaded.project.ledger), environment)
+        if textfile is not None:
+            kpis.write_textfile(kpis.prometheus_text(result), textfile)
+        if as_json:
+            _finish(result, True)
+        render.show_stats(result, out)
 
 
 @lock_app.command("status")

@@ -22,6 +22,7 @@ from deployer.commands.rollback import RollbackResult
 from deployer.commands.state import ReleasesResult, StatusResult
 from deployer.errors import DeployerError
 from deployer.ledger import Deployment
+from deployer.stats import Durations, Stats
 
 
 def jsonable(value: Any) -> Any:
@@ -199,3 +200,37 @@ def show_history(rows: list[Deployment], console: Console) -> None:
             escape(d.reason[:80]),
         )
     console.print(table if rows else "no deployments recorded")
+
+
+def show_stats(stats: Stats, console: Console) -> None:
+    table = Table(box=None, pad_edge=False)
+    for header in (
+        "env",
+        "deploys",
+        "ok",
+        "failed",
+        "rolled back",
+        "interrupted",
+        "success",
+        "deploy p50/p95",
+        "rollback p50/p95",
+    ):
+        table.add_column(header)
+
+    def pair(d: Durations) -> str:
+        return "-" if d.p50 is None else f"{d.p50:.1f}s / {d.p95:.1f}s"
+
+    for env in (*stats.environments, stats.overall):
+        rate = "-" if env.success_rate is None else f"{env.success_rate:.0%}"
+        table.add_row(
+            escape(env.environment or "(all)"),
+            str(env.deployments),
+            str(env.succeeded),
+            str(env.failed),
+            str(env.rolled_back),
+            str(env.interrupted),
+            rate,
+            pair(env.deploy_seconds),
+            pair(env.rollback_seconds),
+        )
+    console.print(table)

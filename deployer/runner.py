@@ -127,7 +127,10 @@ class _Collector:
         else:
             entry["ok"] += 1
         if state in {"failed", "unreachable"}:
-            entry["message"] = self.redact(_message(res))
+            message = _message(res)
+            if state == "unreachable":
+                message = explain_unreachable(message)
+            entry["message"] = self.redact(message)
             entry["failed_task"] = data.get("task", "")
         if host in self.started:
             entry["seconds"] = time.monotonic() - self.started[host]
@@ -152,6 +155,19 @@ def _message(res: Mapping[str, Any]) -> str:
     if isinstance(msg, (list, dict)):
         msg = json.dumps(msg)
     return str(msg).strip()[:2000]
+
+
+_HOST_KEY_SIGNS = ("REMOTE HOST IDENTIFICATION HAS CHANGED", "Host key verification failed")
+
+
+def explain_unreachable(message: str) -> str:
+    """Put the one SSH failure that must never be waved through in plain words first."""
+    if any(sign in message for sign in _HOST_KEY_SIGNS):
+        return (
+            "host key does not match known_hosts: refused (possible man-in-the-middle, or "
+            "the host was rebuilt; if so, replace its entry in the known_hosts file). " + message
+        )
+    return message
 
 
 def _vault_encrypt(payload: Mapping[str, Any], password: str) -> bytes:

@@ -8,13 +8,14 @@ any host is touched.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from deployer.config.base import SecretRef
 from deployer.config.models import Secrets
 from deployer.errors import ConfigError
 
@@ -57,7 +58,8 @@ def _read_vault(secrets: Secrets, base: Path, environ: Mapping[str, str]) -> dic
     from ansible.errors import AnsibleError
     from ansible.parsing.vault import VaultLib, VaultSecret
 
-    assert secrets.vault_file is not None
+    if secrets.vault_file is None:
+        raise ConfigError(["secrets.vault_file: required by a `vault:` secret reference"])
     path = base / secrets.vault_file
     try:
         blob = path.read_bytes()
@@ -76,38 +78,53 @@ def _read_vault(secrets: Secrets, base: Path, environ: Mapping[str, str]) -> dic
     return data
 
 
-def resolve(
-    secrets: Secrets, base: Path, environ: Mapping[str, str] | None = None
+def resolve_refs(
+    refs: Mapping[str, SecretRef],
+    secrets: Secrets,
+    base: Path,
+    environ: Mapping[str, str] | None = None,
+    *,
+    path_of: Callable[[str], str] = lambda name: name,
 ) -> dict[str, str]:
-    """The secret service environment: {VARIABLE: value}. Raises ConfigError when any is
-    missing, naming the config path of the reference."""
+    """Resolve named references to their values. Raises ConfigError naming the config path
+    (`path_of(name)`) of every reference that has no value."""
     environ = os.environ if environ is None else environ
-    if not secrets.env:
+    if not refs:
         return {}
-    vault = _read_vault(secrets, base, environ) if secrets.vault_file else {}
+    uses_vault = any(ref.vault for ref in refs.values())
+    vault = _read_vault(secrets, base, environ) if uses_vault else {}
     values: dict[str, str] = {}
     problems: list[str] = []
-    for name, ref in secrets.env.items():
+    for name, ref in refs.items():
         if ref.from_env is not None:
             value = environ.get(ref.from_env)
             if value is None:
                 problems.append(
-                    f"secrets.env.{name}.from_env: environment variable {ref.from_env} is not set"
+                    f"{path_of(name)}.from_env: environment variable {ref.from_env} is not set"
                 )
                 continue
         else:
             found = vault.get(ref.vault or "")
             if found is None:
-                problems.append(f"secrets.env.{name}.vault: key {ref.vault!r} is not in the vault")
+                problems.append(f"{path_of(name)}.vault: key {ref.vault!r} is not in the vault")
                 continue
             value = str(found)
         if any(ch in value for ch in "\n\r\x00"):
-            problems.append(f"secrets.env.{name}: the value must be a single line")
+            problems.append(f"{path_of(name)}: the value must be a single line")
             continue
         values[name] = value
     if problems:
         raise ConfigError(problems)
     return values
+
+
+def resolve(
+    secrets: Secrets, base: Path, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The secret service environment: {VARIABLE: value}."""
+    return resolve_refs(
+        secrets.env, secrets, base, environ, path_of=lambda name: f"secrets.env.{name}"
+    )
 
 
 def redactor_for(values: Mapping[str, str]) -> Redactor:

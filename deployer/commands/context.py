@@ -13,7 +13,8 @@ from functools import cached_property
 from typing import Any
 
 from deployer.config.resolve import Target
-from deployer.ledger import Ledger
+from deployer.ledger import Deployment, Ledger
+from deployer.notify import Delivery, event_from_deployment, notify
 from deployer.plan.inventory import build_inventory
 from deployer.runner import ProgressSink, Runner, RunResult
 from deployer.secrets import Redactor
@@ -54,6 +55,7 @@ class Session:
     identity: Identity = field(default_factory=Identity.current)
     interrupted: threading.Event = field(default_factory=threading.Event)
     secret_env: Mapping[str, str] = field(default_factory=dict)
+    notify_secrets: Mapping[str, str] = field(default_factory=dict)
 
     @cached_property
     def state_dir(self) -> Any:
@@ -68,6 +70,14 @@ class Session:
     @cached_property
     def ledger(self) -> Ledger:
         return Ledger(self.target.ledger_path, redact=self.redact)
+
+    def announce(self, deployment: Deployment) -> tuple[Delivery, ...]:
+        """Tell the environment's channels about a deployment's start or outcome. Never
+        raises and never waits past the notification deadline."""
+        if not self.target.notifications:
+            return ()
+        event = event_from_deployment(self.target.app.name, deployment)
+        return tuple(notify(self.target.notifications, event, self.notify_secrets, self.redact))
 
     @cached_property
     def inventory(self) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from deployer.config.names import check_version
 from deployer.errors import BadRequest, DeployerError
 from deployer.exitcodes import ExitCode
 from deployer.ledger import HostResult, HostStatus, Kind, Status, pid_is_alive
+from deployer.notify import Delivery
 from deployer.plan.batches import batches as plan_batches
 from deployer.plan.extravars import (
     lock_vars,
@@ -59,6 +60,7 @@ class DeployResult:
     hosts: tuple[HostReport, ...]
     deploy_seconds: float
     rollback_seconds: float | None
+    notifications: tuple[Delivery, ...] = ()
 
 
 class _Interrupted(Exception):
@@ -150,6 +152,7 @@ def deploy(
         control_host=session.identity.control_host,
         pid=session.identity.pid,
     )
+    deliveries = list(session.announce(ledger.get(deployment_id)))
     rollout = _Rollout(session, deployment_id, version)
     plan = [tuple(b) for b in plan_batches(target.strategy, target.host_names)]
     status, code, stage, reason = Status.SUCCEEDED, ExitCode.OK, "done", ""
@@ -177,6 +180,7 @@ def deploy(
         deploy_seconds=seconds,
         rollback_seconds=rollout.rollback_seconds,
     )
+    deliveries += session.announce(record)
     return DeployResult(
         deployment_id=deployment_id,
         environment=target.environment,
@@ -191,6 +195,7 @@ def deploy(
         hosts=tuple(rollout.hosts[h] for h in target.host_names if h in rollout.hosts),
         deploy_seconds=seconds,
         rollback_seconds=rollout.rollback_seconds,
+        notifications=tuple(deliveries),
     )
 
 

@@ -19,6 +19,7 @@ from deployer.config.names import check_version
 from deployer.errors import BadRequest, DeployerError, UnreachableError
 from deployer.exitcodes import ExitCode
 from deployer.ledger import HostResult, HostStatus, Kind, Status, pid_is_alive
+from deployer.notify import Delivery
 from deployer.plan.extravars import rollback_vars
 
 
@@ -32,6 +33,7 @@ class RollbackResult:
     reason: str
     hosts: tuple[HostReport, ...]
     seconds: float
+    notifications: tuple[Delivery, ...] = ()
 
 
 def choose_version(
@@ -107,6 +109,7 @@ def _locked_rollback(session: Session, to: str | None) -> RollbackResult:
         pid=session.identity.pid,
     )
     ledger.set_stage(deployment_id, "rollback")
+    deliveries = list(session.announce(ledger.get(deployment_id)))
     mapping = {h: version for h in states}
     reason = f"rollback to {version} requested by {session.identity.user}"
     result = session.run(
@@ -138,7 +141,9 @@ def _locked_rollback(session: Session, to: str | None) -> RollbackResult:
     seconds = time.monotonic() - started
     status = Status.FAILED if failed else Status.SUCCEEDED
     why = f"rollback failed on {', '.join(failed)}" if failed else ""
-    ledger.finish(deployment_id, status, reason=why, rollback_seconds=seconds)
+    deliveries += session.announce(
+        ledger.finish(deployment_id, status, reason=why, rollback_seconds=seconds)
+    )
     return RollbackResult(
         deployment_id=deployment_id,
         environment=env,
@@ -148,4 +153,5 @@ def _locked_rollback(session: Session, to: str | None) -> RollbackResult:
         reason=session.redact(why),
         hosts=tuple(reports),
         seconds=seconds,
+        notifications=tuple(deliveries),
     )

@@ -13,9 +13,7 @@ import re
 from typing import Annotated, Literal
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     StrictFloat,
     StrictInt,
@@ -23,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from deployer.config.base import SecretRef, Section
 from deployer.config.names import (
     AbsPath,
     Address,
@@ -33,13 +32,10 @@ from deployer.config.names import (
     SingleLine,
     UserName,
 )
+from deployer.config.notify import Notification
 
 LAB_HOSTS = "lab"
 """A component whose hosts are given as this string takes the hosts of `deployer lab up`."""
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
 class App(Section):
@@ -221,23 +217,6 @@ class Rollback(Section):
     response_time: LatencyRule = Field(default_factory=LatencyRule)
 
 
-class SecretRef(Section):
-    from_env: EnvVarName | None = Field(
-        default=None, description="Take the value from this variable on the control host."
-    )
-    vault: str | None = Field(
-        default=None,
-        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
-        description="Take the value from this key of the vault file.",
-    )
-
-    @model_validator(mode="after")
-    def _one_source(self) -> SecretRef:
-        if (self.from_env is None) == (self.vault is None):
-            raise ValueError("set exactly one of 'from_env' or 'vault'")
-        return self
-
-
 class Secrets(Section):
     vault_file: str | None = Field(
         default=None, description="ansible-vault encrypted YAML, relative to deploy.yml."
@@ -320,6 +299,11 @@ class Environment(Section):
     primary: Name | None = Field(
         default=None, description="Host that holds the deployment lock (default: the first)."
     )
+    notifications: list[Notification] = Field(
+        default_factory=list,
+        description="Where deploy starts and outcomes are reported (webhook, slack, email, "
+        "pagerduty); secrets are references.",
+    )
     # Project-level sections this environment overrides (only the keys it sets).
     service: Service | None = None
     health: Health | None = None
@@ -372,3 +356,17 @@ class Project(Section):
         if not value:
             raise ValueError("define at least one environment")
         return value
+
+    @model_validator(mode="after")
+    def _vault_for_notifications(self) -> Project:
+        from deployer.notify import secret_refs
+
+        for name, env in self.environments.items():
+            if any(r.vault for r in secret_refs(env.notifications).values()) and not (
+                self.secrets.vault_file
+            ):
+                raise ValueError(
+                    f"environments.{name}.notifications refer to the vault but "
+                    "secrets.vault_file is not set"
+                )
+        return self

@@ -31,6 +31,7 @@ from deployer.config.models import (
     Service,
     Strategy,
 )
+from deployer.config.notify import Notification
 from deployer.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
@@ -101,6 +102,7 @@ class Target:
     connect_timeout: int
     ledger_path: Path
     lock_ttl: int
+    notifications: tuple[Notification, ...] = ()
 
     @property
     def deploy_to(self) -> str:
@@ -196,6 +198,7 @@ def resolve(loaded: LoadedProject, environment: str, lab: LabInfo | None = None)
         connect_timeout=env.ssh.connect_timeout,
         ledger_path=loaded.directory / project.ledger,
         lock_ttl=project.lock_ttl,
+        notifications=tuple(env.notifications),
     )
 
 

@@ -10,7 +10,8 @@ import yaml
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from deployer.config.models import Project, Section
+from deployer.config.base import Section
+from deployer.config.models import Project
 
 HEADER = """\
 # deploy.yml: how deployer builds, ships, checks and rolls back {app}.
