@@ -105,7 +105,7 @@ def _target(ctx: typer.Context, environment: str) -> Any:
 def _session(ctx: typer.Context, environment: str, *, secrets: bool = False) -> Any:
     from deployer import secrets as secret_values
     from deployer.commands.context import Session
-    from deployer.notify import secret_refs
+    from deployer.notify import notify_path, secret_refs
 
     target = _target(ctx, environment)
     values: dict[str, str] = {}
@@ -116,9 +116,7 @@ def _session(ctx: typer.Context, environment: str, *, secrets: bool = False) -> 
             secret_refs(target.notifications),
             target.secrets,
             target.project_dir,
-            path_of=lambda name: (
-                f"environments.{environment}.{name.replace('notify.', 'notifications.', 1)}"
-            ),
+            path_of=lambda name: f"environments.{environment}." + notify_path(name),
         )
     return Session(
         target=target,

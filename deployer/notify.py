@@ -469,6 +469,13 @@ class _Job:
             self.result = Delivery(self.name, False, self.attempts, _describe(exc))
 
 
+def notify_path(name: str) -> str:
+    """The config path of a reference named by `secret_refs`: notify.0.url ->
+    notifications[0].url."""
+    _, index, field = name.split(".", 2)
+    return f"notifications[{index}].{field}"
+
+
 def secret_refs(channels: Sequence[Notification]) -> dict[str, SecretRef]:
     """Every secret reference of the channels, named `notify.<index>.<field>` (for example
     `notify.0.url`, `notify.2.routing_key`): resolve them and pass the values to `notify`."""

@@ -144,9 +144,20 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+_UNION_TAGS = {"webhook", "slack", "email", "pagerduty"}  # discriminators of notifications
+
+
 def _clean_loc(loc: Loc) -> Loc:
-    """Drop pydantic's union branch labels ('list[Host]', 'literal[...]')."""
-    return tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p == "function-after")))
+    """Drop pydantic's union branch labels ('list[Host]', 'literal[...]', a tag after an
+    index)."""
+    out: list[str | int] = []
+    for part in loc:
+        if isinstance(part, str) and ("[" in part or part == "function-after"):
+            continue
+        if part in _UNION_TAGS and out and isinstance(out[-1], int):
+            continue
+        out.append(part)
+    return tuple(out)
 
 
 def validation_problems(exc: ValidationError, model: type[BaseModel], source: Source) -> list[str]:

@@ -32,7 +32,7 @@ from .model import (
     container_name,
     empty_state,
 )
-from .profiles import SERVER, RunProfile
+from .profiles import SERVER, SWARM, RunProfile
 
 MAX_HOSTS = 32
 READY_TIMEOUT = 90.0
@@ -171,20 +171,37 @@ def status(name: str = "lab") -> LabState:
 
 
 def up(
-    hosts: int, name: str = "lab", progress: Progress | None = None, *, profile: RunProfile = SERVER
+    hosts: int,
+    name: str = "lab",
+    progress: Progress | None = None,
+    *,
+    profile: RunProfile = SERVER,
+    swarm: bool = False,
 ) -> LabState:
-    """Scale lab `name` to exactly `hosts` hosts, ready for SSH; return its state."""
+    """Scale lab `name` to exactly `hosts` hosts, ready for SSH; return its state.
+
+    With `swarm`, the hosts run dockerd (SWARM profile, swarm node image) and form one
+    swarm: host 1 manages, the others are workers (see deployer.swarm.lab).
+    """
     check_name(name)
     if not 0 <= hosts <= MAX_HOSTS:
         raise LabError(f"--hosts must be between 0 and {MAX_HOSTS}, not {hosts}")
     say = progress or (lambda _message: None)
-    image = ensure_image(say)
+    if swarm:
+        from deployer.swarm.lab import ensure_swarm_image, form_swarm
+
+        profile, image = SWARM, ensure_swarm_image(say)
+    else:
+        image = ensure_image(say)
     state = empty_state(name, image)
     with file_lock(state.directory / ".lock"):
         public_key = ensure_key(state.private_key)
         client = engine.client(pool_size=2 * hosts + 2)
         try:
-            return _scale(client, state, hosts, profile, public_key, say)
+            ready = _scale(client, state, hosts, profile, public_key, say)
+            if swarm:
+                form_swarm(ready, say)
+            return ready
         except DockerException as exc:
             raise LabError(f"docker error while bringing up lab {name!r}: {exc}") from exc
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from docker.types import Mount
+
 
 @dataclass(frozen=True)
 class RunProfile:
@@ -22,10 +24,18 @@ class RunProfile:
     security_opt: tuple[str, ...] = ("seccomp=unconfined",)
     cgroup_mode: Literal["ro", "rw"] = "ro"
     tmpfs: tuple[str, ...] = ("/run", "/run/lock")
+    volumes: tuple[str, ...] = ()
+    """Paths given an anonymous volume (removed with the container by `lab down`)."""
 
     def run_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for docker SDK `containers.create` (besides name/ports/net)."""
+        extra: dict[str, Any] = {}
+        if self.volumes:
+            extra["mounts"] = [
+                Mount(target=path, source=None, type="volume") for path in self.volumes
+            ]
         return {
+            **extra,
             "cap_add": list(self.cap_add),
             "cap_drop": list(self.cap_drop),
             "security_opt": list(self.security_opt),
@@ -44,4 +54,17 @@ SERVER = RunProfile(
     cap_add=("SYS_ADMIN", "NET_ADMIN"),
 )
 
-PROFILES: dict[str, RunProfile] = {SERVER.name: SERVER}
+SWARM = RunProfile(
+    name="swarm",
+    # A host that runs its own dockerd (a Swarm node): every capability but the one this
+    # machine withholds, no seccomp/apparmor confinement, a writable cgroup tree.
+    cap_add=("ALL",),
+    cap_drop=("SYS_RESOURCE",),
+    security_opt=("seccomp=unconfined", "apparmor=unconfined"),
+    cgroup_mode="rw",
+    # The inner dockerd's storage sits on a volume, not on the container's own overlay
+    # root: overlay2 works there (overlay on overlay does not, and vfs copies every layer).
+    volumes=("/var/lib/docker",),
+)
+
+PROFILES: dict[str, RunProfile] = {SERVER.name: SERVER, SWARM.name: SWARM}

@@ -50,6 +50,9 @@ def _case(path: Path) -> Case:
 
 CASES = [_case(p) for p in sorted(BAD.glob("*.yml"))]
 IDS = [c.path.stem for c in CASES]
+# secrets resolve when a deploy starts, not when the config loads
+LOAD_CASES = [c for c in CASES if c.command != "deploy"]
+LOAD_IDS = [c.path.stem for c in LOAD_CASES]
 
 
 def test_there_are_fixtures() -> None:
@@ -77,7 +80,7 @@ def _problems(case: Case) -> tuple[str, ...]:
     return info.value.problems
 
 
-@pytest.mark.parametrize("case", CASES, ids=IDS)
+@pytest.mark.parametrize("case", LOAD_CASES, ids=LOAD_IDS)
 def test_config_error_names_the_path(case: Case, no_lab: Path) -> None:
     matching = [p for p in _problems(case) if p.startswith(case.expect)]
     assert matching, _problems(case)

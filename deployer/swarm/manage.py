@@ -1,0 +1,195 @@
+"""`rollback` and `status` for `target: swarm` environments.
+
+rollback redeploys a stored version: its images must be on every node (the controller sends
+them when it still has them, like a deploy would); otherwise nothing happens and the
+command exits 2 naming the nodes that lack them. status reads the service tasks through
+the manager and sets them beside what the ledger expects.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+import docker
+from docker.errors import DockerException, ImageNotFound
+
+from deployer.commands.context import Session
+from deployer.commands.deploy import HostReport
+from deployer.commands.lock import acquire, new_token, release_own
+from deployer.commands.rollback import RollbackResult
+from deployer.commands.state import HostState, StatusResult
+from deployer.config.names import check_version
+from deployer.errors import BadRequest, DeployerError
+from deployer.exitcodes import ExitCode
+from deployer.ledger import HostResult, HostStatus, Kind, Status, pid_is_alive
+from deployer.swarm import compose, deliver, observe, rollout
+from deployer.swarm.build import specs_of
+from deployer.swarm.remote import Nodes
+from deployer.swarm.settings import settings_of
+from deployer.swarm.spec import ComponentSpec, stack_name
+
+
+def _local_ids(refs: list[str]) -> dict[str, str] | None:
+    """Image IDs on the controller, or None when it lacks any of them."""
+    try:
+        client = docker.from_env()
+        return {ref: str(client.images.get(ref).id) for ref in refs}
+    except (ImageNotFound, DockerException):
+        return None
+
+
+def _ensure_on_nodes(nodes: Nodes, specs: tuple[ComponentSpec, ...], version: str) -> str:
+    """Make sure every node holds `version`'s images; returns the ledger digest string."""
+    refs = [s.image(version) for s in specs]
+    local = _local_ids(refs)
+    if local is not None:
+        failed = [f"{r.node}: {r.error}" for r in deliver.deliver(nodes, local) if not r.ok]
+        if failed:
+            raise DeployerError(f"could not send {version}'s images: {'; '.join(failed)}")
+    else:
+        lacking = deliver.lacking(nodes, refs)
+        if lacking:
+            where = "; ".join(f"{n} lacks {', '.join(r)}" for n, r in lacking.items())
+            raise BadRequest(
+                f"--to {version}: not present on every node ({where}); refusing a rollback "
+                "that Swarm could only place on some nodes"
+            )
+    ids = local or deliver.held(nodes, nodes.manager, refs) or {}
+    return ";".join(
+        f"{s.name}={ids.get(s.image(version), '')}" for s in sorted(specs, key=lambda x: x.name)
+    )
+
+
+def _choose(session: Session, running: set[str | None], to: str | None) -> str:
+    env = session.target.environment
+    bad = session.ledger.bad_versions(env)
+    if to is not None:
+        if to in bad:
+            raise BadRequest(f"--to {to}: that version is marked bad in this environment")
+        return to
+    for version in session.ledger.good_versions(env):
+        if version not in running:
+            return version
+    raise BadRequest("no previous good version in the ledger; name one with --to")
+
+
+def rollback(session: Session, *, to: str | None = None) -> RollbackResult:
+    target, ledger = session.target, session.ledger
+    if to is not None:
+        try:
+            check_version(to)
+        except ValueError as exc:
+            raise BadRequest(f"--to: {exc}") from None
+    settings = settings_of(target)
+    specs = specs_of(target, settings)
+    nodes = Nodes(target, settings.docker)
+    stack = stack_name(target, settings)
+    ledger.reconcile_orphans(session.identity.control_host, pid_is_alive)
+    token = new_token()
+    acquire(session, token)
+    try:
+        before = observe.read(nodes, stack)
+        running = {v.version for v in before.values()}
+        version = _choose(session, running, to)
+        digest = _ensure_on_nodes(nodes, specs, version)
+        started = time.monotonic()
+        deployment_id = ledger.begin(
+            environment=target.environment,
+            kind=Kind.ROLLBACK,
+            version=version,
+            previous_version=running.pop() if len(running) == 1 else None,
+            artifact_sha256=digest,
+            user=session.identity.user,
+            control_host=session.identity.control_host,
+            pid=session.identity.pid,
+        )
+        services = tuple(s.service for s in specs)
+        try:
+            ledger.set_stage(deployment_id, "rollback")
+            rollout.apply(nodes, stack, compose.render(target, settings, specs, version))
+            settled = rollout.wait(
+                nodes, stack, services, version, before, timeout=settings.timeout
+            )
+        except DeployerError as exc:
+            ledger.finish(deployment_id, Status.FAILED, reason=exc.message)
+            raise
+    finally:
+        with contextlib.suppress(DeployerError):
+            release_own(session, token)
+    reports = []
+    for service in services:
+        prior = before.get(service)
+        was = prior.version if prior else None
+        view = settled.views.get(service)
+        if settled.outcome.get(service) == "converged":
+            changed = prior is None or prior.version != version
+            ok = HostStatus.CHANGED if changed else HostStatus.OK
+            reports.append(HostReport(service, ok, "rollback", was, version))
+        else:
+            after = view.version if view else None
+            detail = view.describe() if view else "not found"
+            reports.append(HostReport(service, HostStatus.FAILED, "rollback", was, after, detail))
+    ledger.record_hosts(
+        deployment_id,
+        [HostResult(r.host, r.status, r.stage, r.before, r.after, r.message) for r in reports],
+    )
+    seconds = time.monotonic() - started
+    why = "" if settled.ok else f"rollback to {version} failed: {settled.reason()}"
+    status = Status.SUCCEEDED if settled.ok else Status.FAILED
+    ledger.finish(deployment_id, status, reason=why, rollback_seconds=seconds)
+    return RollbackResult(
+        deployment_id=deployment_id,
+        environment=target.environment,
+        version=version,
+        status=status,
+        exit_code=ExitCode.OK if settled.ok else ExitCode.DEPLOY_FAILED,
+        reason=session.redact(why),
+        hosts=tuple(reports),
+        seconds=seconds,
+    )
+
+
+def status(session: Session) -> StatusResult:
+    """The stack's services as HostStates (one per service), with the ledger's view."""
+    target, ledger = session.target, session.ledger
+    settings = settings_of(target)
+    ledger.reconcile_orphans(session.identity.control_host, pid_is_alive)
+    specs = specs_of(target, settings)
+    views = observe.read(Nodes(target, settings.docker), stack_name(target, settings))
+    states: list[HostState] = []
+    problems: list[str] = []
+    for spec in specs:
+        view = views.get(spec.service)
+        if view is None:
+            states.append(HostState(spec.service, True, None, None, False, "not deployed", ()))
+            problems.append(f"{spec.service}: not deployed")
+            continue
+        versions = {t.version for t in view.running}
+        current = versions.pop() if len(versions) == 1 else None
+        healthy = view.converged
+        states.append(HostState(spec.service, True, current, None, healthy, view.describe(), ()))
+        ledger.record_observation(target.environment, spec.service, current, healthy)
+        if not healthy:
+            problems.append(f"{spec.service}: {view.describe()}")
+    running = observe.versions([v for v in views.values() if v.name in {s.service for s in specs}])
+    expected = ledger.current(target.environment)
+    if len(running) > 1:
+        split = "; ".join(f"{v} on {', '.join(s)}" for v, s in running.items())
+        problems.append(f"services disagree: {split}")
+    elif expected is not None and running and expected not in running:
+        problems.append(f"the ledger expects {expected}, the swarm runs {', '.join(running)}")
+    history = ledger.history(target.environment, limit=1)
+    last = history[0] if history else None
+    if last is not None and last.status.value in {"INTERRUPTED", "RUNNING"}:
+        problems.append(f"last deployment #{last.id} is {last.status.value}: {last.reason}")
+    return StatusResult(
+        environment=target.environment,
+        hosts=tuple(states),
+        versions=running,
+        expected=expected,
+        drift=len(running) > 1,
+        healthy=all(s.healthy for s in states),
+        problems=tuple(problems),
+        last=last,
+    )

@@ -1,0 +1,111 @@
+"""Commands on swarm nodes over SSH, with the same host key rules as the Ansible runs.
+
+Host keys are always checked (StrictHostKeyChecking=yes) against the environment's own
+known_hosts files only; there is no prompt and no trust on first use. One master connection
+per node is kept for a minute, so polling a rollout does not pay for a handshake each second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from deployer.config.resolve import ResolvedHost, Target
+from deployer.errors import DeployerError, UnreachableError
+
+SSH_UNREACHABLE = 255
+
+
+@dataclass(frozen=True)
+class Reply:
+    node: str
+    code: int
+    out: str
+    err: str
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 0
+
+
+def _control_dir(target: Target) -> Path:
+    """Short (socket paths max out at 108 bytes) and per project, like the runner's."""
+    digest = hashlib.sha256(str(target.project_dir.resolve()).encode()).hexdigest()[:12]
+    path = Path(tempfile.gettempdir()) / f"deployer-sw-{os.getuid()}" / digest
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
+class Nodes:
+    """The environment's hosts as swarm nodes; the primary host is the manager."""
+
+    def __init__(self, target: Target, docker: str = "docker") -> None:
+        self.target = target
+        self.docker = docker
+        self.hosts = {h.name: h for h in target.hosts}
+        self.manager = target.primary
+        self._control = _control_dir(target)
+
+    def argv(self, host: ResolvedHost, command: str) -> list[str]:
+        files = " ".join(str(p) for p in self.target.known_hosts)
+        argv = [
+            "ssh",
+            "-o", "StrictHostKeyChecking=yes",
+            "-o", f"UserKnownHostsFile={files}",
+            "-o", f"GlobalKnownHostsFile={files}",
+            "-o", "BatchMode=yes",
+            "-o", f"ConnectTimeout={self.target.connect_timeout}",
+            "-o", "ControlMaster=auto",
+            "-o", f"ControlPath={self._control}/%C",
+            "-o", "ControlPersist=60s",
+            "-o", "ServerAliveInterval=5",
+            "-o", "LogLevel=ERROR",
+            "-p", str(host.port),
+        ]  # fmt: skip
+        if host.private_key is not None:
+            argv += ["-o", "IdentitiesOnly=yes", "-i", str(host.private_key)]
+        return [*argv, f"{host.user}@{host.address}", command]
+
+    def docker_cmd(self, *args: str) -> str:
+        """A docker command line for the remote shell, every argument quoted."""
+        return " ".join([self.docker, *(shlex.quote(a) for a in args)])
+
+    def run(
+        self, node: str, command: str, *, stdin: bytes | None = None, timeout: float = 120
+    ) -> Reply:
+        host = self.hosts[node]
+        try:
+            proc = subprocess.run(
+                self.argv(host, command), input=stdin, capture_output=True, timeout=timeout
+            )
+        except subprocess.TimeoutExpired:
+            return Reply(node, SSH_UNREACHABLE, "", f"no answer within {timeout:.0f} s")
+        return Reply(
+            node,
+            proc.returncode,
+            proc.stdout.decode(errors="replace"),
+            proc.stderr.decode(errors="replace").strip(),
+        )
+
+    def manage(self, *args: str, stdin: bytes | None = None, timeout: float = 120) -> str:
+        """Run a docker command on the manager; raise when it fails."""
+        what = f"docker {' '.join(args[:2])}"
+        return self.manage_script(self.docker_cmd(*args), stdin=stdin, timeout=timeout, what=what)
+
+    def manage_script(
+        self, script: str, *, stdin: bytes | None = None, timeout: float = 120, what: str = ""
+    ) -> str:
+        """Run a shell script on the manager; raise when it fails."""
+        reply = self.run(self.manager, script, stdin=stdin, timeout=timeout)
+        if reply.code == SSH_UNREACHABLE:
+            raise UnreachableError(f"swarm manager {self.manager} unreachable: {reply.err}")
+        if not reply.ok:
+            raise DeployerError(
+                f"{what or 'a command'} on {self.manager} failed: {reply.err[-500:]}"
+            )
+        return reply.out
