@@ -206,7 +206,6 @@ def ansible_env(
         "ANSIBLE_TIMEOUT": "15",
         "ANSIBLE_NOCOLOR": "True",
         "ANSIBLE_FORCE_COLOR": "False",
-        "ANSIBLE_LOG_PATH": "",
         # our own (empty) ansible.cfg: no stray one from the cwd, ~ or /etc changes behaviour
         **({"ANSIBLE_CONFIG": str(config)} if config else {}),
         **({"ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_dir)} if control_dir else {}),

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from deployer import artifact as artifacts
 from deployer.commands.context import Session
@@ -24,6 +25,7 @@ from deployer.ledger import HostResult, HostStatus, Kind, Status, pid_is_alive
 from deployer.notify import Delivery
 from deployer.plan.batches import batches as plan_batches
 from deployer.plan.extravars import (
+    lock_release_vars,
     lock_vars,
     prepare_vars,
     rollback_vars,
@@ -108,8 +110,19 @@ class _Rollout:
         )
 
     def check(self, result: RunResult) -> None:
+        self.check_lock(result)  # the run may have given the lock back itself
         if self.session.interrupted.is_set() or result.canceled:
             raise _Interrupted
+
+    def check_lock(self, result: RunResult) -> None:
+        if any(o.data.get("released") for o in result.hosts.values()):
+            self.lock_held = False
+
+    def release_with(self, extravars: dict[str, Any]) -> dict[str, Any]:
+        """Let this run (the deployment's last) release the lock in its final task."""
+        if self.lock_held:
+            return {**extravars, **lock_release_vars(self.session.target, self.token)}
+        return extravars
 
     @property
     def noop(self) -> bool:
@@ -162,6 +175,7 @@ def deploy(
         _watch(rollout)
     except _Stop as stop:
         status, code, stage, reason = stop.status, stop.code, stop.stage, stop.reason
+        rollout.stage(stage)  # the ledger keeps the stage that failed, as the result says
     except (_Interrupted, KeyboardInterrupt):
         status, code, stage = Status.INTERRUPTED, ExitCode.DEPLOY_FAILED, "interrupted"
         reason = "interrupted by the operator; hosts stay where they were: see `status`"
@@ -215,17 +229,23 @@ def _prepare(rollout: _Rollout, art: artifacts.Artifact, wait: float, started: f
             required_bytes=art.required_bytes,
             lock=lock_vars(target, rollout.token, holder, target.lock_ttl),
         )
+        # Until a result says otherwise we may hold the lock: releasing it with our own
+        # token is harmless when we do not, and forgetting it would leave it stale.
+        rollout.lock_held = True
         result = session.run("prepare.yml", extravars, secrets=True)
-        rollout.check(result)
-        primary = result.hosts.get(target.primary)
-        if primary is not None and primary.data.get("held") and primary.failed:
+        primary = result.hosts.get(target.primary) or HostOutcome(target.primary)
+        if primary.unreachable:
+            rollout.lock_held = False
+        if primary.failed and primary.data.get("held") and not primary.data.get("mine"):
+            rollout.lock_held = False
+            rollout.check(result)
             info = lock_info(session, primary.data)
             if time.monotonic() - started < wait and not info.stale:
                 time.sleep(LOCK_POLL_SECONDS)
                 continue
             raise _Stop(Status.FAILED, ExitCode.LOCKED, "lock", _locked_reason(info))
+        rollout.check(result)
         break
-    rollout.lock_held = primary is not None and primary.good
     for host, outcome in result.hosts.items():
         rollout.before[host] = outcome.data.get("current")
     unreachable = [h for h, o in result.hosts.items() if o.unreachable]
@@ -282,7 +302,10 @@ def _switch_all(rollout: _Rollout, plan: list[tuple[str, ...]]) -> None:
     broken: dict[str, HostOutcome] = {}
     for number, batch in enumerate(plan, start=1):
         rollout.stage(f"switch {number}/{len(plan)}")
-        result = session.run("switch.yml", switch_vars(target, batch, rollout.version), hosts=batch)
+        extravars = switch_vars(target, batch, rollout.version)
+        if number == len(plan) and target.rollback.watch <= 0:
+            extravars = rollout.release_with(extravars)
+        result = session.run("switch.yml", extravars, hosts=batch)
         for host in batch:
             outcome = result.hosts.get(host) or HostOutcome(
                 host, unreachable=True, message="no result"
@@ -321,7 +344,7 @@ def _switch_all(rollout: _Rollout, plan: list[tuple[str, ...]]) -> None:
         rollout.check(result)
         if len(broken) > budget:
             reason = _why(broken, f"batch {number}/{len(plan)}")
-            _fleet_rollback(rollout, reason, stage="switch")
+            _fleet_rollback(rollout, reason, stage="switch", broken=broken)
     if broken:  # within the budget: put just those hosts back
         _rollback(
             rollout,
@@ -350,17 +373,21 @@ def _watch(rollout: _Rollout) -> None:
         for h in target.host_names
         if rollout.hosts.get(h, None) is not None and rollout.hosts[h].after == rollout.version
     ]
-    result = session.run("watch.yml", watch_vars(target, hosts), hosts=hosts)
+    result = session.run("watch.yml", rollout.release_with(watch_vars(target, hosts)), hosts=hosts)
     rollout.check(result)
     broken = {h: o for h, o in result.hosts.items() if not o.good}
     for host, outcome in broken.items():
         rollout.note(host, HostStatus.FAILED, "watch", rollout.version, outcome.message)
     if len(broken) > target.strategy.failure_budget:
-        _fleet_rollback(rollout, _why(broken, "the watch window"), stage="watch")
+        _fleet_rollback(rollout, _why(broken, "the watch window"), stage="watch", broken=broken)
 
 
-def _fleet_rollback(rollout: _Rollout, reason: str, *, stage: str) -> None:
-    """Every switched host back to its previous version; the new version is marked bad."""
+def _fleet_rollback(
+    rollout: _Rollout, reason: str, *, stage: str, broken: Mapping[str, HostOutcome]
+) -> None:
+    """Every switched host back to its previous version. The new version is marked bad only
+    when a host failed it: a host that went unreachable says nothing about the version, and
+    marking it bad would refuse the re-run that converges once the host is back."""
     target = rollout.session.target
     if not target.rollback.automatic:
         raise _Stop(
@@ -369,10 +396,12 @@ def _fleet_rollback(rollout: _Rollout, reason: str, *, stage: str) -> None:
             stage,
             f"{reason}; automatic rollback is off: hosts were left as they are",
         )
-    rollout.session.ledger.mark_bad(
-        target.environment, rollout.version, deployment_id=rollout.deployment_id, reason=reason
-    )
-    failed = _rollback(rollout, list(rollout.switched), mark_bad=rollout.version, reason=reason)
+    bad = rollout.version if any(not o.unreachable for o in broken.values()) else None
+    if bad is not None:
+        rollout.session.ledger.mark_bad(
+            target.environment, bad, deployment_id=rollout.deployment_id, reason=reason
+        )
+    failed = _rollback(rollout, list(rollout.switched), mark_bad=bad, reason=reason)
     tail = f"; rollback FAILED on {', '.join(failed)}" if failed else ""
     raise _Stop(Status.ROLLED_BACK, ExitCode.DEPLOY_FAILED, stage, f"{reason}; rolled back{tail}")
 
@@ -399,10 +428,11 @@ def _rollback(
     started = time.monotonic()
     result = session.run(
         "rollback.yml",
-        rollback_vars(target, to, mark_bad, reason),
+        rollout.release_with(rollback_vars(target, to, mark_bad, reason)),
         hosts=list(to),
         cancellable=False,
     )
+    rollout.check_lock(result)
     rollout.rollback_seconds = (rollout.rollback_seconds or 0.0) + time.monotonic() - started
     failed = list(stuck)
     for host, version in to.items():
@@ -418,7 +448,9 @@ def _rollback(
                 host,
                 HostStatus.UNKNOWN if unreachable else HostStatus.FAILED,
                 "rollback",
-                None if unreachable else rollout.version,
+                # where `current` points now: the switch back may have happened even though
+                # the old version then failed its health checks there
+                None if outcome is None or unreachable else outcome.data.get("current"),
                 outcome.message if outcome else "no result",
             )
     rollout.flush()

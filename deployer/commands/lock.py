@@ -118,7 +118,8 @@ def release(session: Session, *, force: bool = False) -> LockInfo:
 
 
 def acquire(session: Session, token: str, deployment: int | None = None) -> None:
-    """Take the lock for a command that changes hosts (rollback); LockedError when held."""
+    """Take the lock in a run of its own (targets without a combined read); LockedError
+    when held."""
     _lock_run(session, "acquire", token, deployment)
 
 

@@ -13,14 +13,14 @@ from dataclasses import dataclass
 
 from deployer.commands.context import Session
 from deployer.commands.deploy import HostReport
-from deployer.commands.lock import acquire, new_token, release_own
+from deployer.commands.lock import new_token, release_own
 from deployer.commands.state import HostState, read_hosts
 from deployer.config.names import check_version
 from deployer.errors import BadRequest, DeployerError, UnreachableError
 from deployer.exitcodes import ExitCode
 from deployer.ledger import HostResult, HostStatus, Kind, Status, pid_is_alive
 from deployer.notify import Delivery
-from deployer.plan.extravars import rollback_vars
+from deployer.plan.extravars import lock_release_vars, lock_vars, rollback_vars
 
 
 @dataclass(frozen=True)
@@ -79,18 +79,28 @@ def rollback(session: Session, *, to: str | None = None) -> RollbackResult:
             raise BadRequest(f"--to: {exc}") from None
     ledger.reconcile_orphans(session.identity.control_host, pid_is_alive)
     token = new_token()
-    acquire(session, token)
+    target = session.target
+    lock = lock_vars(target, token, session.identity.holder(), target.lock_ttl)
+    states = read_hosts(session, health=False, lock=lock)  # locks, then reads: one run
+    released = False
     try:
-        return _locked_rollback(session, to)
+        result, released = _locked_rollback(session, to, states, token)
+        return result
     finally:
-        # a lock left behind shows as stale in `lock status`; it never hides the result
-        with contextlib.suppress(DeployerError):
-            release_own(session, token)
+        if not released:
+            # a lock left behind shows as stale in `lock status`; it never hides the result
+            with contextlib.suppress(DeployerError):
+                release_own(session, token)
 
 
-def _locked_rollback(session: Session, to: str | None) -> RollbackResult:
+def _locked_rollback(
+    session: Session,
+    to: str | None,
+    states: dict[str, HostState],
+    token: str,
+) -> tuple[RollbackResult, bool]:
+    """The rollback itself, under the lock; also says whether its run released the lock."""
     target, ledger = session.target, session.ledger
-    states = read_hosts(session, health=False)
     down = sorted(h for h, s in states.items() if not s.reachable)
     if down:
         raise UnreachableError(f"unreachable: {', '.join(down)}; nothing was changed")
@@ -112,9 +122,9 @@ def _locked_rollback(session: Session, to: str | None) -> RollbackResult:
     deliveries = list(session.announce(ledger.get(deployment_id)))
     mapping = {h: version for h in states}
     reason = f"rollback to {version} requested by {session.identity.user}"
-    result = session.run(
-        "rollback.yml", rollback_vars(target, mapping, None, reason), cancellable=False
-    )
+    extravars = {**rollback_vars(target, mapping, None, reason), **lock_release_vars(target, token)}
+    result = session.run("rollback.yml", extravars, cancellable=False)
+    released = any(o.data.get("released") for o in result.hosts.values())
     reports: list[HostReport] = []
     for host, state in states.items():
         outcome = result.hosts.get(host)
@@ -144,7 +154,7 @@ def _locked_rollback(session: Session, to: str | None) -> RollbackResult:
     deliveries += session.announce(
         ledger.finish(deployment_id, status, reason=why, rollback_seconds=seconds)
     )
-    return RollbackResult(
+    done = RollbackResult(
         deployment_id=deployment_id,
         environment=env,
         version=version,
@@ -155,3 +165,4 @@ def _locked_rollback(session: Session, to: str | None) -> RollbackResult:
         seconds=seconds,
         notifications=tuple(deliveries),
     )
+    return done, released

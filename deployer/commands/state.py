@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from deployer.commands.context import Session
+from deployer.commands.lock import lock_info, locked_error
+from deployer.errors import UnreachableError
 from deployer.ledger import Deployment, pid_is_alive
 from deployer.plan.extravars import facts_vars
 
@@ -50,11 +52,23 @@ def _releases(data: Mapping[str, Any]) -> tuple[ReleaseOnHost, ...]:
     )
 
 
-def read_hosts(session: Session, *, health: bool) -> dict[str, HostState]:
-    """One read-only Ansible run: current version, stored releases and (optionally) health."""
+def read_hosts(
+    session: Session, *, health: bool, lock: Mapping[str, Any] | None = None
+) -> dict[str, HostState]:
+    """One Ansible run: current version, stored releases and (optionally) health; with
+    `lock`, the environment lock is taken first in the same run (LockedError when held)."""
     target = session.target
     hosts = list(target.host_names)
-    result = session.run("facts.yml", facts_vars(target, hosts, health=health), hosts=hosts)
+    result = session.run(
+        "facts.yml", facts_vars(target, hosts, health=health, lock=lock), hosts=hosts
+    )
+    if lock is not None:
+        primary = result.hosts.get(target.primary)
+        if primary is not None and primary.failed and primary.data.get("held"):
+            raise locked_error(lock_info(session, primary.data))
+        if primary is None or primary.unreachable:
+            why = primary.message if primary else f"no result ({result.status})"
+            raise UnreachableError(f"lock host {target.primary} unreachable: {why}")
     states: dict[str, HostState] = {}
     for host in hosts:
         outcome = result.hosts.get(host)

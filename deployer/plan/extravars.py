@@ -40,6 +40,11 @@ def lock_vars(target: Target, token: str, holder: Mapping[str, Any], ttl: int) -
     return {"path": lock_path(target), "token": token, "holder": dict(holder), "ttl": ttl}
 
 
+def lock_release_vars(target: Target, token: str) -> dict[str, Any]:
+    """Asks the last run of a deployment to release the lock itself (saves a run)."""
+    return {"deployer_lock_release": {"path": lock_path(target), "token": token}}
+
+
 def base_vars(target: Target, hosts: Sequence[str]) -> dict[str, Any]:
     return {
         "deployer_hosts": list(hosts),
@@ -96,10 +101,18 @@ def rollback_vars(
     }
 
 
-def facts_vars(target: Target, hosts: Sequence[str], *, health: bool) -> dict[str, Any]:
+def facts_vars(
+    target: Target,
+    hosts: Sequence[str],
+    *,
+    health: bool,
+    lock: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Read the hosts; with `lock`, take the environment lock first in the same run."""
     return {
         **base_vars(target, hosts),
         "deployer_health": health_vars(target) if health else None,
+        **({"deployer_lock": dict(lock), "deployer_lock_host": target.primary} if lock else {}),
     }
 
 

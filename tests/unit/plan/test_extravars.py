@@ -87,6 +87,7 @@ def _all_vars(target: Target) -> dict[str, Callable[[], dict[str, Any]]]:
     return {
         "health_vars": lambda: extravars.health_vars(target),
         "lock_vars": lambda: extravars.lock_vars(target, "token", {"user": "me"}, 60),
+        "lock_release_vars": lambda: extravars.lock_release_vars(target, "token"),
         "base_vars": lambda: extravars.base_vars(target, hosts),
         "prepare_vars": lambda: extravars.prepare_vars(
             target,

@@ -1,0 +1,263 @@
+#!/usr/bin/env python3
+"""deployer's benchmark: one command, side by side, on the local lab.
+
+    .venv/bin/python bench/run.py                 # the full run (10 hosts, 5 runs, up to 50)
+    .venv/bin/python bench/run.py --hosts 2 --runs 1 --scale 1,2   # a quick check
+
+1. deploy wall time at N hosts: deployer vs a plain one-task-per-step playbook vs the floor
+   (one ssh per host), same tarball and hosts, runs alternated; medians and ratios;
+2. rollback wall time at N; 3. failed requests and the longest gap between successes under a
+   constant HTTP load during a deploy and during a rollback; 4. deploy time at each scale
+   (table + PNG); 5. CLI overhead before the first SSH connection and the control process's
+   peak memory at the largest scale. Results: <out>/results.json, <out>/scaling.png.
+This is not a test: it measures. tests/bench/test_bench_smoke.py runs it at N=2 so it
+cannot rot. Targets are checked and printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.contenders import DEPLOYER_PORT, Bench, floor, floor_setup, plain
+from bench.load import Load
+from deployer import lab as labs
+
+TARGETS = {
+    "deploy_vs_plain": 0.35,  # at most this fraction of the plain playbook's median
+    "deploy_vs_floor": 4.0,  # at most this multiple of the floor's median
+    "rollback_seconds": 2.5,
+    "cli_overhead_ms": 300.0,
+}
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def compare(bench: Bench, runs: int) -> dict[str, Any]:
+    """Alternate the three contenders `runs` times; every run ships a new version."""
+    times: dict[str, list[float]] = {"deployer": [], "plain": [], "floor": []}
+    floor_setup(bench)
+    bench.deployer("deploy", "bench", "--version", "warm")  # first install, not timed
+    plain(bench, "warm")
+    floor(bench, "warm")
+    for i in range(runs):
+        version = f"r{i}-{int(time.time())}"
+        times["deployer"].append(bench.deployer("deploy", "bench", "--version", version)[0])
+        times["plain"].append(plain(bench, version))
+        times["floor"].append(floor(bench, version))
+        say(f"  run {i + 1}/{runs}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()))
+    medians = {k: median(v) for k, v in times.items()}
+    return {
+        "runs": times,
+        "median": medians,
+        "deployer_vs_plain": medians["deployer"] / medians["plain"],
+        "deployer_vs_floor": medians["deployer"] / medians["floor"],
+    }
+
+
+def rollbacks(bench: Bench, runs: int) -> dict[str, Any]:
+    seconds = []
+    for i in range(runs):
+        bench.deployer("deploy", "bench", "--version", f"rb{i}-{int(time.time())}")
+        seconds.append(bench.deployer("rollback", "bench")[0])
+    return {"runs": seconds, "median": median(seconds)}
+
+
+def under_load(bench: Bench, rate: int) -> dict[str, Any]:
+    """Failed requests and the longest gap while deploying, then while rolling back."""
+    targets = [(h.ip, DEPLOYER_PORT) for h in bench.hosts if h.ip]
+    out: dict[str, Any] = {}
+    for phase, args in (
+        ("deploy", ("deploy", "bench", "--version", f"load-{int(time.time())}")),
+        ("rollback", ("rollback", "bench")),
+    ):
+        load = Load(targets, rate=rate, max_seconds=120).start()
+        time.sleep(1.0)  # a baseline second before the change
+        bench.deployer(*args)
+        time.sleep(1.0)
+        result = load.stop()
+        out[phase] = {
+            "sent": result.sent,
+            "ok": result.ok,
+            "failed": result.failed,
+            "errors": result.errors,
+            "longest_gap_s": round(result.longest_gap, 3),
+            "rate": round(result.rate, 1),
+        }
+        say(
+            f"  {phase} under {rate} req/s: {result.failed} failed of {result.sent}, "
+            f"longest gap {result.longest_gap:.3f}s"
+        )
+    return out
+
+
+def scaling(root: Path, lab: Any, sizes: list[int]) -> dict[int, float]:
+    out: dict[int, float] = {}
+    for n in sizes:
+        bench = Bench(root / f"scale-{n}", lab, n)
+        bench.prepare()
+        bench.deployer("deploy", "bench", "--version", "warm")
+        out[n] = bench.deployer("deploy", "bench", "--version", f"s{n}-{int(time.time())}")[0]
+        say(f"  {n} hosts: {out[n]:.2f}s")
+    return out
+
+
+def cli_overhead(bench: Bench) -> dict[str, float]:
+    """Wall time of the work before any SSH connection: process start, config load,
+    resolution, inventory generation (`deployer inventory`), median of 7."""
+    samples = [bench.deployer("inventory", "bench", "--json")[0] * 1000 for _ in range(7)]
+    return {"median_ms": median(samples), "min_ms": min(samples)}
+
+
+def peak_memory(bench: Bench) -> float:
+    """Peak RSS (MiB) of the deployer process itself during a deploy (not its Ansible
+    children): read from /proc/self/status at exit."""
+    probe = (
+        "import atexit,sys\n"
+        "def hwm():\n"
+        "    for l in open('/proc/self/status'):\n"
+        "        if l.startswith('VmHWM'): sys.stderr.write('VMHWM '+l.split()[1]+'\\n')\n"
+        "atexit.register(hwm)\n"
+        f"sys.argv=['deployer','deploy','bench','--version','mem-{int(time.time())}']\n"
+        "from deployer.cli import main; main()\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], cwd=bench.root, capture_output=True, text=True, timeout=600
+    )
+    line = next((x for x in proc.stderr.splitlines() if x.startswith("VMHWM ")), "VMHWM 0")
+    return int(line.split()[1]) / 1024
+
+
+def plot(sizes: dict[int, float], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    xs = sorted(sizes)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(xs, [sizes[x] for x in xs], marker="o", label="deployer deploy")
+    ax.set_xlabel("hosts")
+    ax.set_ylabel("wall time (s)")
+    ax.set_title("deploy wall time by fleet size (2-core control host)")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return True
+
+
+def verdicts(results: dict[str, Any]) -> list[str]:
+    lines = []
+    cmp_ = results["compare"]
+    for key, limit, value in (
+        ("deploy_vs_plain", TARGETS["deploy_vs_plain"], cmp_["deployer_vs_plain"]),
+        ("deploy_vs_floor", TARGETS["deploy_vs_floor"], cmp_["deployer_vs_floor"]),
+        ("rollback_seconds", TARGETS["rollback_seconds"], results["rollback"]["median"]),
+        ("cli_overhead_ms", TARGETS["cli_overhead_ms"], results["cli"]["median_ms"]),
+    ):
+        lines.append(
+            f"{'PASS' if value <= limit else 'MISS'} {key}: {value:.2f} (target <= {limit})"
+        )
+    for phase, numbers in results["load"].items():
+        ok = numbers["failed"] == 0
+        lines.append(
+            f"{'PASS' if ok else 'MISS'} failed requests during {phase}: {numbers['failed']}"
+        )
+    sizes = results["scaling"]
+    if len(sizes) >= 2:
+        small, large = min(sizes, key=int), max(sizes, key=int)
+        per_small = sizes[small] / int(small)
+        per_large = sizes[large] / int(large)
+        lines.append(
+            f"{'PASS' if per_large <= per_small * 1.05 else 'MISS'} growth {small}->{large} hosts: "
+            f"{per_small:.3f}s/host -> {per_large:.3f}s/host (no worse than linear)"
+        )
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--hosts", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--scale", default="1,5,10,25,50")
+    parser.add_argument("--rate", type=int, default=240, help="requests/s in total")
+    parser.add_argument("--lab", default="bench")
+    parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    parser.add_argument("--keep-lab", action="store_true")
+    args = parser.parse_args()
+    sizes = sorted({int(x) for x in args.scale.split(",")} | {args.hosts})
+    args.out.mkdir(parents=True, exist_ok=True)
+    say(f"lab {args.lab}: {max(sizes)} hosts")
+    lab = labs.up(max(sizes), name=args.lab)
+    results: dict[str, Any] = {"hosts": args.hosts, "runs": args.runs, "cores": _cores()}
+    try:
+        with tempfile.TemporaryDirectory(prefix="deployer-bench-") as tmp:
+            bench = Bench(Path(tmp) / "main", lab, args.hosts)
+            bench.prepare()
+            say(f"1. deploy, {args.hosts} hosts, {args.runs} runs each")
+            results["compare"] = compare(bench, args.runs)
+            say("2. rollback")
+            results["rollback"] = rollbacks(bench, args.runs)
+            say("3. downtime under load")
+            results["load"] = under_load(bench, args.rate)
+            say("5. CLI overhead")
+            results["cli"] = cli_overhead(bench)
+            say("4. scaling")
+            results["scaling"] = {str(k): v for k, v in scaling(Path(tmp), lab, sizes).items()}
+            big = Bench(Path(tmp) / f"scale-{max(sizes)}", lab, max(sizes))
+            results["peak_memory_mib"] = peak_memory(big)
+    finally:
+        if not args.keep_lab:
+            labs.down(args.lab)
+    results["plot"] = plot(
+        {int(k): v for k, v in results["scaling"].items()}, args.out / "scaling.png"
+    )
+    results["verdicts"] = verdicts(results)
+    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    print(report(results))
+    return 0
+
+
+def _cores() -> int:
+    import os
+
+    return os.cpu_count() or 0
+
+
+def report(r: dict[str, Any]) -> str:
+    m = r["compare"]["median"]
+    lines = [
+        f"deploy at {r['hosts']} hosts (median of {r['runs']}): deployer {m['deployer']:.2f}s, "
+        f"plain playbook {m['plain']:.2f}s, floor {m['floor']:.2f}s; "
+        f"deployer/plain {r['compare']['deployer_vs_plain']:.2f}, "
+        f"deployer/floor {r['compare']['deployer_vs_floor']:.2f}",
+        f"rollback at {r['hosts']} hosts: median {r['rollback']['median']:.2f}s",
+        "scaling: " + ", ".join(f"{k} hosts {v:.2f}s" for k, v in r["scaling"].items()),
+        f"CLI overhead before SSH: {r['cli']['median_ms']:.0f} ms; "
+        f"control process peak memory at {max(int(k) for k in r['scaling'])} hosts: "
+        f"{r['peak_memory_mib']:.0f} MiB",
+        *r["verdicts"],
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
