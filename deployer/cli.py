@@ -160,6 +160,19 @@ def _run(
         return call(session)
 
 
+def _by_target(session: Any, ssh: Callable[[Any], T], swarm: Callable[[Any], T] | None) -> T:
+    """Run the command the environment's target kind calls for."""
+    kind = session.target.kind
+    if kind == "ssh":
+        return ssh(session)
+    if kind == "swarm" and swarm is not None:
+        return swarm(session)
+    raise BadRequest(
+        f"environments.{session.target.environment}.target: this command is not available "
+        f"for target {kind!r}" + (" (Nomad is not implemented yet)" if kind == "nomad" else "")
+    )
+
+
 # --- project -----------------------------------------------------------------------------
 
 
@@ -286,6 +299,7 @@ def deploy(
     as_json: JsonOpt = False,
 ) -> None:
     """Deploy a release: stage, switch in batches, health-check; roll back on failure."""
+    from deployer import swarm
     from deployer.commands.deploy import deploy as run_deploy
 
     with _errors(as_json):
@@ -293,10 +307,38 @@ def deploy(
             ctx,
             environment,
             f"deploy {environment}",
-            lambda s: run_deploy(s, version=version, artifact_path=artifact, wait=wait),
+            lambda s: _by_target(
+                s,
+                lambda s: run_deploy(s, version=version, artifact_path=artifact, wait=wait),
+                None if artifact else lambda s: swarm.deploy(s, version=version, wait=wait),
+            ),
             secrets=True,
         )
         _finish(result, as_json, result.exit_code)
+
+
+@app.command()
+def build(
+    ctx: typer.Context, environment: EnvArg, version: VersionOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Build the release's container images (target swarm), tagged with the version."""
+    from deployer import swarm
+
+    with _errors(as_json):
+        result = _run(
+            ctx,
+            environment,
+            f"build {environment}",
+            lambda s: _by_target(s, _no_build, lambda s: swarm.build(s, version=version)),
+        )
+        _finish(result, as_json)
+
+
+def _no_build(session: Any) -> Any:
+    raise BadRequest(
+        f"environments.{session.target.environment}.target: `build` makes container images "
+        "for target swarm; SSH targets ship a tarball that `deploy` builds"
+    )
 
 
 @app.command()
@@ -309,6 +351,7 @@ def rollback(
     as_json: JsonOpt = False,
 ) -> None:
     """Put every host back on a stored good version."""
+    from deployer import swarm
     from deployer.commands.rollback import rollback as run_rollback
 
     with _errors(as_json):
@@ -316,7 +359,9 @@ def rollback(
             ctx,
             environment,
             f"rollback {environment}",
-            lambda s: run_rollback(s, to=to),
+            lambda s: _by_target(
+                s, lambda s: run_rollback(s, to=to), lambda s: swarm.rollback(s, to=to)
+            ),
             secrets=True,
         )
         _finish(result, as_json, result.exit_code)
@@ -325,10 +370,12 @@ def rollback(
 @app.command()
 def status(ctx: typer.Context, environment: EnvArg, as_json: JsonOpt = False) -> None:
     """Per host: current version and health; drift when hosts disagree."""
+    from deployer import swarm
     from deployer.commands.state import status as run_status
 
     with _errors(as_json):
-        _finish(_run(ctx, environment, f"status {environment}", run_status), as_json)
+        call = lambda s: _by_target(s, run_status, swarm.status)  # noqa: E731
+        _finish(_run(ctx, environment, f"status {environment}", call), as_json)
 
 
 @app.command()
@@ -337,7 +384,8 @@ def releases(ctx: typer.Context, environment: EnvArg, as_json: JsonOpt = False) 
     from deployer.commands.state import releases as run_releases
 
     with _errors(as_json):
-        _finish(_run(ctx, environment, f"releases {environment}", run_releases), as_json)
+        call = lambda s: _by_target(s, run_releases, None)  # noqa: E731
+        _finish(_run(ctx, environment, f"releases {environment}", call), as_json)
 
 
 @app.command()
@@ -452,6 +500,10 @@ def _lab_state(state: Any, as_json: bool) -> None:
 @lab_app.command("up")
 def lab_up(
     hosts: Annotated[int, typer.Option("--hosts", min=1, max=60, help="Number of hosts.")] = 3,
+    swarm: Annotated[
+        int | None,
+        typer.Option("--swarm", min=1, max=9, help="N hosts running dockerd, joined in a swarm."),
+    ] = None,
     name: LabName = "lab",
     as_json: JsonOpt = False,
 ) -> None:
@@ -460,7 +512,12 @@ def lab_up(
 
     with _errors(as_json), _lab_errors():
         with err.status("lab up") as spinner:
-            state = lab.up(hosts, name=name, progress=lambda m: spinner.update(f"lab up: {m}"))
+            state = lab.up(
+                swarm or hosts,
+                name=name,
+                progress=lambda m: spinner.update(f"lab up: {m}"),
+                swarm=swarm is not None,
+            )
         _lab_state(state, as_json)
 
 

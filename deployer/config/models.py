@@ -299,6 +299,9 @@ class Environment(Section):
     primary: Name | None = Field(
         default=None, description="Host that holds the deployment lock (default: the first)."
     )
+    swarm: SwarmSettings | None = Field(
+        default=None, description="Docker Swarm settings, for `target: swarm`."
+    )
     notifications: list[Notification] = Field(
         default_factory=list,
         description="Where deploy starts and outcomes are reported (webhook, slack, email, "
@@ -370,3 +373,11 @@ class Project(Section):
                     "secrets.vault_file is not set"
                 )
         return self
+
+
+# Swarm settings reuse Health and Resources from this module, so they are imported last and
+# the models that mention them are completed here.
+from deployer.config.swarm import SwarmSettings  # noqa: E402
+
+Environment.model_rebuild()
+Project.model_rebuild()

@@ -32,6 +32,7 @@ from deployer.config.models import (
     Strategy,
 )
 from deployer.config.notify import Notification
+from deployer.config.swarm import SwarmSettings
 from deployer.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
@@ -103,6 +104,7 @@ class Target:
     ledger_path: Path
     lock_ttl: int
     notifications: tuple[Notification, ...] = ()
+    swarm: SwarmSettings | None = None
 
     @property
     def deploy_to(self) -> str:
@@ -199,6 +201,7 @@ def resolve(loaded: LoadedProject, environment: str, lab: LabInfo | None = None)
         ledger_path=loaded.directory / project.ledger,
         lock_ttl=project.lock_ttl,
         notifications=tuple(env.notifications),
+        swarm=env.swarm,
     )
 
 

@@ -16,10 +16,11 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from deployer.config.swarm import SwarmSettings
+
     from .build import BuildResult, BuiltImage, build
     from .lifecycle import deploy
     from .manage import rollback, status
-    from .settings import SwarmSettings
 
 _LAZY = {
     "BuildResult": ".build",
@@ -28,13 +29,15 @@ _LAZY = {
     "deploy": ".lifecycle",
     "rollback": ".manage",
     "status": ".manage",
-    "SwarmSettings": ".settings",
 }
+_ABSOLUTE = {"SwarmSettings": "deployer.config.swarm"}
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(import_module(_LAZY[name], __name__), name)
+    if name in _ABSOLUTE:
+        return getattr(import_module(_ABSOLUTE[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

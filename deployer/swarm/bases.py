@@ -20,8 +20,10 @@ from pathlib import Path
 import docker
 from docker.errors import DockerException, ImageNotFound
 
+from deployer.config.swarm import DEFAULT_NGINX_BASE, DEFAULT_NODE_BASE, DEFAULT_PYTHON_BASE
 from deployer.errors import DeployerError
-from deployer.swarm.settings import DEFAULT_NGINX_BASE, DEFAULT_NODE_BASE, DEFAULT_PYTHON_BASE
+from deployer.lab.files import file_lock
+from deployer.lab.model import lab_dir
 
 SLIM = "deployer-base-slim:bookworm"
 RECIPE_LABEL = "io.deployer.base.recipe"
@@ -117,10 +119,13 @@ def ensure_bases(
     wanted = [n for n in dict.fromkeys(names) if n in RECIPES]
     try:
         stale = [n for n in wanted if _current(client, n) != recipe_digest(n)]
-        if stale and _current(client, SLIM) != recipe_digest(SLIM):
-            _build_slim(client, progress)
-        for name in stale:
-            _build_from_recipe(client, name, progress)
+        if stale:  # serialised across processes: two builds must not race on one tag
+            with file_lock(lab_dir().parent / ".bases.lock"):
+                stale = [n for n in wanted if _current(client, n) != recipe_digest(n)]
+                if stale and _current(client, SLIM) != recipe_digest(SLIM):
+                    _build_slim(client, progress)
+                for name in stale:
+                    _build_from_recipe(client, name, progress)
     except DockerException as exc:
         raise DeployerError(f"building base images failed: {exc}") from exc
     missing = [n for n in dict.fromkeys(names) if n not in RECIPES and _current(client, n) is None]

@@ -24,10 +24,10 @@ from docker.errors import BuildError, DockerException, ImageNotFound
 from deployer.commands.context import Session
 from deployer.config.names import check_version
 from deployer.config.resolve import Target
+from deployer.config.swarm import SwarmSettings, settings_of
 from deployer.errors import BadRequest, DeployerError
 from deployer.swarm import dockerfiles
 from deployer.swarm.bases import ensure_bases
-from deployer.swarm.settings import SwarmSettings, settings_of
 from deployer.swarm.spec import ComponentSpec, Located, component_specs, image_tag
 
 _EPOCH = 1_600_000_000

@@ -21,10 +21,12 @@ import shlex
 from collections.abc import Sequence
 from typing import Any
 
+import yaml
+
 from deployer.config.models import Health, Resources, cpu_cores
 from deployer.config.resolve import Target
+from deployer.config.swarm import SwarmSettings
 from deployer.plan.inventory import systemd_memory
-from deployer.swarm.settings import SwarmSettings
 from deployer.swarm.spec import (
     LABEL_COMPONENT,
     LABEL_ENVIRONMENT,
@@ -148,6 +150,23 @@ def service(
         "rollback_config": _policy(spec, target, settings, rollback=True),
     }
     return out
+
+
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (health scripts) as literal blocks, so the file reads like code."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def to_yaml(stack: dict[str, Any]) -> str:
+    """The stack file as `docker stack deploy` reads it (and as the golden files hold it)."""
+    return yaml.dump(stack, Dumper=_Dumper, sort_keys=False)
 
 
 def escape(value: Any) -> Any:

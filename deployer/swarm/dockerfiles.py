@@ -19,8 +19,8 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from deployer.config.swarm import BaseImages
 from deployer.errors import BadRequest
-from deployer.swarm.settings import BaseImages
 
 TEMPLATES = Path(__file__).parent / "templates"
 STACKS = ("dockerfile", "node", "python", "static")

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from deployer.commands.context import Session
 from deployer.commands.deploy import DeployResult, HostReport
 from deployer.commands.lock import acquire, new_token, release_own
+from deployer.config.swarm import SwarmSettings, settings_of
 from deployer.errors import BadRequest, DeployerError, LockedError, UnreachableError
 from deployer.exitcodes import ExitCode
 from deployer.ledger import HostResult, HostStatus, Kind, Status, pid_is_alive
@@ -26,7 +27,6 @@ from deployer.swarm import compose, deliver, observe, rollout
 from deployer.swarm.build import BuildResult, build_images, specs_of
 from deployer.swarm.observe import ServiceView
 from deployer.swarm.remote import Nodes
-from deployer.swarm.settings import SwarmSettings, settings_of
 from deployer.swarm.spec import ComponentSpec, stack_name
 
 LOCK_POLL_SECONDS = 2.0

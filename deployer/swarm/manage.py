@@ -20,13 +20,13 @@ from deployer.commands.lock import acquire, new_token, release_own
 from deployer.commands.rollback import RollbackResult
 from deployer.commands.state import HostState, StatusResult
 from deployer.config.names import check_version
+from deployer.config.swarm import settings_of
 from deployer.errors import BadRequest, DeployerError
 from deployer.exitcodes import ExitCode
 from deployer.ledger import HostResult, HostStatus, Kind, Status, pid_is_alive
 from deployer.swarm import compose, deliver, observe, rollout
 from deployer.swarm.build import specs_of
 from deployer.swarm.remote import Nodes
-from deployer.swarm.settings import settings_of
 from deployer.swarm.spec import ComponentSpec, stack_name
 
 

@@ -73,6 +73,19 @@ class ServiceView:
         return text + (f"; {'; '.join(errors)}" if errors else "")
 
 
+def _normal(value: Any) -> Any:
+    """A task spec without empty fields and defaults: the API echoes a service's template
+    with `DNSConfig: {}` and `Runtime: container` that its tasks' copies leave out."""
+    if isinstance(value, dict):
+        out = {k: _normal(v) for k, v in value.items() if v not in ({}, [], None, "")}
+        if out.get("Runtime") == "container":
+            del out["Runtime"]
+        return {k: v for k, v in out.items() if v not in ({}, [], None, "")}
+    if isinstance(value, list):
+        return [_normal(v) for v in value]
+    return value
+
+
 def _labels(spec: Mapping[str, Any]) -> Mapping[str, str]:
     return spec.get("Labels") or {}
 
@@ -89,13 +102,14 @@ def parse(data: Mapping[str, Any]) -> dict[str, ServiceView]:
     for service in data.get("services", []):
         spec = service["Spec"]
         template = spec.get("TaskTemplate", {})
+        wanted = _normal(template)
         update = service.get("UpdateStatus") or {}
         tasks = tuple(
             TaskView(
                 node=hostnames.get(t.get("NodeID", ""), t.get("NodeID", "") or "(unassigned)"),
                 state=str(t.get("Status", {}).get("State", "")),
                 version=_labels(t.get("Spec", {}).get("ContainerSpec", {})).get(LABEL_VERSION),
-                current=t.get("Spec") == template,
+                current=_normal(t.get("Spec", {})) == wanted,
                 error=str(t.get("Status", {}).get("Err", "")),
             )
             for t in tasks_by_service.get(service["ID"], [])

@@ -16,9 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
 from deployer.swarm import observe
+from deployer.swarm.compose import to_yaml
 from deployer.swarm.observe import ServiceView
 from deployer.swarm.remote import Nodes
 
@@ -62,7 +61,7 @@ class Settled:
 
 def apply(nodes: Nodes, stack: str, compose: Mapping[str, Any]) -> None:
     """`docker stack deploy` on the manager; images are never resolved against a registry."""
-    text = yaml.safe_dump(dict(compose), sort_keys=False).encode()
+    text = to_yaml(dict(compose)).encode()
     nodes.manage(
         "stack", "deploy", "--prune", "--resolve-image", "never", "--compose-file", "-", stack,
         stdin=text,

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from deployer.config.models import Health, Resources
 from deployer.config.resolve import Target, overlay
+from deployer.config.swarm import SwarmSettings
 from deployer.errors import BadRequest
-from deployer.swarm.settings import SwarmSettings
 
 NGINX_PORT = 80
 LABEL_VERSION = "io.deployer.version"

@@ -1,0 +1,290 @@
+"""The Swarm target on a real three-node swarm (`deployer lab up --swarm 3`, lab `swarm-test`).
+
+One stack goes through a whole life, in order (each test states what it starts from):
+v1 -> v2 under load with no failed request, the environment's replicas and resources in
+`docker service inspect`, a broken v3 that Swarm rolls back (exit 1, ROLLED_BACK), an
+explicit `rollback --to v1`, and `status`. Nothing is mocked: images are built here,
+streamed to the nodes over SSH and run by the nodes' own dockerd.
+
+Load goes only to the lab hosts' container addresses (containers this suite created), is
+bounded in requests and seconds, and stops by itself. It behaves like a load balancer in
+front of host-mode ports (nginx's default `proxy_next_upstream error`): a GET that could not
+be delivered to a node (connection refused or reset before any response) is tried on the
+next node; a request that got a wrong answer, or no answer from any node, is a failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import itertools
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import pytest
+
+from deployer.commands.context import Session
+from deployer.config.labhosts import load_lab
+from deployer.config.loader import load_project
+from deployer.config.resolve import resolve
+from deployer.lab import LabState, down, up
+from deployer.ledger import Status
+
+pytestmark = [pytest.mark.integration, pytest.mark.swarm]
+
+LAB = "swarm-test"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "swarm-hello"
+MEASURE = os.environ.get("DEPLOYER_SWARM_MEASURE")  # a file to append timings to (JSON lines)
+MAX_REQUESTS = 20_000
+MAX_LOAD_SECONDS = 240.0
+
+
+def _measure(**values: Any) -> None:
+    if MEASURE:
+        with open(MEASURE, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(values) + "\n")
+
+
+@pytest.fixture(scope="module")
+def swarm_lab() -> Iterator[LabState]:
+    started = time.monotonic()
+    state = up(3, name=LAB, swarm=True)
+    _measure(step="lab up --swarm 3", seconds=round(time.monotonic() - started, 1))
+    yield state
+    if os.environ.get("DEPLOYER_KEEP_LAB") != "1":
+        down(LAB)
+
+
+def _manager(lab: LabState, *argv: str) -> str:
+    run = subprocess.run(
+        ["docker", "exec", lab.hosts[0].container, "docker", *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    return run.stdout
+
+
+@dataclass
+class Stack:
+    root: Path
+    app: str
+    lab: LabState
+
+    def session(self) -> Session:
+        os.environ["DEPLOYER_LAB_NAME"] = LAB
+        target = resolve(load_project(self.root / "deploy.yml"), "swarm", load_lab(LAB))
+        return Session(target)
+
+    @property
+    def stack(self) -> str:
+        return self.app
+
+    def inspect(self, component: str) -> dict[str, Any]:
+        out = _manager(self.lab, "service", "inspect", f"{self.stack}_{component}")
+        found: list[dict[str, Any]] = json.loads(out)
+        return found[0]
+
+
+@pytest.fixture(scope="module")
+def stack(swarm_lab: LabState, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """examples/swarm-hello under a unique app name; its stack is removed afterwards."""
+    app = "sw" + secrets.token_hex(3)
+    root = tmp_path_factory.mktemp("swarm") / "project"
+    shutil.copytree(EXAMPLE, root)
+    text = (root / "deploy.yml").read_text().replace("name: swarm-hello", f"name: {app}")
+    (root / "deploy.yml").write_text(text)
+    yield Stack(root, app, swarm_lab)
+    _manager(swarm_lab, "stack", "rm", app)
+    for image in docker.from_env().images.list(name=f"{app}-*"):  # built here, for this app
+        for tag in image.tags:
+            with contextlib.suppress(docker.errors.APIError):
+                docker.from_env().images.remove(tag)
+
+
+@dataclass
+class Load:
+    """Bounded GET load over every node's published port, failing over like an LB."""
+
+    addresses: list[str]
+    port: int
+    stop: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    requests: int = 0
+    failures: int = 0
+    retries: int = 0
+    versions: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    last_ok: float = 0.0
+    longest_gap: float = 0.0
+
+    def _once(self, address: str) -> str | None:
+        """The body, or None when the request never reached an app (safe to retry)."""
+        conn = http.client.HTTPConnection(address, self.port, timeout=5)
+        try:
+            conn.request("GET", "/")
+            response = conn.getresponse()
+        except (ConnectionRefusedError, ConnectionResetError, http.client.RemoteDisconnected):
+            return None
+        try:
+            body = response.read().decode()
+        finally:
+            conn.close()
+        if response.status != 200:
+            raise RuntimeError(f"{address}: HTTP {response.status}: {body[:80]}")
+        return body
+
+    def _worker(self, offset: int) -> None:
+        deadline = time.monotonic() + MAX_LOAD_SECONDS
+        order = itertools.cycle(range(len(self.addresses)))
+        for _ in range(offset):
+            next(order)
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            with self.lock:
+                if self.requests >= MAX_REQUESTS:
+                    return
+                self.requests += 1
+            first = next(order)
+            body, error = None, "no node answered"
+            for i in range(len(self.addresses)):
+                address = self.addresses[(first + i) % len(self.addresses)]
+                try:
+                    body = self._once(address)
+                except (OSError, RuntimeError, http.client.HTTPException) as exc:
+                    error = f"{type(exc).__name__}: {exc}"
+                    break
+                if body is not None:
+                    break
+                with self.lock:
+                    self.retries += 1
+            now = time.monotonic()
+            with self.lock:
+                if body is None:
+                    self.failures += 1
+                    self.errors.append(error)
+                    continue
+                self.longest_gap = max(self.longest_gap, now - self.last_ok)
+                self.last_ok = now
+                version = body.split(" from ")[1].split(" ")[0] if " from " in body else "?"
+                if not self.versions or self.versions[-1] != version:
+                    self.versions.append(version)
+            time.sleep(0.005)
+
+    def __enter__(self) -> Load:
+        self.last_ok = time.monotonic()
+        self.threads = [
+            threading.Thread(target=self._worker, args=(i,), daemon=True) for i in range(2)
+        ]
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=30)
+
+
+def test_v1_to_v2_without_a_failed_request(stack: Stack) -> None:
+    from deployer import swarm
+
+    first = swarm.deploy(stack.session(), version="v1")
+    assert (first.status, first.exit_code) == (Status.SUCCEEDED, 0), first.reason
+    assert first.artifact_sha256.count("sha256:") == 2
+    addresses = [h.ip for h in stack.lab.hosts]
+    with Load(addresses, 8000) as load:
+        time.sleep(3)  # some v1 traffic first
+        started = time.monotonic()
+        second = swarm.deploy(stack.session(), version="v2")
+        seconds = time.monotonic() - started
+        time.sleep(3)  # and some v2 traffic after
+    _measure(
+        step="deploy v1->v2 under load",
+        seconds=round(seconds, 1),
+        requests=load.requests,
+        failures=load.failures,
+        retries=load.retries,
+        longest_gap_ms=round(load.longest_gap * 1000),
+        first=load.versions[0] if load.versions else None,
+        last=load.versions[-1] if load.versions else None,
+        answer_flips=len(load.versions) - 1,  # v1/v2 interleave while both run
+    )
+    assert (second.status, second.exit_code) == (Status.SUCCEEDED, 0), second.reason
+    assert load.failures == 0, load.errors[:5]
+    assert load.requests > 100
+    assert load.versions[0] == "v1"
+    assert load.versions[-1] == "v2"
+    row = stack.session().ledger.history("swarm", limit=1)[0]
+    assert row.status is Status.SUCCEEDED
+    assert row.artifact_sha256 == second.artifact_sha256
+
+
+def test_replicas_and_resources_reach_the_services(stack: Stack) -> None:
+    web = stack.inspect("web")["Spec"]
+    assert web["Mode"]["Replicated"]["Replicas"] == 2
+    resources = web["TaskTemplate"]["Resources"]
+    assert resources["Limits"] == {"NanoCPUs": 200_000_000, "MemoryBytes": 48 * 2**20}
+    assert resources["Reservations"] == resources["Limits"]
+    update = web["UpdateConfig"]
+    assert (update["Order"], update["FailureAction"]) == ("start-first", "rollback")
+    assert web["TaskTemplate"]["ContainerSpec"]["Healthcheck"]["Retries"] == 5
+    assert web["EndpointSpec"]["Ports"][0]["PublishMode"] == "host"
+    site = stack.inspect("site")["Spec"]
+    assert site["Mode"]["Replicated"]["Replicas"] == 1
+    assert site["TaskTemplate"]["Resources"]["Limits"]["MemoryBytes"] == 32 * 2**20
+    running = _manager(
+        stack.lab, "service", "ps", "-q", "--filter", "desired-state=running", f"{stack.app}_web"
+    )
+    assert len(running.split()) == 2
+
+
+def test_broken_version_is_rolled_back_by_swarm_and_fails(stack: Stack) -> None:
+    from deployer import swarm
+
+    shutil.copy(stack.root / "broken" / "app.py", stack.root / "web" / "app.py")
+    started = time.monotonic()
+    result = swarm.deploy(stack.session(), version="v3")
+    _measure(step="broken v3, rolled back", seconds=round(time.monotonic() - started, 1))
+    assert (result.status, result.exit_code) == (Status.ROLLED_BACK, 1)
+    assert "rolled" in result.reason
+    assert {h.after for h in result.hosts} == {"v2"}
+    ledger = stack.session().ledger
+    assert "v3" in ledger.bad_versions("swarm")
+    assert ledger.current("swarm") == "v2"
+    assert stack.inspect("web")["Spec"]["Labels"]["io.deployer.version"] == "v2"
+    shutil.copy(EXAMPLE / "web" / "app.py", stack.root / "web" / "app.py")
+
+
+def test_rollback_to_a_stored_version(stack: Stack) -> None:
+    from deployer import swarm
+
+    result = swarm.rollback(stack.session(), to="v1")
+    assert (result.status, result.exit_code) == (Status.SUCCEEDED, 0), result.reason
+    assert {h.after for h in result.hosts} == {"v1"}
+    for component in ("web", "site"):
+        assert stack.inspect(component)["Spec"]["Labels"]["io.deployer.version"] == "v1"
+    assert stack.session().ledger.current("swarm") == "v1"
+
+
+def test_status_reads_the_tasks(stack: Stack) -> None:
+    from deployer import swarm
+
+    result = swarm.status(stack.session())
+    assert result.healthy, result.problems
+    assert {v: set(s) for v, s in result.versions.items()} == {
+        "v1": {f"{stack.app}_web", f"{stack.app}_site"}
+    }
+    assert result.expected == "v1"
+    assert not result.drift
