@@ -388,6 +388,17 @@ def releases(ctx: typer.Context, environment: EnvArg, as_json: JsonOpt = False) 
         _finish(_run(ctx, environment, f"releases {environment}", call), as_json)
 
 
+def _ledger(ctx: typer.Context, environment: str | None) -> Any:
+    """The project's ledger, after checking that `environment` (if any) is one of its own."""
+    from deployer.config.resolve import unknown_environment
+    from deployer.ledger import Ledger
+
+    loaded = _loaded(ctx)
+    if environment is not None and environment not in loaded.project.environments:
+        raise unknown_environment(loaded, environment)
+    return Ledger(loaded.directory / loaded.project.ledger)
+
+
 @app.command()
 def history(
     ctx: typer.Context,
@@ -397,18 +408,9 @@ def history(
 ) -> None:
     """Deployments and rollbacks from the ledger, newest first."""
     from deployer import render
-    from deployer.ledger import Ledger
 
     with _errors(as_json):
-        loaded = _loaded(ctx)
-        if environment is not None and environment not in loaded.project.environments:
-            raise ConfigError(
-                [
-                    f"environments.{environment}: unknown environment "
-                    f"(known: {', '.join(loaded.project.environments)})"
-                ]
-            )
-        rows = Ledger(loaded.directory / loaded.project.ledger).history(environment, limit)
+        rows = _ledger(ctx, environment).history(environment, limit)
         if as_json:
             _finish(rows, True)
         render.show_history(rows, out)
@@ -427,18 +429,9 @@ def stats(
     """Deployment KPIs from the ledger: success rate, deploy and rollback times."""
     from deployer import render
     from deployer import stats as kpis
-    from deployer.ledger import Ledger
 
     with _errors(as_json):
-        loaded = _loaded(ctx)
-        if environment is not None and environment not in loaded.project.environments:
-            raise ConfigError(
-                [
-                    f"environments.{environment}: unknown environment "
-                    f"(known: {', '.join(loaded.project.environments)})"
-                ]
-            )
-        result = kpis.compute(Ledger(loaded.directory / loaded.project.ledger), environment)
+        result = kpis.compute(_ledger(ctx, environment), environment)
         if textfile is not None:
             kpis.write_textfile(kpis.prometheus_text(result), textfile)
         if as_json:

@@ -132,16 +132,20 @@ def environment_names(loaded: LoadedProject) -> list[str]:
     return list(loaded.project.environments)
 
 
+def unknown_environment(loaded: LoadedProject, environment: str) -> ConfigError:
+    known = ", ".join(loaded.project.environments) or "none"
+    return ConfigError(
+        [f"environments.{environment}: unknown environment (known: {known})"],
+        source=str(loaded.path),
+    )
+
+
 def resolve(loaded: LoadedProject, environment: str, lab: LabInfo | None = None) -> Target:
     """The effective settings of `environment`. Raises ConfigError naming the bad path."""
     project = loaded.project
     env = project.environments.get(environment)
     if env is None:
-        known = ", ".join(project.environments) or "none"
-        raise ConfigError(
-            [f"environments.{environment}: unknown environment (known: {known})"],
-            source=str(loaded.path),
-        )
+        raise unknown_environment(loaded, environment)
     base = ("environments", environment)
     problems: list[str] = []
     service = overlay(project.service, env.service)
