@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from deployer.config.swarm import BaseImages
 from deployer.errors import BadRequest
 from deployer.swarm import dockerfiles
 from deployer.swarm.build import context_tar, default_version
-from deployer.config.swarm import BaseImages
 
 GOLDEN = Path(__file__).parents[2] / "golden" / "swarm" / "dockerfiles"
 CASES = sorted(p.parent for p in GOLDEN.glob("*/input.yml"))
