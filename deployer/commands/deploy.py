@@ -139,14 +139,15 @@ def deploy(
     wait: float = 0.0,
 ) -> DeployResult:
     target = session.target
+    if version is not None:  # bad input is refused before anything runs, the build included
+        try:
+            check_version(version)
+        except ValueError as exc:
+            raise BadRequest(f"--version: {exc}") from None
     source = artifact_path or (target.project_dir / target.artifact.path)
     build = None if artifact_path else target.artifact.build
     art = artifacts.prepare(source, session.state_dir / "artifacts", target.artifact.exclude, build)
-    version = version or art.default_version
-    try:
-        check_version(version)
-    except ValueError as exc:
-        raise BadRequest(f"--version: {exc}") from None
+    version = version or art.default_version  # a sha256 prefix: always a valid version
     ledger = session.ledger
     ledger.reconcile_orphans(session.identity.control_host, pid_is_alive)
     if version in ledger.bad_versions(target.environment):

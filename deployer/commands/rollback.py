@@ -71,12 +71,12 @@ def choose_version(
 
 
 def rollback(session: Session, *, to: str | None = None) -> RollbackResult:
-    ledger = session.ledger
-    if to is not None:
+    if to is not None:  # checked before anything is opened or run
         try:
             check_version(to)
         except ValueError as exc:
             raise BadRequest(f"--to: {exc}") from None
+    ledger = session.ledger
     ledger.reconcile_orphans(session.identity.control_host, pid_is_alive)
     token = new_token()
     target = session.target

@@ -254,9 +254,11 @@ def main():
         module.exit_json(changed=True, deployer=data)
     if data["switched"]:
         point_current(tree, version)
-    if "failed" in (sock.get("ActiveState"), svc.get("ActiveState")):
-        # e.g. the failed version crash-looped into systemd's start limit: clear it
-        systemd.run("reset-failed", socket_unit, service_unit)
+    # The version being left may be crash-looping (a rollback from it): systemd's start limit
+    # can be hit, or an automatic restart of the old code begin, at any moment, not only
+    # before the state read above. Clear the failed state whatever it was read as, and
+    # retry a restart that fails once (below), so the new `current` gets a clean start.
+    systemd.run("reset-failed", socket_unit, service_unit)
     if not socket_ok:
         if sock.get("ActiveState") == "active":
             rc, out = systemd.run("restart", socket_unit)   # unit file changed (e.g. the port)
@@ -269,6 +271,9 @@ def main():
             module.fail_json(msg="switched to %s but %s" % (version, data["health_message"]),
                              deployer=data)
     rc, out = systemd.run("restart", service_unit)
+    if rc != 0:
+        systemd.run("reset-failed", socket_unit, service_unit)
+        rc, out = systemd.run("restart", service_unit)
     if rc != 0:
         state = describe(systemd.show(service_unit)[service_unit])
         data["health_message"] = "systemctl restart %s failed (%s): %s" % (service_unit, state, out)
