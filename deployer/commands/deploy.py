@@ -69,7 +69,7 @@ class _Interrupted(Exception):
     """The operator pressed Ctrl-C: stop, release the lock, record INTERRUPTED."""
 
 
-class _Stop(Exception):
+class RolloutStop(Exception):
     """The rollout cannot go on; carries the ledger status and the exit code."""
 
     def __init__(self, status: Status, code: ExitCode, stage: str, reason: str) -> None:
@@ -174,7 +174,7 @@ def deploy(
         _prepare(rollout, art, wait, started)
         _switch_all(rollout, plan)
         _watch(rollout)
-    except _Stop as stop:
+    except RolloutStop as stop:
         status, code, stage, reason = stop.status, stop.code, stop.stage, stop.reason
         rollout.stage(stage)  # the ledger keeps the stage that failed, as the result says
     except (_Interrupted, KeyboardInterrupt):
@@ -244,7 +244,7 @@ def _prepare(rollout: _Rollout, art: artifacts.Artifact, wait: float, started: f
             if time.monotonic() - started < wait and not info.stale:
                 time.sleep(LOCK_POLL_SECONDS)
                 continue
-            raise _Stop(Status.FAILED, ExitCode.LOCKED, "lock", _locked_reason(info))
+            raise RolloutStop(Status.FAILED, ExitCode.LOCKED, "lock", _locked_reason(info))
         rollout.check(result)
         break
     for host, outcome in result.hosts.items():
@@ -257,7 +257,7 @@ def _prepare(rollout: _Rollout, art: artifacts.Artifact, wait: float, started: f
                 host, HostStatus.UNREACHABLE, "preflight", None, result.hosts[host].message
             )
         names = ", ".join(unreachable or missing)
-        raise _Stop(
+        raise RolloutStop(
             Status.FAILED,
             ExitCode.UNREACHABLE,
             "preflight",
@@ -272,7 +272,7 @@ def _prepare(rollout: _Rollout, art: artifacts.Artifact, wait: float, started: f
             )
         detail = "; ".join(f"{o.host}: {o.message}" for o in failed) or result.status
         stage = _stage_of(failed[0]) if failed else "prepare"
-        raise _Stop(
+        raise RolloutStop(
             Status.FAILED,
             ExitCode.DEPLOY_FAILED,
             stage,
@@ -391,7 +391,7 @@ def _fleet_rollback(
     marking it bad would refuse the re-run that converges once the host is back."""
     target = rollout.session.target
     if not target.rollback.automatic:
-        raise _Stop(
+        raise RolloutStop(
             Status.FAILED,
             ExitCode.DEPLOY_FAILED,
             stage,
@@ -404,7 +404,9 @@ def _fleet_rollback(
         )
     failed = _rollback(rollout, list(rollout.switched), mark_bad=bad, reason=reason)
     tail = f"; rollback FAILED on {', '.join(failed)}" if failed else ""
-    raise _Stop(Status.ROLLED_BACK, ExitCode.DEPLOY_FAILED, stage, f"{reason}; rolled back{tail}")
+    raise RolloutStop(
+        Status.ROLLED_BACK, ExitCode.DEPLOY_FAILED, stage, f"{reason}; rolled back{tail}"
+    )
 
 
 def _rollback(

@@ -4,14 +4,14 @@ puts both side by side and says when they disagree."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from deployer.commands.context import Session
 from deployer.commands.lock import lock_info, locked_error
 from deployer.errors import UnreachableError
-from deployer.ledger import Deployment, pid_is_alive
+from deployer.ledger import Deployment, Ledger, pid_is_alive
 from deployer.plan.extravars import facts_vars
 
 
@@ -89,6 +89,25 @@ def read_hosts(
     return states
 
 
+def compare_with_ledger(
+    ledger: Ledger, environment: str, running: Mapping[str, Sequence[str]], what: str
+) -> tuple[str | None, list[str], Deployment | None]:
+    """What the ledger expects, the problems of a fleet that disagrees with it or with
+    itself, and the last deployment (flagged when it was interrupted or never finished)."""
+    problems: list[str] = []
+    expected = ledger.current(environment)
+    if len(running) > 1:
+        split = "; ".join(f"{v} on {', '.join(h)}" for v, h in running.items())
+        problems.append(f"{what} disagree: {split}")
+    elif expected is not None and running and expected not in running:
+        problems.append(f"the ledger expects {expected}, {what} run {', '.join(running)}")
+    history = ledger.history(environment, limit=1)
+    last = history[0] if history else None
+    if last is not None and last.status.value in {"INTERRUPTED", "RUNNING"}:
+        problems.append(f"last deployment #{last.id} is {last.status.value}: {last.reason}")
+    return expected, problems, last
+
+
 @dataclass(frozen=True)
 class StatusResult:
     environment: str
@@ -117,16 +136,8 @@ def status(session: Session) -> StatusResult:
             problems.append(f"{state.host}: unhealthy: {state.message}")
         if state.current and state.state_of(state.current) == "bad":
             problems.append(f"{state.host}: runs {state.current}, which is marked bad")
-    expected = ledger.current(target.environment)
-    if len(versions) > 1:
-        split = "; ".join(f"{v} on {', '.join(h)}" for v, h in versions.items())
-        problems.append(f"hosts disagree: {split}")
-    elif expected is not None and versions and expected not in versions:
-        problems.append(f"the ledger expects {expected}, hosts run {', '.join(versions)}")
-    history = ledger.history(target.environment, limit=1)
-    last = history[0] if history else None
-    if last is not None and last.status.value in {"INTERRUPTED", "RUNNING"}:
-        problems.append(f"last deployment #{last.id} is {last.status.value}: {last.reason}")
+    expected, more, last = compare_with_ledger(ledger, target.environment, versions, "hosts")
+    problems += more
     return StatusResult(
         environment=target.environment,
         hosts=tuple(states.values()),

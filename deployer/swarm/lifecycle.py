@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 from deployer.commands.context import Session
-from deployer.commands.deploy import DeployResult, HostReport
+from deployer.commands.deploy import DeployResult, HostReport, RolloutStop
 from deployer.commands.lock import acquire, new_token, release_own
 from deployer.config.swarm import SwarmSettings, settings_of
 from deployer.errors import BadRequest, DeployerError, LockedError, UnreachableError
@@ -30,12 +30,6 @@ from deployer.swarm.remote import Nodes
 from deployer.swarm.spec import ComponentSpec, stack_name
 
 LOCK_POLL_SECONDS = 2.0
-
-
-class _Stop(Exception):
-    def __init__(self, status: Status, code: ExitCode, stage: str, reason: str) -> None:
-        super().__init__(reason)
-        self.status, self.code, self.stage, self.reason = status, code, stage, reason
 
 
 @dataclass
@@ -108,7 +102,7 @@ def deploy(session: Session, *, version: str | None = None, wait: float = 0.0) -
         locked = _lock(run, token, wait, started)
         _deliver(run, built)
         _switch(run)
-    except _Stop as stop:
+    except RolloutStop as stop:
         status, code, stage, reason = stop.status, stop.code, stop.stage, stop.reason
     except DeployerError as exc:  # the manager refused or vanished: Swarm state unknown
         status, code, stage, reason = Status.FAILED, exc.exit_code, run.current, exc.message
@@ -162,9 +156,11 @@ def _lock(run: _Run, token: str, wait: float, started: float) -> bool:
             if time.monotonic() - started < wait:
                 time.sleep(LOCK_POLL_SECONDS)
                 continue
-            raise _Stop(Status.FAILED, ExitCode.LOCKED, "lock", exc.message) from None
+            raise RolloutStop(Status.FAILED, ExitCode.LOCKED, "lock", exc.message) from None
         except UnreachableError as exc:
-            raise _Stop(Status.FAILED, ExitCode.UNREACHABLE, "preflight", exc.message) from None
+            raise RolloutStop(
+                Status.FAILED, ExitCode.UNREACHABLE, "preflight", exc.message
+            ) from None
 
 
 def _deliver(run: _Run, built: BuildResult) -> None:
@@ -173,13 +169,13 @@ def _deliver(run: _Run, built: BuildResult) -> None:
     results = deliver.deliver(run.nodes, {i.image: i.image_id for i in built.images})
     down = [r.node for r in results if r.unreachable]
     if down:
-        raise _Stop(
+        raise RolloutStop(
             Status.FAILED, ExitCode.UNREACHABLE, "preflight",
             f"unreachable: {', '.join(down)}; nothing was changed",
         )  # fmt: skip
     failed = [f"{r.node}: {r.error}" for r in results if not r.ok]
     if failed:
-        raise _Stop(
+        raise RolloutStop(
             Status.FAILED, ExitCode.DEPLOY_FAILED, "upload",
             f"image delivery failed, nothing was switched: {'; '.join(failed)}",
         )  # fmt: skip
@@ -222,14 +218,14 @@ def _fail(run: _Run, reason: str, stage: str) -> None:
     """Put the whole stack back on the previous version (or say why not) and stop."""
     target = run.session.target
     if not target.rollback.automatic:
-        raise _Stop(
+        raise RolloutStop(
             Status.FAILED, ExitCode.DEPLOY_FAILED, stage, f"{reason}; automatic rollback is off"
         )
     run.session.ledger.mark_bad(
         target.environment, run.version, deployment_id=run.deployment_id, reason=reason
     )
     if run.previous is None:
-        raise _Stop(
+        raise RolloutStop(
             Status.FAILED, ExitCode.DEPLOY_FAILED, stage,
             f"{reason}; no previous version to roll back to",
         )  # fmt: skip
@@ -256,7 +252,7 @@ def _fail(run: _Run, reason: str, stage: str) -> None:
                 back.reason(),
             )
     tail = "" if back.ok else f"; rollback FAILED: {back.reason()}"
-    raise _Stop(
+    raise RolloutStop(
         Status.ROLLED_BACK,
         ExitCode.DEPLOY_FAILED,
         stage,

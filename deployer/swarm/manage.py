@@ -18,7 +18,7 @@ from deployer.commands.context import Session
 from deployer.commands.deploy import HostReport
 from deployer.commands.lock import acquire, new_token, release_own
 from deployer.commands.rollback import RollbackResult
-from deployer.commands.state import HostState, StatusResult
+from deployer.commands.state import HostState, StatusResult, compare_with_ledger
 from deployer.config.names import check_version
 from deployer.config.swarm import settings_of
 from deployer.errors import BadRequest, DeployerError
@@ -173,16 +173,8 @@ def status(session: Session) -> StatusResult:
         if not healthy:
             problems.append(f"{spec.service}: {view.describe()}")
     running = observe.versions([v for v in views.values() if v.name in {s.service for s in specs}])
-    expected = ledger.current(target.environment)
-    if len(running) > 1:
-        split = "; ".join(f"{v} on {', '.join(s)}" for v, s in running.items())
-        problems.append(f"services disagree: {split}")
-    elif expected is not None and running and expected not in running:
-        problems.append(f"the ledger expects {expected}, the swarm runs {', '.join(running)}")
-    history = ledger.history(target.environment, limit=1)
-    last = history[0] if history else None
-    if last is not None and last.status.value in {"INTERRUPTED", "RUNNING"}:
-        problems.append(f"last deployment #{last.id} is {last.status.value}: {last.reason}")
+    expected, more, last = compare_with_ledger(ledger, target.environment, running, "services")
+    problems += more
     return StatusResult(
         environment=target.environment,
         hosts=tuple(states),
