@@ -91,6 +91,7 @@ def deploy(session: Session, *, version: str | None = None, wait: float = 0.0) -
         control_host=session.identity.control_host,
         pid=session.identity.pid,
     )
+    deliveries = list(session.announce(ledger.get(deployment_id)))
     nodes = Nodes(target, settings.docker)
     run = _Run(
         session, settings, specs_of(target, settings), nodes, deployment_id, version, previous
@@ -129,6 +130,7 @@ def deploy(session: Session, *, version: str | None = None, wait: float = 0.0) -
         deployment_id, status, reason=reason, noop=noop, deploy_seconds=seconds,
         rollback_seconds=run.rollback_seconds,
     )  # fmt: skip
+    deliveries += session.announce(record)
     return DeployResult(
         deployment_id=deployment_id,
         environment=target.environment,
@@ -143,6 +145,7 @@ def deploy(session: Session, *, version: str | None = None, wait: float = 0.0) -
         hosts=tuple(run.reports[s] for s in run.services if s in run.reports),
         deploy_seconds=seconds,
         rollback_seconds=run.rollback_seconds,
+        notifications=tuple(deliveries),
     )
 
 

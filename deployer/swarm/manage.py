@@ -105,6 +105,7 @@ def rollback(session: Session, *, to: str | None = None) -> RollbackResult:
             pid=session.identity.pid,
         )
         services = tuple(s.service for s in specs)
+        deliveries = list(session.announce(ledger.get(deployment_id)))
         try:
             ledger.set_stage(deployment_id, "rollback")
             rollout.apply(nodes, stack, compose.render(target, settings, specs, version))
@@ -112,7 +113,7 @@ def rollback(session: Session, *, to: str | None = None) -> RollbackResult:
                 nodes, stack, services, version, before, timeout=settings.timeout
             )
         except DeployerError as exc:
-            ledger.finish(deployment_id, Status.FAILED, reason=exc.message)
+            session.announce(ledger.finish(deployment_id, Status.FAILED, reason=exc.message))
             raise
     finally:
         with contextlib.suppress(DeployerError):
@@ -137,7 +138,9 @@ def rollback(session: Session, *, to: str | None = None) -> RollbackResult:
     seconds = time.monotonic() - started
     why = "" if settled.ok else f"rollback to {version} failed: {settled.reason()}"
     status = Status.SUCCEEDED if settled.ok else Status.FAILED
-    ledger.finish(deployment_id, status, reason=why, rollback_seconds=seconds)
+    deliveries += session.announce(
+        ledger.finish(deployment_id, status, reason=why, rollback_seconds=seconds)
+    )
     return RollbackResult(
         deployment_id=deployment_id,
         environment=target.environment,
@@ -147,6 +150,7 @@ def rollback(session: Session, *, to: str | None = None) -> RollbackResult:
         reason=session.redact(why),
         hosts=tuple(reports),
         seconds=seconds,
+        notifications=tuple(deliveries),
     )
 
 

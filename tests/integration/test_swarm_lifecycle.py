@@ -26,7 +26,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +35,10 @@ import docker.errors
 import pytest
 
 from deployer.commands.context import Session
+from deployer.config.base import SecretRef
 from deployer.config.labhosts import load_lab
 from deployer.config.loader import load_project
+from deployer.config.notify import Webhook
 from deployer.config.resolve import resolve
 from deployer.lab import LabState, down, up
 from deployer.ledger import Status
@@ -254,8 +256,18 @@ def test_broken_version_is_rolled_back_by_swarm_and_fails(stack: Stack) -> None:
     from deployer import swarm
 
     shutil.copy(stack.root / "broken" / "app.py", stack.root / "web" / "app.py")
-    started = time.monotonic()
-    result = swarm.deploy(stack.session(), version="v3")
+    received: list[dict[str, Any]] = []
+    with _webhook_receiver(received) as url:
+        session = stack.session()
+        session.target = replace(
+            session.target,
+            notifications=(Webhook(type="webhook", url=SecretRef(from_env="SWARM_HOOK")),),
+        )
+        session.notify_secrets = {"notify.0.url": url}
+        started = time.monotonic()
+        result = swarm.deploy(session, version="v3")
+    assert [e["event"] for e in received] == ["start", "rollback"]  # swarm announces too
+    assert all(e["version"] == "v3" for e in received)
     _measure(step="broken v3, rolled back", seconds=round(time.monotonic() - started, 1))
     assert (result.status, result.exit_code) == (Status.ROLLED_BACK, 1)
     assert "rolled" in result.reason
@@ -265,6 +277,30 @@ def test_broken_version_is_rolled_back_by_swarm_and_fails(stack: Stack) -> None:
     assert ledger.current("swarm") == "v2"
     assert stack.inspect("web")["Spec"]["Labels"]["io.deployer.version"] == "v2"
     shutil.copy(EXAMPLE / "web" / "app.py", stack.root / "web" / "app.py")
+
+
+@contextlib.contextmanager
+def _webhook_receiver(received: list[dict[str, Any]]) -> Iterator[str]:
+    """A local HTTP endpoint on 127.0.0.1 that records every JSON body posted to it."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            received.append(json.loads(body))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook"
+    finally:
+        server.shutdown()
 
 
 def test_rollback_to_a_stored_version(stack: Stack) -> None:
