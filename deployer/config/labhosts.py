@@ -38,7 +38,13 @@ def load_lab(name: str | None = None) -> LabInfo | None:
         return None
     try:
         hosts = tuple(
-            Host(name=h["name"], address=h["address"], port=h["port"], user=h["user"])
+            Host(
+                name=h["name"],
+                address=h["address"],
+                port=h["port"],
+                user=h["user"],
+                private_address=h.get("private_address") or None,
+            )
             for h in data["hosts"]
         )
         key = Path(data["hosts"][0]["private_key"]) if hosts else Path()

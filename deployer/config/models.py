@@ -2,8 +2,8 @@
 
 Defaults and descriptions live here and nowhere else: `deployer schema` prints the JSON Schema
 generated from these models and `deployer init` writes a starter file generated from them.
-Environments may override the project-level `service`, `health`, `strategy`, `rollback` and
-`keep_releases`; only the keys an environment sets replace the project's (see `resolve.py`).
+Environments may override the project-level `service`, `health`, `strategy`, `rollback`,
+`monitoring` and `keep_releases`; only the keys an environment sets replace the project's (see `resolve.py`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from deployer.config.names import (
     Address,
     EnvVarName,
     Ident,
+    MetricName,
     Name,
     RelPath,
     SingleLine,
@@ -245,6 +246,11 @@ class Host(Section):
     name: Name | None = Field(default=None, description="Inventory name (default: address).")
     port: int = Field(default=22, ge=1, le=65535)
     user: UserName | None = Field(default=None, description="SSH user (default: ssh.user).")
+    private_address: Address | None = Field(
+        default=None,
+        description="Address the environment's other hosts (Prometheus) reach this host at "
+        "(default: address).",
+    )
 
     @property
     def inventory_name(self) -> str:
@@ -267,6 +273,48 @@ class Database(Section):
     version: SingleLine | None = None
     storage: str | None = Field(default=None, pattern=r"^\d+(Ki|Mi|Gi|Ti)$")
     replicas: int = Field(default=1, ge=0)
+
+
+class AppMetrics(Section):
+    """Names of the app's own Prometheus metrics, spliced into PromQL."""
+
+    requests: MetricName = Field(
+        default="http_requests_total",
+        description="Counter of HTTP requests served, labelled by status code.",
+    )
+    status_label: MetricName = Field(
+        default="code", description="Label of `requests` holding the HTTP status code."
+    )
+    duration: MetricName = Field(
+        default="http_request_duration_seconds",
+        description="Histogram of request durations in seconds (its base name, without _bucket).",
+    )
+
+
+class Monitoring(Section):
+    """Prometheus and node exporter, set up by deployer when `features.monitoring` is on."""
+
+    server: Name | None = Field(
+        default=None,
+        description="Inventory name of the host that runs Prometheus (default: the primary).",
+    )
+    metrics_path: str = Field(
+        default="/metrics",
+        pattern=r"^/[A-Za-z0-9._~/-]*$",
+        description="Path of the app's metrics endpoint on service.port.",
+    )
+    metrics: AppMetrics = Field(default_factory=AppMetrics)
+    scrape_interval: int = Field(default=5, ge=1, le=300, description="Seconds.")
+    retention: str = Field(
+        default="15d", pattern=r"^\d+[smhdwy]$", description="How long Prometheus keeps data."
+    )
+    prometheus_port: int = Field(default=9090, ge=1, le=65535)
+    node_exporter_port: int = Field(default=9100, ge=1, le=65535)
+    min_requests: int = Field(
+        default=20,
+        ge=0,
+        description="A watch-window evaluation over fewer requests than this is not judged.",
+    )
 
 
 class Features(Section):
@@ -308,6 +356,7 @@ class Environment(Section):
         "pagerduty); secrets are references.",
     )
     # Project-level sections this environment overrides (only the keys it sets).
+    monitoring: Monitoring | None = None
     service: Service | None = None
     health: Health | None = None
     strategy: Strategy | None = None
@@ -343,6 +392,10 @@ class Project(Section):
         default=5, ge=2, le=100, description="Releases kept on each host (current included)."
     )
     secrets: Secrets = Field(default_factory=Secrets)
+    monitoring: Monitoring = Field(
+        default_factory=Monitoring,
+        description="Prometheus settings, used where an environment turns features.monitoring on.",
+    )
     ledger: str = Field(
         default=".deployer/ledger.sqlite3", description="Release ledger (SQLite), relative path."
     )

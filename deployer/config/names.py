@@ -88,6 +88,17 @@ EnvVarName = Annotated[
     str,
     AfterValidator(_matcher(_ENV_VAR, "environment variable name", "letters, digits and '_'")),
 ]
+MetricName = Annotated[
+    str,
+    AfterValidator(
+        _matcher(
+            re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]{0,199}"),
+            "metric name",
+            "letters, digits, '_' and ':', not starting with a digit",
+        )
+    ),
+]
+"""Prometheus metric and label names: they are spliced into PromQL."""
 AbsPath = Annotated[str, AfterValidator(_abs_path)]
 """Absolute paths on hosts (deploy_to)."""
 RelPath = Annotated[str, AfterValidator(_rel_path)]

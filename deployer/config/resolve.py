@@ -25,6 +25,7 @@ from deployer.config.models import (
     Features,
     Health,
     Host,
+    Monitoring,
     Resources,
     Rollback,
     Secrets,
@@ -73,6 +74,8 @@ class ResolvedHost:
     components: tuple[str, ...]
     private_key: Path | None
     resources: Resources
+    private_address: str = ""
+    """Where the other hosts reach this one (default: address)."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,15 @@ class Target:
     lock_ttl: int
     notifications: tuple[Notification, ...] = ()
     swarm: SwarmSettings | None = None
+    monitoring: Monitoring | None = None
+    """The effective monitoring settings when `features.monitoring` is on, else None."""
+
+    @property
+    def monitoring_server(self) -> str | None:
+        """The inventory name of the host that runs Prometheus."""
+        if self.monitoring is None:
+            return None
+        return self.monitoring.server or self.primary
 
     @property
     def deploy_to(self) -> str:
@@ -170,6 +182,15 @@ def resolve(loaded: LoadedProject, environment: str, lab: LabInfo | None = None)
     hosts = _hosts(env, environment, service, lab, loaded.directory, problems)
     if env.primary is not None and env.primary not in {h.name for h in hosts}:
         problems.append(f"{format_loc((*base, 'primary'))}: {env.primary!r} is not a host here")
+    monitoring = overlay(project.monitoring, env.monitoring)
+    if env.features.monitoring and monitoring.server is not None and hosts:
+        if monitoring.server not in {h.name for h in hosts}:
+            in_env = env.monitoring is not None and "server" in env.monitoring.model_fields_set
+            loc = (*base, "monitoring", "server") if in_env else ("monitoring", "server")
+            problems.append(
+                f"{format_loc(loc)}: {monitoring.server!r} is not a host of "
+                f"environment {environment} ({', '.join(h.name for h in hosts)})"
+            )
     if problems:
         raise ConfigError(problems, source=str(loaded.path))
     components: dict[str, list[str]] = {}
@@ -206,6 +227,7 @@ def resolve(loaded: LoadedProject, environment: str, lab: LabInfo | None = None)
         lock_ttl=project.lock_ttl,
         notifications=tuple(env.notifications),
         swarm=env.swarm,
+        monitoring=monitoring if env.features.monitoring else None,
     )
 
 
@@ -248,5 +270,6 @@ def _hosts(
                 components=(component,),
                 private_key=key,
                 resources=resources,
+                private_address=host.private_address or host.address,
             )
     return list(by_name.values())

@@ -85,6 +85,7 @@ def render_hosts_yml(state: LabState) -> str:
                 "address": host.address,
                 "port": host.port,
                 "user": host.user,
+                "private_address": host.ip,
                 "private_key": state.private_key,
                 "container": host.container,
             }

@@ -109,8 +109,18 @@ def test_full_config_environment_overrides_everything() -> None:
     assert target.ledger_path == loaded.directory / "state" / "ledger.sqlite3"
     assert target.known_hosts == (loaded.directory / "keys" / "known_hosts",)
     assert {h.name: h.private_key for h in target.hosts} == dict.fromkeys(
-        ["web1", "web2", "db1"], loaded.directory / "keys" / "deploy_ed25519"
+        ["web1", "web2", "db1", "mon1"], loaded.directory / "keys" / "deploy_ed25519"
     )
+    assert {h.name: h.private_address for h in target.hosts} == {
+        "web1": "203.0.113.10",
+        "web2": "203.0.113.11",
+        "db1": "203.0.113.20",
+        "mon1": "10.0.0.30",
+    }
+    assert target.monitoring is not None
+    assert target.monitoring_server == "mon1"
+    assert target.monitoring.scrape_interval == 2
+    assert target.monitoring.metrics.duration == "http_seconds"
 
 
 def test_defaults_come_from_the_models() -> None:
