@@ -119,7 +119,16 @@ def test_tarball_has_every_role_and_plugin_and_no_bytecode(installed: Installed)
     } - {"galaxy.yml"}
     assert expected <= names, f"missing from the tarball: {sorted(expected - names)}"
     assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".tar.gz"))]
-    for role in ("lock", "preflight", "service", "release", "switch", "rollback", "healthcheck"):
+    for role in (
+        "lock",
+        "preflight",
+        "service",
+        "release",
+        "switch",
+        "rollback",
+        "healthcheck",
+        "monitoring",
+    ):
         assert f"roles/{role}/meta/argument_specs.yml" in names
 
 

@@ -157,7 +157,16 @@ def defaults_problems(role: str, defaults: dict[str, Any]) -> list[str]:
 
 
 def test_every_role_is_checked() -> None:
-    assert ROLES == ["healthcheck", "lock", "preflight", "release", "rollback", "service", "switch"]
+    assert ROLES == [
+        "healthcheck",
+        "lock",
+        "monitoring",
+        "preflight",
+        "release",
+        "rollback",
+        "service",
+        "switch",
+    ]
 
 
 @pytest.mark.parametrize("role", ROLES)

@@ -68,6 +68,21 @@ options:
     description: Why O(mark_bad) is bad; stored in its meta.json.
     type: str
     default: ""
+  release_info:
+    description:
+      - Where to record the version now current for Prometheus, as a gauge
+        C(deployer_release_info{app, environment, version} 1) in a file that node
+        exporter's textfile collector reads. The file is removed when the app is stopped.
+    type: dict
+    suboptions:
+      path:
+        description: The C(.prom) file, inside the textfile collector's directory.
+        type: path
+        required: true
+      environment:
+        description: Environment label.
+        type: str
+        required: true
 author:
   - deployer contributors
 notes:
@@ -138,6 +153,7 @@ from ansible_collections.deployer.core.plugins.module_utils.layout import (
     now_iso,
     point_current,
     remove_path,
+    write_atomic,
 )
 from ansible_collections.deployer.core.plugins.module_utils.systemd import (
     Systemd,
@@ -147,6 +163,35 @@ from ansible_collections.deployer.core.plugins.module_utils.systemd import (
 )
 
 UNITS_DIR = "/etc/systemd/system"
+
+
+def _label(value):
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def record_release(info, app, version):
+    """Keep the textfile collector's view of the current version in step (no-op without
+    O(release_info)); never counted as a change: it mirrors the state, it is not state."""
+    if not info:
+        return
+    path = info["path"]
+    if not version:
+        remove_path(path)
+        return
+    text = (
+        "# HELP deployer_release_info The release deployer made current for this app here.\n"
+        "# TYPE deployer_release_info gauge\n"
+        'deployer_release_info{app="%s",environment="%s",version="%s"} 1\n'
+        % (_label(app), _label(info["environment"]), _label(version))
+    )
+    try:
+        with open(path) as handle:
+            if handle.read() == text:
+                return
+    except OSError:
+        pass
+    if os.path.isdir(os.path.dirname(path)):
+        write_atomic(path, text.encode("utf-8"), 0o644)
 
 
 def main():
@@ -164,6 +209,10 @@ def main():
             )),
             mark_bad=dict(type="str"),
             reason=dict(type="str", default=""),
+            release_info=dict(type="dict", options=dict(
+                path=dict(type="path", required=True),
+                environment=dict(type="str", required=True),
+            )),
         ),
         supports_check_mode=True,
     )
@@ -207,6 +256,8 @@ def main():
                 remove_path(tree.current_link)
         data.update(current=None, switched=data["previous"] is not None,
                     health_message="no version to switch to: %s stopped" % app)
+        if not check:
+            record_release(p["release_info"], app, None)
         module.exit_json(changed=changed, deployer=data)
 
     release = tree.release(version)
@@ -244,6 +295,8 @@ def main():
                     tree.write_meta(version, meta)
                 changed = True
             data.update(healthy=True, attempts=1, health_message=message)
+            if not check:
+                record_release(p["release_info"], app, version)
             module.exit_json(changed=changed, deployer=data)
 
     # 4. Switch and restart.
@@ -254,6 +307,7 @@ def main():
         module.exit_json(changed=True, deployer=data)
     if data["switched"]:
         point_current(tree, version)
+    record_release(p["release_info"], app, version)
     # The version being left may be crash-looping (a rollback from it): systemd's start limit
     # can be hit, or an automatic restart of the old code begin, at any moment, not only
     # before the state read above. Clear the failed state whatever it was read as, and
