@@ -37,6 +37,11 @@ lab_app = typer.Typer(
 lock_app = typer.Typer(help="The per-environment deployment lock.", no_args_is_help=True)
 app.add_typer(lab_app, name="lab")
 app.add_typer(lock_app, name="lock")
+monitoring_app = typer.Typer(
+    help="Prometheus, node exporter and a Grafana dashboard for an environment.",
+    no_args_is_help=True,
+)
+app.add_typer(monitoring_app, name="monitoring")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -437,6 +442,53 @@ def stats(
         if as_json:
             _finish(result, True)
         render.show_stats(result, out)
+
+
+@monitoring_app.command("setup")
+def monitoring_setup(ctx: typer.Context, environment: EnvArg, as_json: JsonOpt = False) -> None:
+    """Install node exporter on every host and Prometheus on the monitoring server
+    (deploy does this by itself when features.monitoring is on)."""
+    from deployer.commands.monitoring import setup
+
+    with _errors(as_json):
+        title = f"monitoring setup {environment}"
+        result = _run(ctx, environment, title, lambda s: _by_target(s, setup, None))
+        _finish(result, as_json, result.exit_code)
+
+
+@monitoring_app.command("config")
+def monitoring_config(ctx: typer.Context, environment: EnvArg, as_json: JsonOpt = False) -> None:
+    """Print the prometheus.yml generated from the environment's hosts."""
+    from deployer.commands.monitoring import monitored
+    from deployer.plan.monitoring import scrape_config, scrape_config_yaml
+
+    with _errors(as_json):
+        target = monitored(_target(ctx, environment))
+        if as_json:
+            out.out(json.dumps(scrape_config(target), indent=2), highlight=False)
+        else:
+            out.out(scrape_config_yaml(target), highlight=False, end="")
+
+
+@monitoring_app.command("dashboard")
+def monitoring_dashboard(
+    ctx: typer.Context,
+    environment: EnvArg,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the JSON here, not to stdout.")
+    ] = None,
+) -> None:
+    """Print the Grafana dashboard (JSON, for Grafana's import) of the environment."""
+    from deployer.commands.monitoring import monitored
+    from deployer.plan.monitoring import dashboard_json
+
+    with _errors(False):
+        text = dashboard_json(monitored(_target(ctx, environment)))
+        if output is None:
+            out.out(text, highlight=False)
+        else:
+            output.write_text(text + "\n")
+            err.print(f"dashboard written to {output}")
 
 
 @lock_app.command("status")

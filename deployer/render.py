@@ -17,6 +17,7 @@ from rich.table import Table
 
 from deployer.commands.deploy import DeployResult
 from deployer.commands.lock import LockInfo
+from deployer.commands.monitoring import MonitoringResult
 from deployer.commands.plan import PlanResult
 from deployer.commands.rollback import RollbackResult
 from deployer.commands.state import ReleasesResult, StatusResult
@@ -170,6 +171,19 @@ def _(result: PlanResult, console: Console) -> None:
 @show.register
 def _(info: LockInfo, console: Console) -> None:
     console.print(f"{escape(info.environment)} ({escape(info.host)}): {escape(info.describe())}")
+
+
+@show.register
+def _(result: MonitoringResult, console: Console) -> None:
+    rows = [(h.host, h.role, _status(h.status.upper()), escape(h.message)) for h in result.hosts]
+    console.print(_hosts_table(rows, "host", "runs", "result", "message"))
+    verdict = "ready" if result.exit_code == 0 else "[red]not ready[/]"
+    console.print(
+        f"monitoring {verdict} in {result.environment}: Prometheus on {result.server} "
+        f"({result.prometheus}), node exporter on {len(result.hosts)} host(s), "
+        f"{result.seconds:.1f}s; Grafana dashboard: "
+        f"`deployer monitoring dashboard {result.environment}`"
+    )
 
 
 def show_history(rows: list[Deployment], console: Console) -> None:

@@ -27,6 +27,7 @@ from deployer.plan.batches import batches as plan_batches
 from deployer.plan.extravars import (
     lock_release_vars,
     lock_vars,
+    monitoring_vars,
     prepare_vars,
     rollback_vars,
     switch_vars,
@@ -91,6 +92,7 @@ class _Rollout:
     lock_held: bool = False
     token: str = field(default_factory=new_token)
     rollback_seconds: float | None = None
+    live_since: float | None = None  # epoch seconds when the first batch switched
 
     def note(
         self, host: str, status: HostStatus, stage: str, after: str | None, message: str = ""
@@ -229,7 +231,7 @@ def _prepare(rollout: _Rollout, art: artifacts.Artifact, wait: float, started: f
             sha256=art.sha256,
             required_bytes=art.required_bytes,
             lock=lock_vars(target, rollout.token, holder, target.lock_ttl),
-        )
+        ) | monitoring_vars(target)
         # Until a result says otherwise we may hold the lock: releasing it with our own
         # token is harmless when we do not, and forgetting it would leave it stale.
         rollout.lock_held = True
@@ -286,7 +288,7 @@ def _locked_reason(info: LockInfo) -> str:
 
 def _stage_of(outcome: HostOutcome) -> str:
     task = outcome.failed_task.lower()
-    for stage in ("lock", "preflight", "upload", "stage"):
+    for stage in ("lock", "preflight", "upload", "stage", "monitoring"):
         if stage in task:
             return "preflight" if stage == "lock" else stage
     return "stage"
@@ -306,6 +308,8 @@ def _switch_all(rollout: _Rollout, plan: list[tuple[str, ...]]) -> None:
         extravars = switch_vars(target, batch, rollout.version)
         if number == len(plan) and target.rollback.watch <= 0:
             extravars = rollout.release_with(extravars)
+        if rollout.live_since is None:
+            rollout.live_since = time.time()
         result = session.run("switch.yml", extravars, hosts=batch)
         for host in batch:
             outcome = result.hosts.get(host) or HostOutcome(
@@ -364,7 +368,8 @@ def _why(broken: Mapping[str, HostOutcome], where: str) -> str:
 
 
 def _watch(rollout: _Rollout) -> None:
-    """Sample health over the watch window; a breach rolls the fleet back."""
+    """Sample health over the watch window and, with monitoring on, evaluate the error-rate
+    and response-time rules in Prometheus; a breach rolls the fleet back."""
     session, target = rollout.session, rollout.session.target
     if target.rollback.watch <= 0:
         return
@@ -374,11 +379,24 @@ def _watch(rollout: _Rollout) -> None:
         for h in target.host_names
         if rollout.hosts.get(h, None) is not None and rollout.hosts[h].after == rollout.version
     ]
-    result = session.run("watch.yml", rollout.release_with(watch_vars(target, hosts)), hosts=hosts)
+    since = rollout.live_since or time.time()
+    result = session.run(
+        "watch.yml", rollout.release_with(watch_vars(target, hosts, since=since)), hosts=hosts
+    )
     rollout.check(result)
-    broken = {h: o for h, o in result.hosts.items() if not o.good}
+    server = target.monitoring_server or ""
+    verdict = result.hosts.get(server)
+    if verdict is not None and verdict.data.get("breach"):
+        # the rules judge the release across the fleet: past the budget by definition
+        reason = f"the watch window: Prometheus on {server}: {verdict.message}"
+        _fleet_rollback(rollout, reason, stage="watch", broken={server: verdict})
+    broken = {h: o for h, o in result.hosts.items() if not o.good and h in hosts}
     for host, outcome in broken.items():
         rollout.note(host, HostStatus.FAILED, "watch", rollout.version, outcome.message)
+    if server and server not in hosts and server in result.hosts:
+        lost = result.hosts[server]
+        if not lost.good:  # the server could not judge: unreachable, or no verdict at all
+            broken[server] = lost
     if len(broken) > target.strategy.failure_budget:
         _fleet_rollback(rollout, _why(broken, "the watch window"), stage="watch", broken=broken)
 

@@ -3,7 +3,8 @@
 Defaults and descriptions live here and nowhere else: `deployer schema` prints the JSON Schema
 generated from these models and `deployer init` writes a starter file generated from them.
 Environments may override the project-level `service`, `health`, `strategy`, `rollback`,
-`monitoring` and `keep_releases`; only the keys an environment sets replace the project's (see `resolve.py`).
+`monitoring` and `keep_releases`; only the keys an environment sets replace the project's
+(see `resolve.py`).
 """
 
 from __future__ import annotations

@@ -38,6 +38,9 @@ from deployer.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
 
+RESERVED_JOBS = ("node", "prometheus")
+"""Prometheus job names deployer uses itself; the app's job is named after the app."""
+
 
 def overlay(base: M, override: M | None) -> M:
     """`base` with the keys that `override` explicitly sets, recursively."""
@@ -183,14 +186,24 @@ def resolve(loaded: LoadedProject, environment: str, lab: LabInfo | None = None)
     if env.primary is not None and env.primary not in {h.name for h in hosts}:
         problems.append(f"{format_loc((*base, 'primary'))}: {env.primary!r} is not a host here")
     monitoring = overlay(project.monitoring, env.monitoring)
-    if env.features.monitoring and monitoring.server is not None and hosts:
-        if monitoring.server not in {h.name for h in hosts}:
-            in_env = env.monitoring is not None and "server" in env.monitoring.model_fields_set
-            loc = (*base, "monitoring", "server") if in_env else ("monitoring", "server")
-            problems.append(
-                f"{format_loc(loc)}: {monitoring.server!r} is not a host of "
-                f"environment {environment} ({', '.join(h.name for h in hosts)})"
-            )
+    if env.features.monitoring and service.port is None:
+        problems.append(
+            f"{format_loc((*base, 'features', 'monitoring'))}: needs service.port, where "
+            f"Prometheus scrapes {monitoring.metrics_path}"
+        )
+    if env.features.monitoring and project.app.name in RESERVED_JOBS:
+        problems.append(
+            f"{format_loc((*base, 'features', 'monitoring'))}: the app name "
+            f"{project.app.name!r} is taken by a built-in Prometheus job; rename the app"
+        )
+    names = [h.name for h in hosts]
+    if env.features.monitoring and names and monitoring.server not in (None, *names):
+        in_env = env.monitoring is not None and "server" in env.monitoring.model_fields_set
+        loc = (*base, "monitoring", "server") if in_env else ("monitoring", "server")
+        problems.append(
+            f"{format_loc(loc)}: {monitoring.server!r} is not a host of "
+            f"environment {environment} ({', '.join(names)})"
+        )
     if problems:
         raise ConfigError(problems, source=str(loaded.path))
     components: dict[str, list[str]] = {}

@@ -12,6 +12,8 @@ from typing import Any
 from deployer.config.resolve import Target
 
 LOCK_DIR = "/var/lib/deployer/locks"
+TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
+"""Debian's directory for node exporter's textfile collector."""
 
 
 def lock_path(target: Target) -> str:
@@ -81,11 +83,44 @@ def prepare_vars(
     }
 
 
+def release_info_vars(target: Target) -> dict[str, Any]:
+    """Where switches record the current version for Prometheus (monitoring on only)."""
+    if target.monitoring is None:
+        return {}
+    name = f"deployer-{target.app.name}-{target.environment}.prom"
+    return {
+        "deployer_release_info": {
+            "path": f"{TEXTFILE_DIR}/{name}",
+            "environment": target.environment,
+        }
+    }
+
+
+def monitoring_vars(target: Target) -> dict[str, Any]:
+    """Node exporter everywhere and Prometheus on the monitoring server (monitoring on only)."""
+    from deployer.plan.monitoring import scrape_config
+
+    settings = target.monitoring
+    if settings is None:
+        return {}
+    return {
+        "deployer_monitoring": {
+            "server": target.monitoring_server,
+            "prometheus_config": scrape_config(target),
+            "prometheus_port": settings.prometheus_port,
+            "retention": settings.retention,
+            "node_exporter_port": settings.node_exporter_port,
+            "textfile_dir": TEXTFILE_DIR,
+        }
+    }
+
+
 def switch_vars(target: Target, hosts: Sequence[str], version: str) -> dict[str, Any]:
     return {
         **base_vars(target, hosts),
         "deployer_version": version,
         "deployer_health": health_vars(target),
+        **release_info_vars(target),
     }
 
 
@@ -98,6 +133,7 @@ def rollback_vars(
         "deployer_mark_bad": mark_bad,
         "deployer_reason": reason,
         "deployer_health": health_vars(target),
+        **release_info_vars(target),
     }
 
 
@@ -116,14 +152,33 @@ def facts_vars(
     }
 
 
-def watch_vars(target: Target, hosts: Sequence[str]) -> dict[str, Any]:
+def watch_vars(target: Target, hosts: Sequence[str], *, since: float) -> dict[str, Any]:
+    """Sample health on `hosts` for the watch window; with monitoring on, also evaluate the
+    error-rate and response-time rules in PromQL on the monitoring server, over the time
+    since the rollout went live (`since`, epoch seconds)."""
+    from deployer.plan.monitoring import watch_checks
+
     rule = target.rollback.health_checks
-    return {
+    period = min(rule.period, max(1, target.rollback.watch))
+    out: dict[str, Any] = {
         **base_vars(target, hosts),
         "deployer_health": health_vars(target),
         "deployer_watch": {
             "duration": target.rollback.watch,
-            "period": min(rule.period, max(1, target.rollback.watch)),
+            "period": period,
             "threshold": rule.threshold,
         },
     }
+    settings = target.monitoring
+    if settings is not None:
+        out["deployer_promql"] = {
+            "server": target.monitoring_server,
+            "url": f"http://127.0.0.1:{settings.prometheus_port}",
+            "checks": watch_checks(target),
+            "duration": target.rollback.watch,
+            "period": min(period, max(settings.scrape_interval, 1)),
+            "threshold": rule.threshold,
+            "since": since,
+            "min_window": 2 * settings.scrape_interval + 1,
+        }
+    return out

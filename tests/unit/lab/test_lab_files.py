@@ -90,9 +90,11 @@ def test_hosts_yml_golden(tmp_path: Path) -> None:
         "known_hosts: /abs/path/known_hosts\n"
         "hosts:\n"
         "  - {name: lab1, address: 127.0.0.1, port: 32771, user: deploy,"
-        " private_address: 172.18.0.2, private_key: /abs/path/id_ed25519, container: deployer-lab-1}\n"
+        " private_address: 172.18.0.2, private_key: /abs/path/id_ed25519,"
+        " container: deployer-lab-1}\n"
         "  - {name: lab2, address: 127.0.0.1, port: 32772, user: deploy,"
-        " private_address: 172.18.0.3, private_key: /abs/path/id_ed25519, container: deployer-lab-2}\n"
+        " private_address: 172.18.0.3, private_key: /abs/path/id_ed25519,"
+        " container: deployer-lab-2}\n"
     )
 
 

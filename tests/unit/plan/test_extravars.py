@@ -103,12 +103,20 @@ def _all_vars(target: Target) -> dict[str, Callable[[], dict[str, Any]]]:
             target, dict.fromkeys(hosts, "0.9"), "1.0", "health check failed"
         ),
         "facts_vars": lambda: extravars.facts_vars(target, hosts, health=True),
-        "watch_vars": lambda: extravars.watch_vars(target, hosts),
+        "watch_vars": lambda: extravars.watch_vars(target, hosts, since=0.0),
+        "release_info_vars": lambda: extravars.release_info_vars(target),
+        "monitoring_vars": lambda: extravars.monitoring_vars(target),
     }
 
 
+def _monitored(target: Target) -> Target:
+    from deployer.config.models import Monitoring
+
+    return _with(target, monitoring=Monitoring(scrape_interval=2))
+
+
 def test_no_secret_value_in_any_extravars(tmp_path: Path) -> None:
-    target = _target(tmp_path)
+    target = _monitored(_target(tmp_path))
     environ = {"TEST_DB_PASSWORD": "s3cr3t-db-Pa55", "TEST_API_TOKEN": "tok-9f8e7d6c5b4a"}
     values = secrets.resolve(target.secrets, target.project_dir, environ)
     assert sorted(values.values()) == sorted(environ.values())
@@ -142,8 +150,43 @@ def test_prepare_vars_carry_the_service_and_release(tmp_path: Path) -> None:
 def test_watch_period_is_capped_by_the_watch(tmp_path: Path) -> None:
     target = _target(tmp_path)
     watch = target.rollback.model_copy(update={"watch": 30})
-    assert extravars.watch_vars(_with(target, rollback=watch), [])["deployer_watch"] == {
+    assert extravars.watch_vars(_with(target, rollback=watch), [], since=0.0)["deployer_watch"] == {
         "duration": 30,
         "period": 30,
         "threshold": 3,
     }
+
+
+def test_monitoring_off_adds_nothing(tmp_path: Path) -> None:
+    target = _target(tmp_path)
+    assert target.monitoring is None
+    assert extravars.monitoring_vars(target) == extravars.release_info_vars(target) == {}
+    assert "deployer_promql" not in extravars.watch_vars(target, [], since=0.0)
+    assert "deployer_release_info" not in extravars.switch_vars(target, [], "1.0")
+
+
+def test_monitoring_on_sets_up_prometheus_on_the_server_and_records_releases(
+    tmp_path: Path,
+) -> None:
+    target = _monitored(_target(tmp_path))
+    setup = extravars.monitoring_vars(target)["deployer_monitoring"]
+    assert setup["server"] == target.primary
+    assert setup["prometheus_config"]["global"]["scrape_interval"] == "2s"
+    path = setup["textfile_dir"] + "/deployer-myapp-staging.prom"
+    info = {"path": path, "environment": "staging"}
+    assert extravars.switch_vars(target, [], "1.0")["deployer_release_info"] == info
+    rollback = extravars.rollback_vars(target, {}, None, "")
+    assert rollback["deployer_release_info"] == info
+
+
+def test_watch_evaluates_the_rollback_rules_in_prometheus(tmp_path: Path) -> None:
+    target = _monitored(_target(tmp_path))
+    rules = target.rollback.model_copy(update={"watch": 30})
+    out = extravars.watch_vars(_with(target, rollback=rules), ["a"], since=1234.5)
+    promql = out["deployer_promql"]
+    assert promql["server"] == target.primary
+    assert promql["url"] == "http://127.0.0.1:9090"
+    assert (promql["duration"], promql["since"], promql["min_window"]) == (30, 1234.5, 5)
+    assert [c["name"] for c in promql["checks"]] == ["error_rate", "p95_latency"]
+    assert promql["checks"][0]["threshold"] == target.rollback.error_rate.threshold
+    assert promql["checks"][1]["threshold"] == target.rollback.response_time.threshold_ms

@@ -1,0 +1,401 @@
+"""Monitoring artefacts of one environment: PromQL, prometheus.yml and a Grafana dashboard.
+
+Pure functions of the resolved target (no I/O). Every query is built here once and shared by
+the dashboard (with Grafana's `$__rate_interval`) and by the watch window after a rollout
+(with the placeholder `$window`, which the watcher replaces by a duration such as `300s`).
+
+Scrape layout: job `<app>` scrapes the app's metrics endpoint on `service.port`, job `node`
+scrapes node exporter, job `prometheus` scrapes Prometheus itself; every target carries the
+labels `host` (inventory name), `environment` and `component`, and is addressed by the host's
+`private_address` (where Prometheus reaches it). The `node` job honours the labels of the
+scraped series, so the `environment` label of `deployer_release_info` (written by the switch
+step for node exporter's textfile collector) stays the environment that wrote it even when
+two environments share a host.
+
+Grafana itself is not installed by deployer: `dashboard_json` is imported by users (it needs
+only a Prometheus data source, picked through the `datasource` variable), and the tests check
+its structure and its queries rather than rendering it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+import yaml
+
+from deployer.config.models import Monitoring
+from deployer.config.resolve import RESERVED_JOBS, ResolvedHost, Target
+
+RELEASE_INFO_METRIC = "deployer_release_info"
+"""Gauge (always 1) labelled app, environment, version; one series per app and host."""
+WINDOW_PLACEHOLDER = "$window"
+"""Range placeholder in the `watch_checks` queries."""
+RATE_INTERVAL = "$__rate_interval"
+NODE_JOB, PROMETHEUS_JOB = RESERVED_JOBS
+SCHEMA_VERSION = 39
+
+_WINDOW = re.compile(r"\$[A-Za-z_]\w*|(\d+(ms|[smhdwy]))+")
+_UID_CHARS = re.compile(r"[^A-Za-z0-9_-]")
+
+
+# -- PromQL ---------------------------------------------------------------------------------
+
+
+def _settings(target: Target) -> Monitoring:
+    if target.monitoring is None:
+        raise ValueError(
+            f"features.monitoring is off for environment {target.environment}: "
+            "there is nothing to monitor"
+        )
+    return target.monitoring
+
+
+def _label_value(value: str) -> str:
+    """A double-quoted label value, escaped as PromQL and the text format both expect."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def _selector(*pairs: tuple[str, str], match: str = "") -> str:
+    parts = [f"{name}={_label_value(value)}" for name, value in pairs]
+    return "{" + ", ".join(parts + ([match] if match else [])) + "}"
+
+
+def _range(window: str) -> str:
+    if not _WINDOW.fullmatch(window):
+        raise ValueError(f"{window!r} is not a PromQL range (a duration like 5m or a $variable)")
+    return f"[{window}]"
+
+
+def _app(target: Target, match: str = "") -> str:
+    """The selector of the app's own series in this environment."""
+    return _selector(("job", target.app.name), ("environment", target.environment), match=match)
+
+
+def _node(target: Target, match: str = "") -> str:
+    return _selector(("job", NODE_JOB), ("environment", target.environment), match=match)
+
+
+def request_rate_query(target: Target, window: str) -> str:
+    """Requests per second, by HTTP status code."""
+    metrics = _settings(target).metrics
+    return (
+        f"sum by ({metrics.status_label}) (rate({metrics.requests}{_app(target)}{_range(window)}))"
+    )
+
+
+def error_ratio_query(target: Target, window: str) -> str:
+    """Share of requests answered with a 5xx status, in percent."""
+    metrics = _settings(target).metrics
+    errors = _app(target, f'{metrics.status_label}=~"5.."')
+    return (
+        f"100 * sum(rate({metrics.requests}{errors}{_range(window)})) "
+        f"/ sum(rate({metrics.requests}{_app(target)}{_range(window)}))"
+    )
+
+
+def latency_query(target: Target, window: str, quantile: float) -> str:
+    """The `quantile` (0.5, 0.95) of request durations over all hosts, in milliseconds."""
+    if not 0 <= quantile <= 1:
+        raise ValueError(f"quantile {quantile} is not between 0 and 1")
+    metrics = _settings(target).metrics
+    return (
+        f"1000 * histogram_quantile({quantile:g}, sum by (le) "
+        f"(rate({metrics.duration}_bucket{_app(target)}{_range(window)})))"
+    )
+
+
+def request_volume_query(target: Target, window: str) -> str:
+    """Number of requests served over the window."""
+    metrics = _settings(target).metrics
+    return f"sum(increase({metrics.requests}{_app(target)}{_range(window)}))"
+
+
+def release_info_query(target: Target) -> str:
+    """The release of this app and environment on each host (labels `host`, `version`)."""
+    _settings(target)
+    selector = _selector(
+        ("job", NODE_JOB), ("app", target.app.name), ("environment", target.environment)
+    )
+    return f"{RELEASE_INFO_METRIC}{selector}"
+
+
+def node_cpu_busy_query(target: Target, window: str) -> str:
+    """CPU time not idle, in percent of all cores, per host."""
+    _settings(target)
+    idle = _node(target, 'mode="idle"')
+    return f"100 * (1 - avg by (host) (rate(node_cpu_seconds_total{idle}{_range(window)})))"
+
+
+def node_memory_available_query(target: Target) -> str:
+    """Memory available to new processes, in bytes, per host."""
+    _settings(target)
+    return f"max by (host) (node_memory_MemAvailable_bytes{_node(target)})"
+
+
+def watch_checks(target: Target) -> list[dict[str, Any]]:
+    """What the watch window judges after a rollout, as plain JSON values (Ansible extra vars).
+
+    Each check fails when `query` (over `window` seconds, substituted for `$window`) exceeds
+    `threshold`; it is not judged while `volume_query` is below `min_volume`.
+    """
+    settings = _settings(target)
+    rollback = target.rollback
+    volume = request_volume_query(target, WINDOW_PLACEHOLDER)
+    return [
+        {
+            "name": "error_rate",
+            "query": error_ratio_query(target, WINDOW_PLACEHOLDER),
+            "threshold": float(rollback.error_rate.threshold),
+            "unit": "%",
+            "window": rollback.error_rate.window,
+            "volume_query": volume,
+            "min_volume": settings.min_requests,
+        },
+        {
+            "name": "p95_latency",
+            "query": latency_query(target, WINDOW_PLACEHOLDER, 0.95),
+            "threshold": rollback.response_time.threshold_ms,
+            "unit": "ms",
+            "window": rollback.response_time.window,
+            "volume_query": volume,
+            "min_volume": settings.min_requests,
+        },
+    ]
+
+
+# -- prometheus.yml -------------------------------------------------------------------------
+
+
+def monitoring_problems(target: Target) -> list[str]:
+    """Why this environment cannot be scraped as configured (empty when it can)."""
+    if target.monitoring is None:
+        return [f"features.monitoring is off for environment {target.environment}"]
+    problems = []
+    if target.service.port is None:
+        problems.append(
+            "service.port: required when features.monitoring is on "
+            f"(Prometheus scrapes {target.monitoring.metrics_path} on it)"
+        )
+    if target.app.name in (NODE_JOB, PROMETHEUS_JOB):
+        problems.append(
+            f"app.name: {target.app.name!r} is also the name of a built-in scrape job; "
+            "rename the app to turn features.monitoring on"
+        )
+    return problems
+
+
+def _address(host: ResolvedHost, port: int) -> str:
+    address = host.private_address or host.address
+    if ":" in address:
+        address = f"[{address}]"
+    return f"{address}:{port}"
+
+
+def _static_configs(target: Target, port: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "targets": [_address(host, port)],
+            "labels": {
+                "host": host.name,
+                "environment": target.environment,
+                "component": ",".join(host.components),
+            },
+        }
+        for host in target.hosts
+    ]
+
+
+def scrape_config(target: Target) -> dict[str, Any]:
+    """prometheus.yml for the monitoring server. Raises ValueError (see
+    `monitoring_problems`) when monitoring is off or the app has no port to scrape."""
+    problems = monitoring_problems(target)
+    if problems:
+        raise ValueError("; ".join(problems))
+    settings = _settings(target)
+    assert target.service.port is not None  # checked by monitoring_problems
+    interval = f"{settings.scrape_interval}s"
+    return {
+        "global": {"scrape_interval": interval, "evaluation_interval": interval},
+        "scrape_configs": [
+            {
+                "job_name": target.app.name,
+                "metrics_path": settings.metrics_path,
+                "static_configs": _static_configs(target, target.service.port),
+            },
+            {
+                "job_name": NODE_JOB,
+                "honor_labels": True,
+                "static_configs": _static_configs(target, settings.node_exporter_port),
+            },
+            {
+                "job_name": PROMETHEUS_JOB,
+                "static_configs": [
+                    {
+                        "targets": [f"localhost:{settings.prometheus_port}"],
+                        "labels": {
+                            "host": target.monitoring_server,
+                            "environment": target.environment,
+                        },
+                    }
+                ],
+            },
+        ],
+    }
+
+
+def scrape_config_yaml(target: Target) -> str:
+    config = scrape_config(target)
+    header = (
+        f"# Generated by deployer for app {target.app.name}, "
+        f"environment {target.environment}.\n"
+        "# Rewritten on every deploy: change deploy.yml, not this file.\n"
+    )
+    return header + yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
+
+
+# -- Grafana dashboard ----------------------------------------------------------------------
+
+_DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+_WIDTH, _HEIGHT = 12, 8
+
+
+def dashboard_uid(app: str, environment: str) -> str:
+    """A stable uid (at most 40 of [A-Za-z0-9_-]): readable prefix plus a hash of both names."""
+    digest = hashlib.sha256(f"{app}\0{environment}".encode()).hexdigest()[:8]
+    slug = _UID_CHARS.sub("-", f"{app}-{environment}")[:31]
+    return f"{slug}-{digest}"
+
+
+def _panel(
+    index: int,
+    title: str,
+    targets: list[tuple[str, str]],
+    unit: str,
+    *,
+    kind: str = "timeseries",
+    description: str = "",
+) -> dict[str, Any]:
+    return {
+        "id": index + 1,
+        "type": kind,
+        "title": title,
+        "description": description,
+        "datasource": dict(_DATASOURCE),
+        "gridPos": {
+            "x": (index % 2) * _WIDTH,
+            "y": (index // 2) * _HEIGHT,
+            "w": _WIDTH,
+            "h": _HEIGHT,
+        },
+        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+        "options": {},
+        "targets": [
+            {
+                "refId": chr(ord("A") + n),
+                "datasource": dict(_DATASOURCE),
+                "expr": expr,
+                "legendFormat": legend,
+            }
+            for n, (expr, legend) in enumerate(targets)
+        ],
+    }
+
+
+def _panels(target: Target) -> list[dict[str, Any]]:
+    settings = _settings(target)
+    window = RATE_INTERVAL
+    threshold = float(target.rollback.error_rate.threshold)
+    status = settings.metrics.status_label
+    requests = _panel(
+        0,
+        "Requests per second by status",
+        [(request_rate_query(target, window), f"{{{{{status}}}}}")],
+        "reqps",
+    )
+    errors = _panel(
+        1,
+        "Error rate (5xx)",
+        [(error_ratio_query(target, window), "errors")],
+        "percent",
+        description=f"Automatic rollback threshold: {threshold:g}%.",
+    )
+    errors["fieldConfig"]["defaults"].update(
+        min=0,
+        thresholds={
+            "mode": "absolute",
+            "steps": [{"color": "green", "value": None}, {"color": "red", "value": threshold}],
+        },
+        custom={"thresholdsStyle": {"mode": "line+area"}},
+    )
+    latency = _panel(
+        2,
+        "Response time",
+        [(latency_query(target, window, q), f"p{round(q * 100)}") for q in (0.5, 0.95)],
+        "ms",
+    )
+    versions = _panel(
+        3,
+        "Version per host",
+        [(f"max by (host, version) ({release_info_query(target)})", "{{version}}")],
+        "none",
+        kind="table",
+    )
+    for query in versions["targets"]:
+        query.update(instant=True, range=False, format="table")
+    versions["transformations"] = [
+        {
+            "id": "organize",
+            "options": {
+                "excludeByName": {"Time": True, "Value": True},
+                "indexByName": {"host": 0, "version": 1},
+            },
+        }
+    ]
+    cpu = _panel(4, "CPU busy", [(node_cpu_busy_query(target, window), "{{host}}")], "percent")
+    memory = _panel(
+        5, "Memory available", [(node_memory_available_query(target), "{{host}}")], "bytes"
+    )
+    return [requests, errors, latency, versions, cpu, memory]
+
+
+def dashboard(target: Target) -> dict[str, Any]:
+    """A Grafana dashboard of this environment, importable as-is (no `__inputs`)."""
+    app, environment = target.app.name, target.environment
+    return {
+        "id": None,
+        "uid": dashboard_uid(app, environment),
+        "title": f"{app} · {environment}",
+        "description": f"Generated by deployer for app {app}, environment {environment}.",
+        "tags": ["deployer", app, environment],
+        "schemaVersion": SCHEMA_VERSION,
+        "version": 1,
+        "editable": True,
+        "timezone": "browser",
+        "refresh": "30s",
+        "time": {"from": "now-1h", "to": "now"},
+        "annotations": {"list": []},
+        "templating": {
+            "list": [
+                {
+                    "name": "datasource",
+                    "label": "Data source",
+                    "type": "datasource",
+                    "query": "prometheus",
+                    "current": {},
+                    "hide": 0,
+                    "options": [],
+                    "refresh": 1,
+                    "regex": "",
+                }
+            ]
+        },
+        "panels": _panels(target),
+    }
+
+
+def dashboard_json(target: Target) -> str:
+    return json.dumps(dashboard(target), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
