@@ -124,5 +124,5 @@ def project(tmp_path: Path, lab: LabState) -> Iterator[Project]:
             host,
             f"sudo systemctl disable --now {app}.socket {app}.service; "
             f"sudo rm -rf /srv/{app} /etc/systemd/system/{app}.* "
-            f"/var/lib/deployer/locks/{app}",
+            f"/var/lib/deployer/locks/{app} /var/lib/prometheus/node-exporter/deployer-{app}-*",
         )
