@@ -94,7 +94,7 @@ def plain(bench: Bench, version: str) -> float:
         **os.environ,
         "ANSIBLE_HOST_KEY_CHECKING": "True",
         "ANSIBLE_PIPELINING": "True",
-        "ANSIBLE_SSH_ARGS": "-C -o ControlMaster=auto -o ControlPersist=120s",
+        "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=120s",
         "ANSIBLE_FORKS": str(max(5, bench.n)),
         "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
     }

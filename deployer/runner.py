@@ -192,7 +192,7 @@ def ansible_env(
     return {
         "ANSIBLE_HOST_KEY_CHECKING": "True",
         "ANSIBLE_PIPELINING": "True",
-        "ANSIBLE_SSH_ARGS": "-C -o ControlMaster=auto -o ControlPersist=120s "
+        "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=120s "
         "-o ServerAliveInterval=5 -o ServerAliveCountMax=3",
         "ANSIBLE_GATHERING": "explicit",
         "ANSIBLE_FORKS": str(forks),

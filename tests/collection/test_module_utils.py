@@ -173,6 +173,7 @@ def prune(tmp_path: Path, keep: int, new: str) -> list[str]:
             "env": {},
             "units": {},
             "keep_releases": keep,
+            "required_bytes": 0,
             "shared_dirs": [],
             "shared_files": [],
         },

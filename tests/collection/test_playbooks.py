@@ -40,8 +40,8 @@ def test_stage_switch_rollback_prune(deployment: Deployment) -> None:
     run = d.prepare("v1", v1)
     ok(run, "prepare v1")
     for host in d.hosts:
-        assert run.deployer("deployer_preflight", host)["has_version"] is False
         staged = run.deployer("debug", host)
+        assert "upload_skipped" not in staged
         assert staged["unpacked"] is True
         assert staged["units_changed"] == [f"{d.app}.service", f"{d.app}.socket"]
         assert d.current(host) == ""
@@ -77,8 +77,8 @@ def test_stage_switch_rollback_prune(deployment: Deployment) -> None:
     again = d.prepare("v1", v1)
     ok(again, "prepare v1 again")
     assert again.changed() == []
-    assert again.deployer("deployer_preflight", lab1)["has_version"] is True
-    assert again.deployer("debug", lab1)["unpacked"] is False  # nothing uploaded again
+    assert again.deployer("debug", lab1)["upload_skipped"] is True  # nothing uploaded again
+    assert again.deployer("debug", lab1)["unpacked"] is False
     again = d.switch("v1")
     ok(again, "switch v1 again")
     assert again.changed() == []
@@ -136,11 +136,12 @@ def test_stage_switch_rollback_prune(deployment: Deployment) -> None:
         meta = d.meta(host, "v3")
         assert (meta["state"], meta["reason"]) == ("bad", "healthz returned 500 on lab1")
 
-    # preflight refuses the bad version before anything is uploaded
+    # staging refuses the bad version before anything is uploaded
     run = d.prepare("v3", v3)
     assert run.rc != 0
     assert any("v3 is marked bad on this host" in m for m in failed_msgs(run)), failed_msgs(run)
-    assert run.results("deployer_release") == []
+    for host in d.hosts:
+        assert d.uploads(host) == []
 
     # prune (keep 3, counting current): bad first, then the oldest good; never current
     # nor the previous good one
@@ -198,12 +199,13 @@ def test_unsafe_archive_is_rejected(
 def test_disk_full_during_unpack_leaves_the_host_as_it_was(deployment: Deployment) -> None:
     d = deployment
     host = d.hosts[0]
-    # the preflight check refuses what obviously does not fit
+    # the room check refuses what obviously does not fit, before unpacking anything
     artifact = d.tarball("v1", extra={"blob": secrets.token_bytes(2_200_000)})
     run = d.prepare("v1", artifact, deployer_hosts=[host], deployer_required_bytes=10**15)
     assert run.rc != 0
     assert any("not enough disk space" in m for m in failed_msgs(run)), failed_msgs(run)
-    assert run.results("deployer_release") == []
+    assert d.ls(host, f"{d.deploy_to}/releases") == []
+    assert d.uploads(host) == []
     # and a disk that fills up while unpacking leaves no trace
     mount = d.sh(host, f"mkdir -p {d.deploy_to} && mount -t tmpfs -o size=1m tmpfs {d.deploy_to}")
     assert mount.returncode == 0, mount.stderr

@@ -7,6 +7,10 @@ directory of the login user (one mkdir, one sftp/scp put, no Python on the host)
 module runs with `archive` pointing at it, and the directory is removed afterwards.
 That saves ansible.builtin.copy's two extra module runs (stat + copy) per host.
 
+Before uploading it reads the version's meta.json on the host with one plain command (no
+Python): a host that already stores this version with this sha256, not marked bad, gets no
+upload, so deploying a version again moves no bytes.
+
 It also hands the module `env` as one JSON string (see run()).
 """
 
@@ -14,9 +18,11 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 
 from ansible.errors import AnsibleError
 from ansible.plugins.action import ActionBase
+from ansible_collections.deployer.core.plugins.module_utils.layout import BAD, Tree
 
 MODULE = "deployer.core.deployer_release"
 
@@ -40,6 +46,19 @@ class ActionModule(ActionBase):
             result.update(self._execute_module(module_name=MODULE, module_args=args,
                                                task_vars=task_vars))
             return result
+        stored = self._stored(args)
+        if stored is not None and stored.get("state") == BAD:
+            # refused before anything is uploaded (the module would refuse it too)
+            result.update(failed=True, deployer={"version": args.get("version")},
+                          msg="version %s is marked bad on this host (%s); build a new version"
+                          % (args.get("version"), stored.get("reason") or "no reason recorded"))
+            return result
+        sha = str(args.get("sha256") or "").lower()
+        if stored is not None and sha and str(stored.get("sha256") or "").lower() == sha:
+            result.update(self._execute_module(module_name=MODULE, module_args=args,
+                                               task_vars=task_vars))
+            result.setdefault("deployer", {})["upload_skipped"] = True
+            return result
         try:
             source = self._loader.get_real_file(self._find_needle("files", src), decrypt=False)
         except AnsibleError as exc:
@@ -62,3 +81,18 @@ class ActionModule(ActionBase):
         finally:
             self._remove_tmp_path(remote_tmp, force=True)
         return result
+
+    def _stored(self, args):
+        """The host's meta.json of this version (one plain command), or None."""
+        try:
+            meta_path = Tree(str(args["deploy_to"])).meta_path(str(args["version"]))
+        except KeyError:
+            return None
+        res = self._low_level_execute_command("cat " + shlex.quote(meta_path), sudoable=True)
+        if res.get("rc") != 0:
+            return None
+        try:
+            meta = json.loads(res.get("stdout") or "")
+        except ValueError:
+            return None
+        return meta if isinstance(meta, dict) else None

@@ -96,6 +96,12 @@ options:
         this version, then the oldest good ones.
     type: int
     default: 5
+  required_bytes:
+    description:
+      - Free bytes needed at O(deploy_to) to unpack a new release (0 to skip the check);
+        checked before unpacking, so a host short of space fails without a partial release.
+    type: int
+    default: 0
 author:
   - deployer contributors
 notes:
@@ -187,6 +193,8 @@ from ansible_collections.deployer.core.plugins.module_utils.layout import (
     Tree,
     check_version,
     ensure_dir,
+    free_bytes,
+    human_bytes,
     now_iso,
     previous_good,
     read_bytes,
@@ -268,6 +276,7 @@ class Stager(object):
         self.env = parse_env(p["env"])
         self.units = p["units"] or {}
         self.keep = p["keep_releases"]
+        self.required = p["required_bytes"] or 0
         self.shared_dirs = [clean_relpath(d, "shared dir") for d in p["shared_dirs"] or []]
         self.shared_files = [clean_relpath(f, "shared file") for f in p["shared_files"] or []]
         self.uid = self.gid = None
@@ -342,6 +351,10 @@ class Stager(object):
                              % self.version)
         if not os.path.isfile(self.archive):
             raise StageError("archive %s does not exist on the host" % self.archive)
+        free, measured = free_bytes(self.tree.root)
+        if free < self.required:
+            raise StageError("not enough disk space at %s: %s free, %s required to unpack"
+                             % (measured, human_bytes(free), human_bytes(self.required)))
         actual = sha256_of(self.archive)
         if actual != self.sha:
             raise StageError("sha256 mismatch for %s: expected %s, got %s; the archive was "
@@ -552,6 +565,7 @@ def main():
             env=dict(type="raw", default={}, no_log=True),
             units=dict(type="dict", default={}),
             keep_releases=dict(type="int", default=5),
+            required_bytes=dict(type="int", default=0),
         ),
         supports_check_mode=True,
     )
