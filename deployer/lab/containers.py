@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import tarfile
 import time
 from typing import Any
@@ -34,6 +35,7 @@ PROFILE_LABEL = f"{LABEL}.profile"
 
 HOST_KEY_UNIT = "lab-ssh-host-keys.service"
 HOST_KEY_FILES = tuple(f"/etc/ssh/ssh_host_{kind}_key.pub" for kind in ("ed25519", "ecdsa", "rsa"))
+_KEY_LINE = re.compile(r"(ssh-[a-z0-9]+|ecdsa-sha2-nistp\d+) [A-Za-z0-9+/]+=* ?.*")
 
 
 def find(client: docker.DockerClient, lab: str) -> list[Container]:
@@ -147,8 +149,15 @@ def host_keys(container: Container, deadline: float) -> list[str]:
     while True:
         result = container.exec_run(["sh", "-c", script])
         output = bytes(result.output).decode(errors="replace")
-        if result.exit_code == 0:
-            return [line for line in output.splitlines() if line.strip()]
+        keys = [line for line in output.splitlines() if line.strip()]
+        # Under load docker can hand back an exec's output empty or cut short although the
+        # command succeeded: only a full set of well-formed keys counts, else read again.
+        if (
+            result.exit_code == 0
+            and len(keys) == len(HOST_KEY_FILES)
+            and all(_KEY_LINE.match(k) for k in keys)
+        ):
+            return keys
         if time.monotonic() > deadline:
             raise LabError(
                 f"{container.name}: no SSH host keys ({HOST_KEY_UNIT} not done): {output.strip()}"

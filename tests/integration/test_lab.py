@@ -164,6 +164,7 @@ def test_hosts_yml_describes_the_lab(lab: LabState) -> None:
             "address": h.address,
             "port": h.port,
             "user": h.user,
+            "private_address": h.ip,
             "private_key": str(lab.private_key),
             "container": h.container,
         }

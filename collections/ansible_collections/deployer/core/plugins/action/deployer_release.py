@@ -47,14 +47,12 @@ class ActionModule(ActionBase):
                                                task_vars=task_vars))
             return result
         stored = self._stored(args)
-        if stored is not None and stored.get("state") == BAD:
-            # refused before anything is uploaded (the module would refuse it too)
-            result.update(failed=True, deployer={"version": args.get("version")},
-                          msg="version %s is marked bad on this host (%s); build a new version"
-                          % (args.get("version"), stored.get("reason") or "no reason recorded"))
-            return result
         sha = str(args.get("sha256") or "").lower()
-        if stored is not None and sha and str(stored.get("sha256") or "").lower() == sha:
+        if stored is not None and (
+            stored.get("state") == BAD or (sha and str(stored.get("sha256") or "").lower() == sha)
+        ):
+            # Nothing to send: the host has this build, or has it marked bad, which the
+            # module refuses (with what the host runs) before anything is uploaded.
             result.update(self._execute_module(module_name=MODULE, module_args=args,
                                                task_vars=task_vars))
             result.setdefault("deployer", {})["upload_skipped"] = True

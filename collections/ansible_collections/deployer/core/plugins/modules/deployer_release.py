@@ -280,7 +280,9 @@ class Stager(object):
         self.shared_dirs = [clean_relpath(d, "shared dir") for d in p["shared_dirs"] or []]
         self.shared_files = [clean_relpath(f, "shared file") for f in p["shared_files"] or []]
         self.uid = self.gid = None
+        # `current` from the start: a failure still says what the host runs
         self.result = dict(version=self.version, path=self.tree.release(self.version),
+                           current=self.tree.current(),
                            unpacked=False, replaced=False, user_created=False,
                            env_changed=False, links_changed=[], units_changed=[], pruned=[])
         self.partial = None
