@@ -110,7 +110,7 @@ def _target(ctx: typer.Context, environment: str) -> Any:
 def _session(ctx: typer.Context, environment: str, *, secrets: bool = False) -> Any:
     from deployer import secrets as secret_values
     from deployer.commands.context import Session
-    from deployer.notify import notify_path, secret_refs
+    from deployer.config.notify import notify_path, secret_refs
 
     target = _target(ctx, environment)
     values: dict[str, str] = {}

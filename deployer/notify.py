@@ -33,7 +33,6 @@ from email.utils import formatdate, make_msgid
 from typing import Any
 from urllib.parse import urlsplit
 
-from deployer.config.base import SecretRef
 from deployer.config.notify import (
     Channel,
     Email,
@@ -467,25 +466,6 @@ class _Job:
             self.result = Delivery(self.name, False, self.attempts, str(exc))
         except Exception as exc:  # a bug must not become a failed deployment
             self.result = Delivery(self.name, False, self.attempts, _describe(exc))
-
-
-def notify_path(name: str) -> str:
-    """The config path of a reference named by `secret_refs`: notify.0.url ->
-    notifications[0].url."""
-    _, index, field = name.split(".", 2)
-    return f"notifications[{index}].{field}"
-
-
-def secret_refs(channels: Sequence[Notification]) -> dict[str, SecretRef]:
-    """Every secret reference of the channels, named `notify.<index>.<field>` (for example
-    `notify.0.url`, `notify.2.routing_key`): resolve them and pass the values to `notify`."""
-    refs: dict[str, SecretRef] = {}
-    for index, channel in enumerate(channels):
-        for field in type(channel).model_fields:
-            value = getattr(channel, field)
-            if isinstance(value, SecretRef):
-                refs[f"notify.{index}.{field}"] = value
-    return refs
 
 
 def notify(

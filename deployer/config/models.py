@@ -416,7 +416,7 @@ class Project(Section):
 
     @model_validator(mode="after")
     def _vault_for_notifications(self) -> Project:
-        from deployer.notify import secret_refs
+        from deployer.config.notify import secret_refs
 
         for name, env in self.environments.items():
             if any(r.vault for r in secret_refs(env.notifications).values()) and not (

@@ -2,7 +2,7 @@
 
 Each channel is one of four `type`s. Anything that grants access (webhook URLs, which carry
 their token in the path, a PagerDuty routing key, an SMTP password) is a `SecretRef`, never a
-literal, so `deploy.yml` stays safe to commit; `deployer.notify.secret_refs` names them for
+literal, so `deploy.yml` stays safe to commit; `secret_refs` (below) names them for
 resolution. URLs given literally (PagerDuty's endpoint) must be http(s); secret URLs are
 checked the same way when they are resolved, just before sending.
 """
@@ -10,6 +10,7 @@ checked the same way when they are resolved, just before sending.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -149,3 +150,22 @@ class PagerDuty(Channel):
 
 Notification = Annotated[Webhook | Slack | Email | PagerDuty, Field(discriminator="type")]
 """One entry of `notifications:`, chosen by its `type`."""
+
+
+def notify_path(name: str) -> str:
+    """The config path of a reference named by `secret_refs`: notify.0.url ->
+    notifications[0].url."""
+    _, index, field = name.split(".", 2)
+    return f"notifications[{index}].{field}"
+
+
+def secret_refs(channels: Sequence[Notification]) -> dict[str, SecretRef]:
+    """Every secret reference of the channels, named `notify.<index>.<field>` (for example
+    `notify.0.url`, `notify.2.routing_key`): resolve them and pass the values to `notify`."""
+    refs: dict[str, SecretRef] = {}
+    for index, channel in enumerate(channels):
+        for field in type(channel).model_fields:
+            value = getattr(channel, field)
+            if isinstance(value, SecretRef):
+                refs[f"notify.{index}.{field}"] = value
+    return refs

@@ -16,8 +16,8 @@ from deployer.config.notify import (
     PagerDuty,
     Slack,
     Webhook,
+    secret_refs,
 )
-from deployer.notify import secret_refs
 
 CHANNELS = TypeAdapter(list[Notification])
 
