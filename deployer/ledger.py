@@ -43,7 +43,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 10_000
 
 # user_version N -> statements that migrate a version N-1 file to version N.
@@ -97,6 +97,11 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             observed_at TEXT NOT NULL,
             PRIMARY KEY (environment, host)
         )""",
+    ),
+    # What the watch window measured in Prometheus after the rollout (monitoring on only).
+    2: (
+        "ALTER TABLE deployments ADD COLUMN error_rate REAL",
+        "ALTER TABLE deployments ADD COLUMN p95_ms REAL",
     ),
 }
 
@@ -158,6 +163,8 @@ class Deployment:
     deploy_seconds: float | None
     rollback_seconds: float | None
     hosts: tuple[HostResult, ...]
+    error_rate: float | None = None  # percent of requests answered 5xx, after the rollout
+    p95_ms: float | None = None  # 95th percentile response time after the rollout
 
     @property
     def failing_hosts(self) -> tuple[str, ...]:
@@ -190,12 +197,17 @@ def _parse_time(value: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _check_seconds(name: str, value: float | None) -> float | None:
+def _check_measure(name: str, value: float | None, unit: str = "") -> float | None:
+    """None, or a finite non-negative number (a duration or a rate)."""
     if value is None:
         return None
     if not (math.isfinite(value) and value >= 0):
-        raise LedgerError(f"{name} must be a finite, non-negative number of seconds")
+        raise LedgerError(f"{name} must be a finite, non-negative number{unit}")
     return float(value)
+
+
+def _check_seconds(name: str, value: float | None) -> float | None:
+    return _check_measure(name, value, " of seconds")
 
 
 def _prepare_file(path: Path) -> None:
@@ -350,6 +362,8 @@ class Ledger:
                     deploy_seconds=row["deploy_seconds"],
                     rollback_seconds=row["rollback_seconds"],
                     hosts=hosts,
+                    error_rate=row["error_rate"],
+                    p95_ms=row["p95_ms"],
                 )
             )
         return result
@@ -444,6 +458,8 @@ class Ledger:
         noop: bool = False,
         deploy_seconds: float | None = None,
         rollback_seconds: float | None = None,
+        error_rate: float | None = None,
+        p95_ms: float | None = None,
     ) -> Deployment:
         status = Status(status)
         if status is Status.RUNNING:
@@ -455,13 +471,16 @@ class Ledger:
             int(noop),
             _check_seconds("deploy_seconds", deploy_seconds),
             _check_seconds("rollback_seconds", rollback_seconds),
+            _check_measure("error_rate", error_rate),
+            _check_measure("p95_ms", p95_ms),
             deployment_id,
             Status.RUNNING.value,
         )
         with self._tx() as conn:
             cur = conn.execute(
                 "UPDATE deployments SET status = ?, ended_at = ?, reason = ?, noop = ?,"
-                " deploy_seconds = ?, rollback_seconds = ? WHERE id = ? AND status = ?",
+                " deploy_seconds = ?, rollback_seconds = ?, error_rate = ?, p95_ms = ?"
+                " WHERE id = ? AND status = ?",
                 values,
             )
             if cur.rowcount != 1:

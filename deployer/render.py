@@ -228,6 +228,8 @@ def show_stats(stats: Stats, console: Console) -> None:
         "success",
         "deploy p50/p95",
         "rollback p50/p95",
+        "5xx after (mean)",
+        "p95 after (mean)",
     ):
         table.add_column(header)
 
@@ -246,5 +248,7 @@ def show_stats(stats: Stats, console: Console) -> None:
             rate,
             pair(env.deploy_seconds),
             pair(env.rollback_seconds),
+            "-" if env.error_rate.mean is None else f"{env.error_rate.mean:.2f}%",
+            "-" if env.p95_ms.mean is None else f"{env.p95_ms.mean:.0f} ms",
         )
     console.print(table)

@@ -20,6 +20,11 @@ Definitions, all computed per environment and over all environments together:
   ROLLED_BACK runs open none: the rollback already restored service.  The mean over closed
   incidents; None when there are none.
 * ``last`` is the newest finished deploy run (by id).
+* ``error_rate`` and ``p95_ms``: the post-deploy error rate (percent of requests answered
+  5xx) and 95th-percentile response time that the watch window last measured in Prometheus,
+  over the finished deploys that measured them (monitoring on and enough requests): their mean
+  and the newest. Deploys without monitoring have no such measure and are left out; downtime
+  as users see it is not observed by deployer itself (the benchmark measures it).
 """
 
 from __future__ import annotations
@@ -71,6 +76,19 @@ class LastDeployment:
 
 
 @dataclass(frozen=True)
+class Measured:
+    """A post-deploy measure over the deploys that recorded one."""
+
+    count: int
+    mean: float | None
+    last: float | None
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Measured:
+        return cls(len(values), fmean(values) if values else None, values[-1] if values else None)
+
+
+@dataclass(frozen=True)
 class EnvStats:
     environment: str | None  # None: every environment together
     deployments: int
@@ -85,6 +103,8 @@ class EnvStats:
     rollback_seconds: Durations
     mttr_seconds: float | None
     last: LastDeployment | None
+    error_rate: Measured = Measured(0, None, None)
+    p95_ms: Measured = Measured(0, None, None)
 
 
 @dataclass(frozen=True)
@@ -122,6 +142,7 @@ def _env_stats(
         d.rollback_seconds for d in rows if d.status in _FINISHED and d.rollback_seconds is not None
     ]
     newest = max(deploys, key=lambda d: d.id, default=None)
+    in_order = sorted(deploys, key=lambda d: d.id)
     return EnvStats(
         environment=environment,
         deployments=len(deploys),
@@ -140,6 +161,8 @@ def _env_stats(
         else LastDeployment(
             newest.environment, newest.id, newest.version, newest.status, newest.ended_at
         ),
+        error_rate=Measured.of([d.error_rate for d in in_order if d.error_rate is not None]),
+        p95_ms=Measured.of([d.p95_ms for d in in_order if d.p95_ms is not None]),
     )
 
 
@@ -222,6 +245,16 @@ def prometheus_text(stats: Stats) -> str:
     last_info = _Family(
         "deployer_last_deployment_info", "gauge", "Newest finished deploy run (value is 1)."
     )
+    error_rate = _Family(
+        "deployer_post_deploy_error_rate_percent",
+        "gauge",
+        "5xx share of requests the watch window last measured after a deploy (mean, last).",
+    )
+    p95 = _Family(
+        "deployer_post_deploy_p95_milliseconds",
+        "gauge",
+        "95th-percentile response time the watch window last measured after a deploy.",
+    )
     for env in stats.environments:
         name = env.environment or ""
         for status, value in (
@@ -240,6 +273,9 @@ def prometheus_text(stats: Stats) -> str:
             family.add(durations.total, "_sum", environment=name)
             family.add(durations.count, "_count", environment=name)
         mttr.add(env.mttr_seconds, environment=name)
+        for family, measured in ((error_rate, env.error_rate), (p95, env.p95_ms)):
+            family.add(measured.mean, environment=name, of="mean")
+            family.add(measured.last, environment=name, of="last")
         if env.last is not None:
             last_time.add(env.last.ended_at.timestamp(), environment=name)
             last_info.add(
@@ -249,7 +285,19 @@ def prometheus_text(stats: Stats) -> str:
                 version=env.last.version,
                 status=env.last.status.value,
             )
-    families = (deployments, noop, running, ratio, deploy, rollback, mttr, last_time, last_info)
+    families = (
+        deployments,
+        noop,
+        running,
+        ratio,
+        deploy,
+        rollback,
+        mttr,
+        last_time,
+        last_info,
+        error_rate,
+        p95,
+    )
     return "".join(line + "\n" for family in families for line in family.lines)
 
 

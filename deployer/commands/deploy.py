@@ -93,6 +93,7 @@ class _Rollout:
     token: str = field(default_factory=new_token)
     rollback_seconds: float | None = None
     live_since: float | None = None  # epoch seconds when the first batch switched
+    measured: dict[str, float] = field(default_factory=dict)  # the watch's last PromQL values
 
     def note(
         self, host: str, status: HostStatus, stage: str, after: str | None, message: str = ""
@@ -196,6 +197,8 @@ def deploy(
         noop=noop,
         deploy_seconds=seconds,
         rollback_seconds=rollout.rollback_seconds,
+        error_rate=rollout.measured.get("error_rate"),
+        p95_ms=rollout.measured.get("p95_latency"),
     )
     deliveries += session.announce(record)
     return DeployResult(
@@ -386,6 +389,9 @@ def _watch(rollout: _Rollout) -> None:
     rollout.check(result)
     server = target.monitoring_server or ""
     verdict = result.hosts.get(server)
+    if verdict is not None:
+        last = verdict.data.get("last") or {}
+        rollout.measured = {k: float(v) for k, v in last.items() if isinstance(v, int | float)}
     if verdict is not None and verdict.data.get("breach"):
         # the rules judge the release across the fleet: past the budget by definition
         reason = f"the watch window: Prometheus on {server}: {verdict.message}"

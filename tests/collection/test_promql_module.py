@@ -430,3 +430,13 @@ def test_module_fails_when_prometheus_cannot_be_reached(tmp_path: Path) -> None:
         f"prometheus query failed: cannot reach http://127.0.0.1:{port}"
     )
     assert result["msg"].endswith("(2 evaluations in a row)")
+
+
+def test_latest_values_keep_the_last_judged_value_of_each_check() -> None:
+    evaluations = [
+        {"name": "error_rate", "value": 1.0, "judged": True},
+        {"name": "p95_latency", "value": None, "judged": False},
+        {"name": "error_rate", "value": 2.5, "judged": True},
+        {"name": "error_rate", "value": 9.0, "judged": False},
+    ]
+    assert promql.latest_values(evaluations) == {"error_rate": 2.5}

@@ -191,3 +191,12 @@ def test_a_rising_error_rate_after_a_clean_health_check_rolls_the_fleet_back(
         return {r["metric"]["version"] for r in series}
 
     wait_for("the release info back on v1.1", lambda: versions_now() == {"v1.1"})
+
+    # What the watch window measured is in the ledger and in the KPIs.
+    measured = {d["version"]: d for d in project.json("history", "lab")}
+    assert measured["v1.1"]["error_rate"] == 0.0
+    assert measured["v1.1"]["p95_ms"] is not None
+    assert measured["v2"]["error_rate"] > 20
+    (env,) = project.json("stats", "lab")["environments"]
+    assert env["error_rate"]["count"] >= 2  # v1.1 and v2 at least (v1 saw only probes)
+    assert env["error_rate"]["last"] == measured["v2"]["error_rate"]

@@ -418,3 +418,49 @@ def test_observations_keep_latest_per_host(ledger: Ledger) -> None:
     assert seen["web2"][:2] == (None, None)
     assert ledger.observations("staging")["web1"][:2] == ("v9", True)
     assert ledger.observations("nowhere") == {}
+
+
+def test_post_deploy_measures_are_kept_and_checked(ledger: Ledger) -> None:
+    started = ledger.begin(
+        environment="prod",
+        kind=Kind.DEPLOY,
+        version="v1",
+        previous_version=None,
+        artifact_sha256=None,
+        user="u",
+        control_host="c",
+        pid=1,
+    )
+    done = ledger.finish(started, Status.SUCCEEDED, error_rate=1.25, p95_ms=87.5)
+    assert (done.error_rate, done.p95_ms) == (1.25, 87.5)
+    assert ledger.get(started).error_rate == 1.25
+    other = run(ledger, "prod", "v2", Status.SUCCEEDED)
+    assert (other.error_rate, other.p95_ms) == (None, None)  # monitoring off: not measured
+    with pytest.raises(LedgerError, match="error_rate must be a finite, non-negative"):
+        ledger.finish(
+            ledger.begin(
+                environment="prod",
+                kind=Kind.DEPLOY,
+                version="v3",
+                previous_version=None,
+                artifact_sha256=None,
+                user="u",
+                control_host="c",
+                pid=1,
+            ),
+            Status.SUCCEEDED,
+            error_rate=float("nan"),
+        )
+
+
+def test_a_version_1_ledger_is_migrated_keeping_its_rows(db_path: Path) -> None:
+    with Ledger(db_path) as ledger:
+        first = run(ledger, "prod", "v1", Status.SUCCEEDED)
+    with sqlite3.connect(db_path) as raw:  # back to what a version 1 file looked like
+        raw.execute("ALTER TABLE deployments DROP COLUMN error_rate")
+        raw.execute("ALTER TABLE deployments DROP COLUMN p95_ms")
+        raw.execute("PRAGMA user_version = 1")
+    with Ledger(db_path) as reopened:
+        assert reopened.get(first.id) == first
+    with sqlite3.connect(db_path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2

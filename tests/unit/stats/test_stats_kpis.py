@@ -23,6 +23,7 @@ from deployer.stats import (
     Durations,
     EnvStats,
     LastDeployment,
+    Measured,
     compute,
     percentile,
     prometheus_text,
@@ -65,6 +66,8 @@ def run(
     deploy: float | None = None,
     rollback: float | None = None,
     noop: bool = False,
+    error_rate: float | None = None,
+    p95_ms: float | None = None,
 ) -> int:
     """One run that began a minute before `at` (HH:MM on DAY) and ended at `at`;
     status None leaves it RUNNING."""
@@ -84,7 +87,13 @@ def run(
     if status is not None:
         clock.now = ended
         ledger.finish(
-            deployment_id, status, noop=noop, deploy_seconds=deploy, rollback_seconds=rollback
+            deployment_id,
+            status,
+            noop=noop,
+            deploy_seconds=deploy,
+            rollback_seconds=rollback,
+            error_rate=error_rate,
+            p95_ms=p95_ms,
         )
     return deployment_id
 
@@ -99,11 +108,24 @@ def history(ledger: Ledger, clock: Clock) -> Ledger:
     run(ledger, clock, "prod", "1.2.0", failed, at="12:00", deploy=30.0)  # 3: incident opens
     run(ledger, clock, "prod", "1.2.1", Status.INTERRUPTED, at="12:30")  # 4: still open
     run(ledger, clock, "prod", "1.1.0", ok, at="13:00", kind=Kind.ROLLBACK, rollback=5.0)  # 5
-    run(ledger, clock, "prod", "1.3.0", Status.ROLLED_BACK, at="14:00", deploy=40.0, rollback=8.0)
-    run(ledger, clock, "prod", "1.3.1", ok, at="14:10", deploy=4.2)  # 7
+    run(
+        ledger,
+        clock,
+        "prod",
+        "1.3.0",
+        Status.ROLLED_BACK,
+        at="14:00",
+        deploy=40.0,
+        rollback=8.0,
+        error_rate=38.0,
+        p95_ms=120.0,
+    )  # 6: the watch window caught it
+    run(ledger, clock, "prod", "1.3.1", ok, at="14:10", deploy=4.2, error_rate=0.5, p95_ms=80.0)
     run(ledger, clock, "prod", "1.3.1", ok, at="14:20", deploy=0.5, noop=True)  # 8
     run(ledger, clock, "prod", "1.4.0", failed, at="15:00", deploy=9.0)  # 9: incident opens
-    run(ledger, clock, "prod", "1.4.1", ok, at="15:20", deploy=6.0)  # 10: closes after 20 min
+    run(
+        ledger, clock, "prod", "1.4.1", ok, at="15:20", deploy=6.0, error_rate=1.5, p95_ms=100.0
+    )  # 10: closes the incident after 20 min
     run(ledger, clock, "prod", "1.5.0", None, at="16:00")  # 11: running
     run(ledger, clock, "staging", "2.0.0", ok, at="09:00", deploy=3.0)  # 12
     run(ledger, clock, "staging", "2.0.1", failed, at="09:30", deploy=7.0)  # 13
@@ -129,6 +151,8 @@ PROD = EnvStats(
     rollback_seconds=Durations(count=2, total=13.0, p50=5.0, p95=8.0),
     mttr_seconds=2400.0,  # (3600 + 1200) / 2
     last=LastDeployment("prod", 10, "1.4.1", Status.SUCCEEDED, at("15:20")),
+    error_rate=Measured(count=3, mean=(38.0 + 0.5 + 1.5) / 3, last=1.5),
+    p95_ms=Measured(count=3, mean=100.0, last=100.0),
 )
 STAGING = EnvStats(
     environment="staging",
@@ -164,6 +188,8 @@ def test_every_environment(history: Ledger) -> None:
         rollback_seconds=PROD.rollback_seconds,
         mttr_seconds=2400.0,
         last=STAGING.last,  # the newest finished deploy by id
+        error_rate=PROD.error_rate,  # staging measured none
+        p95_ms=PROD.p95_ms,
     )
 
 
@@ -360,7 +386,7 @@ def test_prometheus_text_parses_and_carries_the_numbers(history: Ledger) -> None
 def test_empty_ledger_still_declares_every_metric(ledger: Ledger) -> None:
     text = prometheus_text(compute(ledger, None))
     assert parse_exposition(text) == {}
-    assert text.count("# TYPE deployer_") == 9
+    assert text.count("# TYPE deployer_") == 11
 
 
 def test_label_values_are_escaped(ledger: Ledger, clock: Clock) -> None:
@@ -384,3 +410,20 @@ def test_strict_parser_rejects_what_it_should() -> None:
     ):
         with pytest.raises(AssertionError):
             parse_exposition(bad)
+
+
+def test_post_deploy_measures_are_averaged_over_the_deploys_that_recorded_one(
+    history: Ledger,
+) -> None:
+    stats = compute(history, None)
+    prod = next(e for e in stats.environments if e.environment == "prod")
+    staging = next(e for e in stats.environments if e.environment == "staging")
+    assert prod.error_rate.count == 3
+    assert prod.error_rate.mean == pytest.approx((38.0 + 0.5 + 1.5) / 3)
+    assert prod.error_rate.last == 1.5  # the newest deploy that measured one
+    assert (prod.p95_ms.mean, prod.p95_ms.last) == (pytest.approx(100.0), 100.0)
+    assert (staging.error_rate.count, staging.error_rate.mean) == (0, None)  # not monitored
+    samples = parse_exposition(prometheus_text(stats))
+    rate = "deployer_post_deploy_error_rate_percent"
+    assert sample(samples, rate, environment="prod", of="last") == 1.5
+    assert not [k for k in samples if k[0] == rate and ("environment", "staging") in k[1]]

@@ -129,7 +129,9 @@ EXAMPLES = r"""
 
 RETURN = r"""
 deployer:
-  description: The verdict as deployer reads it, C(breach) and C(rounds) (see below).
+  description:
+    - The verdict as deployer reads it, C(breach) and C(rounds) (see below), and C(last),
+      the last judged value of each check by name (checks never judged are left out).
   returned: always
   type: dict
 breach:
@@ -426,6 +428,11 @@ def problems(params):
     return found
 
 
+def latest_values(evaluations):
+    """{check name: its last judged value}: checks never judged are left out."""
+    return dict((e["name"], e["value"]) for e in evaluations if e.get("judged"))
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -459,13 +466,15 @@ def main():
     breach, run, evaluations, rounds = watch(
         p["checks"], fetch, p["duration"], p["period"], p["threshold"], p["since"],
         p["min_window"], once=module.check_mode)
-    # `deployer` carries the verdict the way the other deployer modules report theirs
+    # `deployer` carries the verdict the way the other deployer modules report theirs, with
+    # the last judged value of each check (what the ledger keeps as post-deploy measures)
+    last = latest_values(evaluations)
     if breach is not None:
         module.fail_json(msg=breach_message(breach, run), breach=breach,
                          evaluations=evaluations, rounds=rounds,
-                         deployer=dict(breach=breach, rounds=rounds))
+                         deployer=dict(breach=breach, rounds=rounds, last=last))
     module.exit_json(changed=False, breach=None, evaluations=evaluations, rounds=rounds,
-                     deployer=dict(breach=None, rounds=rounds))
+                     deployer=dict(breach=None, rounds=rounds, last=last))
 
 
 if __name__ == "__main__":
