@@ -88,11 +88,13 @@ def request_rate_query(target: Target, window: str) -> str:
 
 
 def error_ratio_query(target: Target, window: str) -> str:
-    """Share of requests answered with a 5xx status, in percent."""
+    """Share of requests answered with a 5xx status, in percent. A service that never
+    answered 5xx has no such series: `or vector(0)` makes that 0 %, not "no data"; with no
+    requests at all the ratio stays empty (nothing to judge)."""
     metrics = _settings(target).metrics
     errors = _app(target, f'{metrics.status_label}=~"5.."')
     return (
-        f"100 * sum(rate({metrics.requests}{errors}{_range(window)})) "
+        f"100 * (sum(rate({metrics.requests}{errors}{_range(window)})) or vector(0)) "
         f"/ sum(rate({metrics.requests}{_app(target)}{_range(window)}))"
     )
 

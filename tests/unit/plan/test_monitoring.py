@@ -111,8 +111,9 @@ def test_queries_filter_on_job_and_environment_and_use_the_configured_names() ->
         f"sum by (status) (rate(shop_http_requests_total{selector}[5m]))"
     )
     assert error_ratio_query(target, "$window") == (
-        '100 * sum(rate(shop_http_requests_total{job="shop.api", environment="prod-eu.1", '
-        f'status=~"5.."}}[$window])) / sum(rate(shop_http_requests_total{selector}[$window]))'
+        '100 * (sum(rate(shop_http_requests_total{job="shop.api", environment="prod-eu.1", '
+        f'status=~"5.."}}[$window])) or vector(0)) '
+        f"/ sum(rate(shop_http_requests_total{selector}[$window]))"
     )
     assert latency_query(target, "1m", 0.5) == (
         "1000 * histogram_quantile(0.5, sum by (le) "
