@@ -421,36 +421,14 @@ def test_observations_keep_latest_per_host(ledger: Ledger) -> None:
 
 
 def test_post_deploy_measures_are_kept_and_checked(ledger: Ledger) -> None:
-    started = ledger.begin(
-        environment="prod",
-        kind=Kind.DEPLOY,
-        version="v1",
-        previous_version=None,
-        artifact_sha256=None,
-        user="u",
-        control_host="c",
-        pid=1,
-    )
+    started = start(ledger, "prod", "v1")
     done = ledger.finish(started, Status.SUCCEEDED, error_rate=1.25, p95_ms=87.5)
     assert (done.error_rate, done.p95_ms) == (1.25, 87.5)
     assert ledger.get(started).error_rate == 1.25
     other = run(ledger, "prod", "v2", Status.SUCCEEDED)
     assert (other.error_rate, other.p95_ms) == (None, None)  # monitoring off: not measured
     with pytest.raises(LedgerError, match="error_rate must be a finite, non-negative"):
-        ledger.finish(
-            ledger.begin(
-                environment="prod",
-                kind=Kind.DEPLOY,
-                version="v3",
-                previous_version=None,
-                artifact_sha256=None,
-                user="u",
-                control_host="c",
-                pid=1,
-            ),
-            Status.SUCCEEDED,
-            error_rate=float("nan"),
-        )
+        ledger.finish(start(ledger, "prod", "v3"), Status.SUCCEEDED, error_rate=float("nan"))
 
 
 def test_a_version_1_ledger_is_migrated_keeping_its_rows(db_path: Path) -> None:
