@@ -186,6 +186,11 @@ def resolve(loaded: LoadedProject, environment: str, lab: LabInfo | None = None)
     if env.primary is not None and env.primary not in {h.name for h in hosts}:
         problems.append(f"{format_loc((*base, 'primary'))}: {env.primary!r} is not a host here")
     monitoring = overlay(project.monitoring, env.monitoring)
+    if env.features.monitoring and env.target != "ssh":
+        problems.append(
+            f"{format_loc((*base, 'features', 'monitoring'))}: not available for target "
+            f"{env.target!r} yet (Prometheus set-up and the PromQL watch window are SSH only)"
+        )
     if env.features.monitoring and service.port is None:
         problems.append(
             f"{format_loc((*base, 'features', 'monitoring'))}: needs service.port, where "
