@@ -252,6 +252,15 @@ def _prepare(rollout: _Rollout, art: artifacts.Artifact, wait: float, started: f
             raise RolloutStop(Status.FAILED, ExitCode.LOCKED, "lock", _locked_reason(info))
         rollout.check(result)
         break
+    if primary.failed and primary.failed_task.startswith("Lock |"):
+        # The lock could not be taken for another reason than a holder: nothing ran after it
+        rollout.lock_held = False
+        raise RolloutStop(
+            Status.FAILED,
+            ExitCode.DEPLOY_FAILED,
+            "lock",
+            f"taking the lock on {target.primary} failed: {primary.message}; nothing was changed",
+        )
     for host, outcome in result.hosts.items():
         rollout.before[host] = outcome.data.get("current")
     unreachable = [h for h, o in result.hosts.items() if o.unreachable]

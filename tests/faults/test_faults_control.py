@@ -206,3 +206,25 @@ def test_same_version_twice_changes_nothing_on_the_hosts(project: FaultProject) 
     assert project.rows()[-1]["noop"] == 1
     assert project.json("history", "lab")[0]["noop"] is True
     assert project.json("lock", "status", "lab")["held"] is False
+
+
+def test_a_lock_that_cannot_be_taken_stops_the_deploy_in_the_lock_stage(
+    project: FaultProject,
+) -> None:
+    """The lock fails for another reason than a holder (here its parent is a file on the
+    primary): exit 1 in stage `lock` naming the primary and the cause, nothing staged or
+    switched anywhere; never reported as unreachable hosts."""
+    project.fast()
+    project.deploy("lab", "--version", "v1")
+    locks = f"/var/lib/deployer/locks/{project.app}"
+    project.on("lab1", f"sudo rm -rf {locks} && sudo touch {locks}")
+    project.undo.append(lambda: project.on("lab1", f"sudo rm -f {locks}", check=False))
+
+    result = project.deploy("lab", "--version", "v2", expect=1)
+    assert (result["status"], result["stage"]) == ("FAILED", "lock")
+    assert "taking the lock on lab1 failed" in result["reason"]
+    assert "nothing was changed" in result["reason"]
+    assert "unreachable" not in result["reason"]
+    assert set(project.current().values()) == {"v1"}
+    for host in project.lab.hosts:
+        assert project.releases_on(host.name) == ["v1"], host.name

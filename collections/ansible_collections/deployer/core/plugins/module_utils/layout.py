@@ -185,7 +185,7 @@ def ensure_dir(path, mode, uid=0, gid=0):
     """Create `path` (and parents) if missing; enforce mode and owner. Return True if changed."""
     changed = False
     if not os.path.isdir(path):
-        os.makedirs(path, mode)
+        os.makedirs(path, mode, exist_ok=True)  # another process may create it meanwhile
         changed = True
     st = os.lstat(path)
     if st.st_mode & 0o7777 != mode:

@@ -184,9 +184,8 @@ def main():
         if module.check_mode:
             info.update(held=True, mine=True, acquired=True, holder=p["holder"])
             module.exit_json(changed=True, deployer=info)
-        parent = os.path.dirname(path)
-        if not os.path.isdir(parent):
-            os.makedirs(parent, 0o755)
+        # exist_ok: a deploy racing this one for the same lock may create the parent first
+        os.makedirs(os.path.dirname(path), 0o755, exist_ok=True)
         try:
             os.mkdir(path, 0o700)
         except OSError as exc:
