@@ -14,6 +14,7 @@ from deployer.config.resolve import Target
 from deployer.errors import BadRequest
 from deployer.exitcodes import ExitCode
 from deployer.plan.extravars import base_vars, monitoring_vars
+from deployer.plan.monitoring import prometheus_url
 
 
 @dataclass(frozen=True)
@@ -42,14 +43,6 @@ def monitored(target: Target) -> Target:
             "this environment; set it to true"
         )
     return target
-
-
-def prometheus_url(target: Target) -> str:
-    settings, server = monitored(target).monitoring, target.monitoring_server
-    assert settings is not None
-    host = next(h for h in target.hosts if h.name == server)
-    address = host.private_address or host.address
-    return f"http://{f'[{address}]' if ':' in address else address}:{settings.prometheus_port}"
 
 
 def setup(session: Session) -> MonitoringResult:

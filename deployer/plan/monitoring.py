@@ -197,6 +197,13 @@ def _address(host: ResolvedHost, port: int) -> str:
     return f"{address}:{port}"
 
 
+def prometheus_url(target: Target) -> str:
+    """Where the environment's hosts reach its Prometheus."""
+    settings = _settings(target)
+    server = next(h for h in target.hosts if h.name == target.monitoring_server)
+    return f"http://{_address(server, settings.prometheus_port)}"
+
+
 def _static_configs(target: Target, port: int) -> list[dict[str, Any]]:
     return [
         {

@@ -32,6 +32,7 @@ from deployer.plan.monitoring import (
     error_ratio_query,
     latency_query,
     monitoring_problems,
+    prometheus_url,
     release_info_query,
     request_rate_query,
     request_volume_query,
@@ -443,3 +444,13 @@ def test_dashboard_json_is_sorted_and_round_trips() -> None:
     text = dashboard_json(target)
     assert json.loads(text) == dashboard(target)
     assert text == json.dumps(json.loads(text), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def test_prometheus_url_is_the_servers_private_address() -> None:
+    assert prometheus_url(_target(HELLO)) == "http://172.28.0.11:9090"  # the primary
+    multi = _target(MULTI)
+    assert prometheus_url(multi) == "http://10.1.0.20:9091"  # monitoring.server: be1
+    fe2 = next(h for h in multi.hosts if h.name == "fe2")
+    moved = replace(multi, monitoring=multi.monitoring.model_copy(update={"server": "fe2"}))  # type: ignore[union-attr]
+    assert fe2.private_address == "fd00::12"
+    assert prometheus_url(moved) == "http://[fd00::12]:9091"
