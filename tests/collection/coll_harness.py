@@ -276,9 +276,13 @@ class Deployment:
         return sorted(proc.stdout.split()) if proc.returncode == 0 else []
 
     def uploads(self, host: str) -> list[str]:
-        """Tarballs left behind: <deploy_to>/.uploads and the login user's Ansible tmp."""
-        return self.ls(host, f"{self.deploy_to}/.uploads") + self.ls(
-            host, "/home/deploy/.ansible/tmp"
+        """Tarballs left behind: <deploy_to>/.uploads, a streamed upload's file next to the
+        releases, and the login user's Ansible tmp."""
+        streamed = [n for n in self.ls(host, self.deploy_to) if n.startswith(".deployer-upload-")]
+        return (
+            self.ls(host, f"{self.deploy_to}/.uploads")
+            + streamed
+            + self.ls(host, "/home/deploy/.ansible/tmp")
         )
 
     def meta(self, host: str, version: str) -> dict[str, Any]:

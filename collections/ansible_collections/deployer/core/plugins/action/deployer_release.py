@@ -2,10 +2,12 @@
 # Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
 """Controller side of deployer_release: upload the tarball and stage it in one task.
 
-With `src` (a controller path) the tarball is sent straight into a private temporary
-directory of the login user (one mkdir, one sftp/scp put, no Python on the host), the
-module runs with `archive` pointing at it, and the directory is removed afterwards.
-That saves ansible.builtin.copy's two extra module runs (stat + copy) per host.
+With `src` (a controller path) and the lean runner available (plugin_utils/lean.py), a
+tarball of up to STREAM_LIMIT bytes travels on the stdin of the very command that stages it:
+one SSH round trip per host carries the code, the parameters and the bytes. A bigger tarball
+(or no pipelining) is sent into a private temporary directory of the login user (one mkdir,
+one sftp/scp put, no Python on the host), the module runs with `archive` pointing at it, and
+the directory is removed afterwards.
 
 Before uploading it reads the version's meta.json on the host with one plain command (no
 Python): a host that already stores this version with this sha256, not marked bad, gets no
@@ -23,18 +25,22 @@ import shlex
 from ansible.errors import AnsibleError
 from ansible.plugins.action import ActionBase
 from ansible_collections.deployer.core.plugins.module_utils.layout import BAD, Tree
+from ansible_collections.deployer.core.plugins.plugin_utils.lean import LeanAction
 
-MODULE = "deployer.core.deployer_release"
+# Streamed tarballs are read into memory, once per host being served: bounded.
+STREAM_LIMIT = 8 * 1024 * 1024
 
 
-class ActionModule(ActionBase):
+class ActionModule(LeanAction):
     # False: no temporary directory up front (pipelining needs none); one is made only
-    # when there is a tarball to send.
+    # when there is a tarball to send the slow way.
     TRANSFERS_FILES = False
+    MODULE = "deployer_release"
 
     def run(self, tmp=None, task_vars=None):
-        result = super().run(tmp, task_vars)
+        result = ActionBase.run(self, tmp, task_vars)
         del tmp
+        task_vars = task_vars or {}
         args = dict(self._task.args)
         src = args.pop("src", None)
         if isinstance(args.get("env"), dict):
@@ -43,8 +49,7 @@ class ActionModule(ActionBase):
             # "hello" would turn "/srv/hello/releases/v1" into "/srv/********/releases/v********".
             args["env"] = json.dumps(args["env"], sort_keys=True)
         if not src or args.get("archive") or self._task.check_mode:
-            result.update(self._execute_module(module_name=MODULE, module_args=args,
-                                               task_vars=task_vars))
+            result.update(self.run_module(args, task_vars))
             return result
         stored = self._stored(args)
         sha = str(args.get("sha256") or "").lower()
@@ -53,8 +58,7 @@ class ActionModule(ActionBase):
         ):
             # Nothing to send: the host has this build, or has it marked bad, which the
             # module refuses (with what the host runs) before anything is uploaded.
-            result.update(self._execute_module(module_name=MODULE, module_args=args,
-                                               task_vars=task_vars))
+            result.update(self.run_module(args, task_vars))
             result.setdefault("deployer", {})["upload_skipped"] = True
             return result
         try:
@@ -62,6 +66,10 @@ class ActionModule(ActionBase):
         except AnsibleError as exc:
             result.update(failed=True, msg="release tarball %s not found on the controller: %s"
                           % (src, exc), deployer={"version": args.get("version")})
+            return result
+        if self.lean_interpreter(task_vars) and os.path.getsize(source) <= STREAM_LIMIT:
+            with open(source, "rb") as handle:
+                result.update(self.run_module(args, task_vars, archive=handle.read()))
             return result
         remote_tmp = self._make_tmp_path()
         try:
@@ -74,8 +82,7 @@ class ActionModule(ActionBase):
                               deployer={"version": args.get("version")})
                 return result
             args["archive"] = remote
-            result.update(self._execute_module(module_name=MODULE, module_args=args,
-                                               task_vars=task_vars))
+            result.update(self.run_module(args, task_vars))
         finally:
             self._remove_tmp_path(remote_tmp, force=True)
         return result

@@ -98,23 +98,27 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.deployer.core.plugins.module_utils.health import watch
 
 
+# The module's arguments; also read by the lean runner to validate on the controller.
+MODULE_SPEC = dict(
+    argument_spec=dict(
+        health=dict(type="dict", default={}, options=dict(
+            http=dict(type="dict"),
+            tcp=dict(type="dict"),
+            command=dict(type="dict"),
+            retries=dict(type="int"),
+            interval=dict(type="float"),
+        )),
+        duration=dict(type="float", default=0),
+        period=dict(type="float", default=5),
+        threshold=dict(type="int", default=3),
+        fail_on_unhealthy=dict(type="bool", default=True),
+    ),
+    supports_check_mode=True,
+)
+
+
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            health=dict(type="dict", default={}, options=dict(
-                http=dict(type="dict"),
-                tcp=dict(type="dict"),
-                command=dict(type="dict"),
-                retries=dict(type="int"),
-                interval=dict(type="float"),
-            )),
-            duration=dict(type="float", default=0),
-            period=dict(type="float", default=5),
-            threshold=dict(type="int", default=3),
-            fail_on_unhealthy=dict(type="bool", default=True),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(**MODULE_SPEC)
     p = module.params
     result = watch(p["health"] or {}, p["duration"], p["period"], p["threshold"])
     if not result["healthy"] and p["fail_on_unhealthy"]:

@@ -155,19 +155,23 @@ def who(info):
     return text
 
 
+# The module's arguments; also read by the lean runner to validate on the controller.
+MODULE_SPEC = dict(
+    argument_spec=dict(
+        path=dict(type="path", required=True),
+        action=dict(type="str", default="status",
+                    choices=["acquire", "release", "status", "break"]),
+        token=dict(type="str", default=""),
+        holder=dict(type="dict", default={}),
+        ttl=dict(type="int", default=3600),
+    ),
+    required_if=[("action", "acquire", ("token",)), ("action", "release", ("token",))],
+    supports_check_mode=True,
+)
+
+
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            path=dict(type="path", required=True),
-            action=dict(type="str", default="status",
-                        choices=["acquire", "release", "status", "break"]),
-            token=dict(type="str", default=""),
-            holder=dict(type="dict", default={}),
-            ttl=dict(type="int", default=3600),
-        ),
-        required_if=[("action", "acquire", ("token",)), ("action", "release", ("token",))],
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(**MODULE_SPEC)
     p = module.params
     path, action, token, ttl = p["path"].rstrip("/"), p["action"], p["token"], p["ttl"]
     record, held = read_holder(path)

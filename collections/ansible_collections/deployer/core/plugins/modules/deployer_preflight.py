@@ -122,17 +122,21 @@ def unit_states(module, app):
     return states
 
 
+# The module's arguments; also read by the lean runner to validate on the controller.
+MODULE_SPEC = dict(
+    argument_spec=dict(
+        deploy_to=dict(type="path", required=True),
+        app=dict(type="str", required=True),
+        version=dict(type="str", default=""),
+        sha256=dict(type="str", default=""),
+        required_bytes=dict(type="int", default=0),
+    ),
+    supports_check_mode=True,
+)
+
+
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            deploy_to=dict(type="path", required=True),
-            app=dict(type="str", required=True),
-            version=dict(type="str", default=""),
-            sha256=dict(type="str", default=""),
-            required_bytes=dict(type="int", default=0),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(**MODULE_SPEC)
     params = module.params
     version = params["version"] or ""
     if version and check_version(version):

@@ -551,26 +551,30 @@ class Stager(object):
                     or r["units_changed"] or r["pruned"])
 
 
+# The module's arguments; also read by the lean runner to validate on the controller.
+MODULE_SPEC = dict(
+    argument_spec=dict(
+        deploy_to=dict(type="path", required=True),
+        app=dict(type="str", required=True),
+        version=dict(type="str", required=True),
+        sha256=dict(type="str", required=True),
+        src=dict(type="path"),
+        archive=dict(type="path"),
+        service_user=dict(type="str", required=True),
+        service_group=dict(type="str"),
+        shared_dirs=dict(type="list", elements="str", default=[]),
+        shared_files=dict(type="list", elements="str", default=[]),
+        env=dict(type="raw", default={}, no_log=True),
+        units=dict(type="dict", default={}),
+        keep_releases=dict(type="int", default=5),
+        required_bytes=dict(type="int", default=0),
+    ),
+    supports_check_mode=True,
+)
+
+
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            deploy_to=dict(type="path", required=True),
-            app=dict(type="str", required=True),
-            version=dict(type="str", required=True),
-            sha256=dict(type="str", required=True),
-            src=dict(type="path"),
-            archive=dict(type="path"),
-            service_user=dict(type="str", required=True),
-            service_group=dict(type="str"),
-            shared_dirs=dict(type="list", elements="str", default=[]),
-            shared_files=dict(type="list", elements="str", default=[]),
-            env=dict(type="raw", default={}, no_log=True),
-            units=dict(type="dict", default={}),
-            keep_releases=dict(type="int", default=5),
-            required_bytes=dict(type="int", default=0),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(**MODULE_SPEC)
     version = module.params["version"]
     problem = check_version(version)
     if not problem and not SHA256.match(module.params["sha256"] or ""):

@@ -194,28 +194,32 @@ def record_release(info, app, version):
         write_atomic(path, text.encode("utf-8"), 0o644)
 
 
+# The module's arguments; also read by the lean runner to validate on the controller.
+MODULE_SPEC = dict(
+    argument_spec=dict(
+        deploy_to=dict(type="path", required=True),
+        app=dict(type="str", required=True),
+        version=dict(type="str", required=True),
+        health=dict(type="dict", default={}, options=dict(
+            http=dict(type="dict"),
+            tcp=dict(type="dict"),
+            command=dict(type="dict"),
+            retries=dict(type="int", default=10),
+            interval=dict(type="float", default=1),
+        )),
+        mark_bad=dict(type="str"),
+        reason=dict(type="str", default=""),
+        release_info=dict(type="dict", options=dict(
+            path=dict(type="path", required=True),
+            environment=dict(type="str", required=True),
+        )),
+    ),
+    supports_check_mode=True,
+)
+
+
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            deploy_to=dict(type="path", required=True),
-            app=dict(type="str", required=True),
-            version=dict(type="str", required=True),
-            health=dict(type="dict", default={}, options=dict(
-                http=dict(type="dict"),
-                tcp=dict(type="dict"),
-                command=dict(type="dict"),
-                retries=dict(type="int", default=10),
-                interval=dict(type="float", default=1),
-            )),
-            mark_bad=dict(type="str"),
-            reason=dict(type="str", default=""),
-            release_info=dict(type="dict", options=dict(
-                path=dict(type="path", required=True),
-                environment=dict(type="str", required=True),
-            )),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(**MODULE_SPEC)
     p = module.params
     check = module.check_mode
     tree = Tree(p["deploy_to"])
