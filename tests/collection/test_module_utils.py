@@ -19,7 +19,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "collections"))
 
-from ansible_collections.deployer.core.plugins.module_utils import health, layout, unpack
+from ansible_collections.deployer.core.plugins.module_utils import health, layout, systemd, unpack
 from ansible_collections.deployer.core.plugins.modules import deployer_release
 
 UID, GID = os.getuid(), os.getgid()
@@ -307,3 +307,23 @@ def test_meta_is_written_atomically_as_json(tmp_path: Path) -> None:
     release(tree, "v1", "staged", "2024-01-01", None)
     assert json.loads(Path(tree.meta_path("v1")).read_text())["state"] == "staged"
     assert [p.name for p in Path(tree.meta_path("v1")).parent.iterdir()] == ["meta.json"]
+
+
+# --- systemd --------------------------------------------------------------------------
+
+
+def test_systemd_timestamps_keep_their_microseconds() -> None:
+    stamp = systemd.timestamp("Sun 2026-11-29 02:59:15.952684 UTC")
+    assert stamp == pytest.approx(1795921155.952684, abs=1e-6)
+    for value in ("", "n/a", "@1795921155", "Sun 2026-11-29 02:59:15 UTC", None):
+        assert systemd.timestamp(value) is None
+
+
+def test_a_file_written_earlier_in_the_same_second_is_not_newer(tmp_path: Path) -> None:
+    unit = tmp_path / "app.service"
+    unit.write_text("[Service]\n")
+    os.utime(unit, (1795921155.2, 1795921155.2))
+    assert not systemd.newer_than([str(unit)], 1795921155.9)  # started after the write
+    assert systemd.newer_than([str(unit)], 1795921155.1)  # written after the start
+    assert systemd.newer_than([str(unit)], None)
+    assert not systemd.newer_than([str(tmp_path / "missing")], 1.0)

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 
 PROPS = ("Id", "LoadState", "ActiveState", "SubState", "UnitFileState", "Result",
@@ -21,9 +22,10 @@ class Systemd(object):
         return rc, (out + err).strip()
 
     def show(self, *units):
-        """{unit: {property: value}} with unix timestamps (@seconds) for the given units."""
+        """{unit: {property: value}} for the given units, timestamps to the microsecond in
+        UTC (see timestamp())."""
         rc, out, err = self.module.run_command(
-            [self.bin, "show", "--timestamp=unix", "-p", ",".join(PROPS)] + list(units))
+            [self.bin, "show", "--timestamp=us+utc", "-p", ",".join(PROPS)] + list(units))
         result = dict((u, {}) for u in units)
         if rc != 0:
             return result
@@ -38,18 +40,22 @@ class Systemd(object):
 
 
 def timestamp(value):
-    """'@1700000000' -> 1700000000.0; '' / 'n/a' -> None."""
-    value = (value or "").strip()
-    if value.startswith("@"):
-        try:
-            return float(value[1:])
-        except ValueError:
-            return None
-    return None
+    """'Sun 2026-11-29 02:59:15.952684 UTC' (systemctl --timestamp=us+utc) -> unix seconds
+    with microseconds; '' / 'n/a' / anything else -> None. Microseconds matter: a unit file
+    written earlier in the same second as a start must not look newer than that start."""
+    parts = (value or "").strip().split(" ")
+    if len(parts) != 4 or parts[3] != "UTC":
+        return None
+    try:
+        when = datetime.datetime.strptime(parts[1] + " " + parts[2], "%Y-%m-%d %H:%M:%S.%f")
+    except ValueError:
+        return None
+    return when.replace(tzinfo=datetime.timezone.utc).timestamp()
 
 
 def newer_than(paths, started):
-    """True when any existing path was modified after `started` (unix seconds, floored)."""
+    """True when any existing path was modified after `started` (unix seconds), or when
+    there is no start to compare with."""
     if started is None:
         return True
     for path in paths:
