@@ -63,6 +63,12 @@ class RunResult:
     hosts: Mapping[str, HostOutcome]
     seconds: float
     artifact_dir: Path
+    phases: Mapping[str, Mapping[str, HostOutcome]] = field(default_factory=dict)
+    phase_started: Mapping[str, float] = field(default_factory=dict)  # first task, epoch seconds
+
+    def phase(self, name: str) -> Mapping[str, HostOutcome]:
+        """Outcomes of one phase's plays only (see Runner.run's `phases`)."""
+        return self.phases.get(name, {})
 
     @property
     def ok(self) -> bool:
@@ -76,29 +82,35 @@ class RunResult:
         return [name for name, h in self.hosts.items() if not h.good]
 
 
+def _blank() -> dict[str, Any]:
+    return {
+        "ok": 0,
+        "changed": 0,
+        "failed": False,
+        "unreachable": False,
+        "message": "",
+        "failed_task": "",
+        "data": {},
+        "seconds": 0.0,
+    }
+
+
 @dataclass
 class _Collector:
-    """Folds ansible-runner events into per-host outcomes."""
+    """Folds ansible-runner events into per-host outcomes: over the whole run, and per phase
+    (the plays whose names start with a phase's prefix; the other plays are phase "")."""
 
     progress: ProgressSink | None
     redact: Callable[[str], str]
+    phases: Mapping[str, str] = field(default_factory=dict)  # phase -> play name prefix
     started: dict[str, float] = field(default_factory=dict)
     hosts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    by_phase: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    phase_started: dict[str, float] = field(default_factory=dict)  # epoch seconds
+    on_phase: Callable[[str], None] | None = None  # told when a phase's first task starts
 
-    def _host(self, name: str) -> dict[str, Any]:
-        return self.hosts.setdefault(
-            name,
-            {
-                "ok": 0,
-                "changed": 0,
-                "failed": False,
-                "unreachable": False,
-                "message": "",
-                "failed_task": "",
-                "data": {},
-                "seconds": 0.0,
-            },
-        )
+    def _phase(self, play: str) -> str:
+        return next((p for p, prefix in self.phases.items() if play.startswith(prefix)), "")
 
     def __call__(self, event: dict[str, Any]) -> bool:
         kind = event.get("event", "")
@@ -106,18 +118,32 @@ class _Collector:
         host = data.get("host")
         if kind == "runner_on_start" and host:
             self.started.setdefault(host, time.monotonic())
+            phase = self._phase(str(data.get("play") or ""))
+            if phase not in self.phase_started:
+                self.phase_started[phase] = time.time()
+                if self.on_phase:
+                    self.on_phase(phase)
             if self.progress:
                 self.progress.task(host, data.get("task", ""), "running")
             return True
         if not host or kind not in _RESULT_EVENTS:
             return True
-        entry = self._host(host)
-        res = data.get("res") or {}
         state = _RESULT_EVENTS[kind]
-        if isinstance(res, dict) and isinstance(res.get("deployer"), dict):
-            entry["data"].update(res["deployer"])
         if state == "failed" and data.get("ignore_errors"):
             state = "ok"
+        in_phase = self.by_phase.setdefault(self._phase(str(data.get("play") or "")), {})
+        for entry in (self.hosts.setdefault(host, _blank()), in_phase.setdefault(host, _blank())):
+            self._fold(entry, state, data)
+            if host in self.started:
+                entry["seconds"] = time.monotonic() - self.started[host]
+        if self.progress:
+            self.progress.task(host, data.get("task", ""), state)
+        return True
+
+    def _fold(self, entry: dict[str, Any], state: str, data: Mapping[str, Any]) -> None:
+        res = data.get("res") or {}
+        if isinstance(res, dict) and isinstance(res.get("deployer"), dict):
+            entry["data"].update(res["deployer"])
         if state == "failed":
             entry["failed"] = True
         elif state == "unreachable":
@@ -132,14 +158,12 @@ class _Collector:
                 message = explain_unreachable(message)
             entry["message"] = self.redact(message)
             entry["failed_task"] = data.get("task", "")
-        if host in self.started:
-            entry["seconds"] = time.monotonic() - self.started[host]
-        if self.progress:
-            self.progress.task(host, data.get("task", ""), state)
-        return True
 
-    def outcomes(self) -> dict[str, HostOutcome]:
-        return {name: HostOutcome(host=name, **values) for name, values in self.hosts.items()}
+    def outcomes(
+        self, entries: Mapping[str, dict[str, Any]] | None = None
+    ) -> dict[str, HostOutcome]:
+        entries = self.hosts if entries is None else entries
+        return {name: HostOutcome(host=name, **values) for name, values in entries.items()}
 
 
 _RESULT_EVENTS = {
@@ -233,8 +257,12 @@ class Runner:
         cancel: Callable[[], bool] | None = None,
         forks: int = 10,
         timeout: int | None = None,
+        phases: Mapping[str, str] | None = None,
+        on_phase: Callable[[str], None] | None = None,
     ) -> RunResult:
-        """Run `playbooks/<playbook>` and return per-host outcomes."""
+        """Run `playbooks/<playbook>` and return per-host outcomes; `phases` ({name: play
+        name prefix}) also keeps the outcomes of those plays apart, and `on_phase` hears when
+        each phase begins, while the run goes on."""
         stamp = time.strftime("%Y%m%dT%H%M%S")
         ident = f"{stamp}-{Path(playbook).stem}-{secrets.token_hex(3)}"
         private = self.data_root / "runs"
@@ -256,7 +284,7 @@ class Runner:
             vault_file.chmod(0o600)
             cmdline += ["--ask-vault-pass", "-e", f"@{vault_file}"]
             passwords[_VAULT_PROMPT] = password
-        collector = _Collector(progress, self.redact)
+        collector = _Collector(progress, self.redact, dict(phases or {}), on_phase=on_phase)
         started = time.monotonic()
         try:
             result = _run(
@@ -284,6 +312,8 @@ class Runner:
             hosts=collector.outcomes(),
             seconds=time.monotonic() - started,
             artifact_dir=artifact_dir,
+            phases={name: collector.outcomes(e) for name, e in collector.by_phase.items()},
+            phase_started=dict(collector.phase_started),
         )
 
 
@@ -299,6 +329,27 @@ def _curated_env(env: Mapping[str, str]) -> dict[str, str]:
     # ansible-playbook comes with the deployer install, not from whatever PATH says
     curated["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     return curated
+
+
+def _close_reaped_without_delay() -> None:
+    """ansible-runner closes its pexpect child only after `isalive()` went false, i.e. once
+    the process was reaped; ptyprocess's close() still sleeps `delayafterclose` (0.1 s) first
+    "to give the kernel time to update process status", which a reaped process no longer
+    needs: 100 ms of every run spent waiting for nothing. Skip that wait for a reaped child
+    only; an unreaped one is closed exactly as before."""
+    from ptyprocess import PtyProcess  # type: ignore[import-untyped]
+
+    original = PtyProcess.close
+    if getattr(original, "deployer_patched", False):
+        return
+
+    def close(self: Any, force: bool = True) -> None:
+        if self.terminated:  # waitpid already returned its status
+            self.delayafterclose = 0
+        original(self, force)
+
+    close.deployer_patched = True  # type: ignore[attr-defined]
+    PtyProcess.close = close
 
 
 def _run(
@@ -317,6 +368,8 @@ def _run(
 ) -> Any:
     from ansible_runner.config.runner import RunnerConfig
     from ansible_runner.runner import Runner as _AnsibleRunner
+
+    _close_reaped_without_delay()
 
     config = RunnerConfig(
         private_data_dir=str(private),

@@ -91,6 +91,8 @@ class Session:
         hosts: Sequence[str] | None = None,
         secrets: bool = False,
         cancellable: bool = True,
+        phases: Mapping[str, str] | None = None,
+        on_phase: Callable[[str], None] | None = None,
     ) -> RunResult:
         count = len(hosts) if hosts is not None else len(self.target.hosts)
         cancel: Callable[[], bool] | None = self.interrupted.is_set if cancellable else None
@@ -106,4 +108,6 @@ class Session:
             progress=self.progress,
             cancel=cancel,
             forks=max(1, min(count, 50)),
+            phases=phases,
+            on_phase=on_phase,
         )
