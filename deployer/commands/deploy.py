@@ -1,10 +1,12 @@
 """`deployer deploy`: stage everywhere, switch in batches, watch, and put the whole fleet back
 on its previous good version when anything fails.
 
-Stages, in order, each one Ansible run: prepare (lock, preflight, upload, unpack: nothing is
-switched yet) -> switch per batch (with on-host health checks) -> watch window -> release the
-lock. The ledger row is opened first and closed last, whatever happens in between, so a run is
-never left looking successful when it was not.
+Stages, in order: prepare (lock, preflight, upload, unpack: nothing is switched until every
+host got through it) -> switch per batch (with on-host health checks) -> watch window -> release
+the lock. The first batch is switched in the prepare run itself, once every host is ready, and
+each later batch and the watch window is a run of its own; the last run releases the lock. The
+ledger row is opened first and closed last, whatever happens in between, so a run is never left
+looking successful when it was not.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from deployer.ledger import HostResult, HostStatus, Kind, Status, pid_is_alive
 from deployer.notify import Delivery
 from deployer.plan.batches import batches as plan_batches
 from deployer.plan.extravars import (
+    first_batch_vars,
     lock_release_vars,
     lock_vars,
     monitoring_vars,
@@ -36,6 +39,9 @@ from deployer.plan.extravars import (
 from deployer.runner import HostOutcome, RunResult
 
 LOCK_POLL_SECONDS = 2.0
+# Phases of the prepare run, by play name: the first batch's switch (switch.yml's play) and
+# prepare.yml's guard before it, whose refusal only echoes the host failures it saw.
+PHASES = {"switch": "Switch the batch", "guard": "Guard |"}
 
 
 @dataclass(frozen=True)
@@ -174,8 +180,8 @@ def deploy(
     plan = [tuple(b) for b in plan_batches(target.strategy, target.host_names)]
     status, code, stage, reason = Status.SUCCEEDED, ExitCode.OK, "done", ""
     try:
-        _prepare(rollout, art, wait, started)
-        _switch_all(rollout, plan)
+        first = _prepare(rollout, art, wait, started, plan)
+        _switch_all(rollout, plan, first)
         _watch(rollout)
     except RolloutStop as stop:
         status, code, stage, reason = stop.status, stop.code, stop.stage, stop.reason
@@ -219,27 +225,47 @@ def deploy(
     )
 
 
-def _prepare(rollout: _Rollout, art: artifacts.Artifact, wait: float, started: float) -> None:
-    """Lock, preflight, upload and unpack on every host. Nothing is switched here."""
+def _prepare(
+    rollout: _Rollout,
+    art: artifacts.Artifact,
+    wait: float,
+    started: float,
+    plan: list[tuple[str, ...]],
+) -> RunResult | None:
+    """Lock, preflight, upload and unpack on every host; when every host got through, the
+    same run switches the first batch. Returns that run when it did."""
     session, target = rollout.session, rollout.session.target
     rollout.stage("prepare")
     hosts = list(target.host_names)
     while True:
         holder = session.identity.holder(rollout.deployment_id)
-        extravars = prepare_vars(
-            target,
-            hosts,
-            version=rollout.version,
-            artifact=str(art.path),
-            sha256=art.sha256,
-            required_bytes=art.required_bytes,
-            lock=lock_vars(target, rollout.token, holder, target.lock_ttl),
-        ) | monitoring_vars(target)
         # Until a result says otherwise we may hold the lock: releasing it with our own
         # token is harmless when we do not, and forgetting it would leave it stale.
         rollout.lock_held = True
-        result = session.run("prepare.yml", extravars, secrets=True)
-        primary = result.hosts.get(target.primary) or HostOutcome(target.primary)
+        extravars = (
+            prepare_vars(
+                target,
+                hosts,
+                version=rollout.version,
+                artifact=str(art.path),
+                sha256=art.sha256,
+                required_bytes=art.required_bytes,
+                lock=lock_vars(target, rollout.token, holder, target.lock_ttl),
+            )
+            | monitoring_vars(target)
+            | first_batch_vars(target, plan[0])
+        )
+        if len(plan) == 1 and target.rollback.watch <= 0:
+            extravars = rollout.release_with(extravars)
+        result = session.run(
+            "prepare.yml",
+            extravars,
+            secrets=True,
+            phases=PHASES,
+            on_phase=lambda phase: _switching(rollout, phase, len(plan)),
+        )
+        prep = result.phase("")
+        primary = prep.get(target.primary) or HostOutcome(target.primary)
         if primary.unreachable:
             rollout.lock_held = False
         if primary.failed and primary.data.get("held") and not primary.data.get("mine"):
@@ -250,8 +276,10 @@ def _prepare(rollout: _Rollout, art: artifacts.Artifact, wait: float, started: f
                 time.sleep(LOCK_POLL_SECONDS)
                 continue
             raise RolloutStop(Status.FAILED, ExitCode.LOCKED, "lock", _locked_reason(info))
-        rollout.check(result)
         break
+    switched = result.phase("switch")
+    if not switched:
+        rollout.check(result)  # an interruption after a switch is the batch's to report
     if primary.failed and primary.failed_task.startswith("Lock |"):
         # The lock could not be taken for another reason than a holder: nothing ran after it
         rollout.lock_held = False
@@ -261,15 +289,14 @@ def _prepare(rollout: _Rollout, art: artifacts.Artifact, wait: float, started: f
             "lock",
             f"taking the lock on {target.primary} failed: {primary.message}; nothing was changed",
         )
-    for host, outcome in result.hosts.items():
+    for host, outcome in prep.items():
         rollout.before[host] = outcome.data.get("current")
-    unreachable = [h for h, o in result.hosts.items() if o.unreachable]
-    missing = [h for h in hosts if h not in result.hosts]
-    if unreachable or (missing and not result.ok):
+    prepared = not switched and result.status != "successful"  # stopped before any switch
+    unreachable = [h for h, o in prep.items() if o.unreachable]
+    missing = [h for h in hosts if h not in prep]
+    if unreachable or (missing and prepared):
         for host in unreachable:
-            rollout.note(
-                host, HostStatus.UNREACHABLE, "preflight", None, result.hosts[host].message
-            )
+            rollout.note(host, HostStatus.UNREACHABLE, "preflight", None, prep[host].message)
         names = ", ".join(unreachable or missing)
         raise RolloutStop(
             Status.FAILED,
@@ -277,8 +304,8 @@ def _prepare(rollout: _Rollout, art: artifacts.Artifact, wait: float, started: f
             "preflight",
             f"unreachable in preflight: {names}; nothing was changed",
         )
-    failed = _failed(result.hosts.values())
-    if failed or not result.ok:
+    failed = _failed(prep.values())
+    if failed or prepared:
         for outcome in failed:
             stage = _stage_of(outcome)
             rollout.note(
@@ -292,6 +319,17 @@ def _prepare(rollout: _Rollout, art: artifacts.Artifact, wait: float, started: f
             stage,
             f"{stage} failed, nothing was switched: {detail}",
         )
+    if switched:
+        rollout.live_since = result.phase_started.get("switch")
+        return result
+    return None
+
+
+def _switching(rollout: _Rollout, phase: str, batches: int) -> None:
+    """The prepare run reached the first batch's switch: the ledger says so right away (an
+    interruption from here on is one in the switch stage)."""
+    if phase == "switch":
+        rollout.stage(f"switch 1/{batches}")
 
 
 def _locked_reason(info: LockInfo) -> str:
@@ -310,23 +348,28 @@ def _failed(outcomes: Iterable[HostOutcome]) -> list[HostOutcome]:
     return [o for o in outcomes if not o.good]
 
 
-def _switch_all(rollout: _Rollout, plan: list[tuple[str, ...]]) -> None:
-    """Switch batch by batch; past the failure budget, roll the whole fleet back."""
+def _switch_all(
+    rollout: _Rollout, plan: list[tuple[str, ...]], first: RunResult | None = None
+) -> None:
+    """Switch batch by batch (the first one may have been switched by the prepare run,
+    `first`); past the failure budget, roll the whole fleet back."""
     session, target = rollout.session, rollout.session.target
     budget = target.strategy.failure_budget
     broken: dict[str, HostOutcome] = {}
     for number, batch in enumerate(plan, start=1):
         rollout.stage(f"switch {number}/{len(plan)}")
-        extravars = switch_vars(target, batch, rollout.version)
-        if number == len(plan) and target.rollback.watch <= 0:
-            extravars = rollout.release_with(extravars)
-        if rollout.live_since is None:
-            rollout.live_since = time.time()
-        result = session.run("switch.yml", extravars, hosts=batch)
+        if number == 1 and first is not None:
+            result, outcomes = first, first.phase("switch")
+        else:
+            extravars = switch_vars(target, batch, rollout.version)
+            if number == len(plan) and target.rollback.watch <= 0:
+                extravars = rollout.release_with(extravars)
+            if rollout.live_since is None:
+                rollout.live_since = time.time()
+            result = session.run("switch.yml", extravars, hosts=batch)
+            outcomes = result.hosts
         for host in batch:
-            outcome = result.hosts.get(host) or HostOutcome(
-                host, unreachable=True, message="no result"
-            )
+            outcome = outcomes.get(host) or HostOutcome(host, unreachable=True, message="no result")
             rollout.changed = rollout.changed or outcome.changed > 0
             if outcome.good:
                 rollout.switched.append(host)

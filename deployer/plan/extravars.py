@@ -124,6 +124,15 @@ def switch_vars(target: Target, hosts: Sequence[str], version: str) -> dict[str,
     }
 
 
+def first_batch_vars(target: Target, batch: Sequence[str]) -> dict[str, Any]:
+    """What the prepare run needs, on top of prepare_vars, to switch the first batch too."""
+    return {
+        "deployer_batch": list(batch),
+        "deployer_health": health_vars(target),
+        **release_info_vars(target),
+    }
+
+
 def rollback_vars(
     target: Target, to: Mapping[str, str], mark_bad: str | None, reason: str
 ) -> dict[str, Any]:

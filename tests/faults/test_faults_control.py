@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -98,6 +99,14 @@ def test_sigint_mid_deploy_releases_the_lock_and_says_where_hosts_are(
             "service": {"env": {"HEALTHY_AFTER": "60"}},  # batch 1 never passes in time
         }
     )
+    held = project.lab.hosts[-1].container
+    if moment == "prepare":
+        # The last host answers nothing until the interruption: however fast staging is
+        # elsewhere, the run is still in prepare, after the lock, when Ctrl-C comes.
+        subprocess.run(["docker", "pause", held], check=True, capture_output=True)
+        project.undo.append(
+            lambda: subprocess.run(["docker", "unpause", held], check=False, capture_output=True)
+        )
     proc = project.start("deploy", "lab", "--version", "v2", "--artifact", project.variant())
     lock = f"/var/lib/deployer/locks/{project.app}/lab.lock"
     if moment == "prepare":
@@ -109,6 +118,8 @@ def test_sigint_mid_deploy_releases_the_lock_and_says_where_hosts_are(
         wait_until(lambda: current_via_docker(project, "lab1") == "v2", what="lab1 to switch")
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
     out, err = proc.communicate(timeout=120)
+    if moment == "prepare":
+        subprocess.run(["docker", "unpause", held], check=True, capture_output=True)
 
     assert proc.returncode == 1, (out[-3000:], err[-3000:])
     assert "INTERRUPTED" in out

@@ -99,6 +99,7 @@ def _all_vars(target: Target) -> dict[str, Callable[[], dict[str, Any]]]:
             lock={"path": extravars.lock_path(target)},
         ),
         "switch_vars": lambda: extravars.switch_vars(target, hosts, "1.0"),
+        "first_batch_vars": lambda: extravars.first_batch_vars(target, hosts[:1]),
         "rollback_vars": lambda: extravars.rollback_vars(
             target, dict.fromkeys(hosts, "0.9"), "1.0", "health check failed"
         ),
@@ -145,6 +146,16 @@ def test_prepare_vars_carry_the_service_and_release(tmp_path: Path) -> None:
     }
     assert out["deployer_service_user"] == "myapp"
     assert out["deployer_keep_releases"] == 5
+
+
+def test_first_batch_vars_name_the_batch_and_what_the_switch_needs(tmp_path: Path) -> None:
+    target = _monitored(_target(tmp_path))
+    out = extravars.first_batch_vars(target, ["web1"])
+    switch = extravars.switch_vars(target, ["web1"], "1.0")
+    assert out["deployer_batch"] == ["web1"]
+    assert out["deployer_health"] == switch["deployer_health"]
+    assert out["deployer_release_info"] == switch["deployer_release_info"]
+    assert "deployer_hosts" not in out  # the prepare run's hosts stay the whole fleet
 
 
 def test_watch_period_is_capped_by_the_watch(tmp_path: Path) -> None:
