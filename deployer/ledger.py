@@ -412,6 +412,20 @@ class Ledger:
                 raise LedgerError("insert did not return a deployment id")
             return cur.lastrowid
 
+    def discard(self, deployment_id: int) -> None:
+        """Take back a RUNNING row that recorded nothing: no host result, nothing changed
+        (a rollback whose own check refused before any host was touched). Anything else is
+        history and stays."""
+        with self._tx() as conn:
+            cur = conn.execute(
+                "DELETE FROM deployments WHERE id = ? AND status = ? AND NOT EXISTS"
+                " (SELECT 1 FROM deployment_hosts WHERE deployment_id = ?)",
+                (deployment_id, Status.RUNNING.value, deployment_id),
+            )
+            if cur.rowcount != 1:
+                self._get(conn, deployment_id)  # raises if unknown
+                raise LedgerError(f"deployment {deployment_id} has a record: it is kept")
+
     def set_stage(self, deployment_id: int, stage: str) -> None:
         """Record the stage a RUNNING deployment has reached; finished rows are history."""
         with self._tx() as conn:

@@ -3,17 +3,25 @@
 The target must be present on every host; otherwise nothing happens and the command exits 2
 naming the hosts that lack it. Without --to, the newest good version the ledger knows that
 every host still stores (and that is not what runs now) is chosen.
+
+When the ledger names the target (--to, or its newest good version other than the live one),
+the rollback is one Ansible run: lock, check on every host that it stores the target and has not
+marked it bad (one plain command each; any host without it stops the run before any switch),
+switch, release the lock. When that check refuses, the run changed nothing: its ledger row is
+taken back and the rollback reads every host and chooses as described above, in two runs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from deployer.commands.context import Session
 from deployer.commands.deploy import HostReport
-from deployer.commands.lock import new_token, release_own
+from deployer.commands.lock import lock_info, locked_error, new_token, release_own
 from deployer.commands.state import HostState, read_hosts
 from deployer.config.names import check_version
 from deployer.errors import BadRequest, DeployerError, UnreachableError
@@ -21,6 +29,7 @@ from deployer.exitcodes import ExitCode
 from deployer.ledger import HostResult, HostStatus, Kind, Status, pid_is_alive
 from deployer.notify import Delivery
 from deployer.plan.extravars import lock_release_vars, lock_vars, rollback_vars
+from deployer.runner import RunResult
 
 
 @dataclass(frozen=True)
@@ -81,9 +90,15 @@ def rollback(session: Session, *, to: str | None = None) -> RollbackResult:
     token = new_token()
     target = session.target
     lock = lock_vars(target, token, session.identity.holder(), target.lock_ttl)
-    states = read_hosts(session, health=False, lock=lock)  # locks, then reads: one run
     released = False
     try:
+        guess = to or _ledger_target(session)
+        if guess is not None:
+            done = _one_run(session, guess, lock)
+            if done is not None:
+                result, released = done
+                return result
+        states = read_hosts(session, health=False, lock=lock)  # locks, then reads: one run
         result, released = _locked_rollback(session, to, states, token)
         return result
     finally:
@@ -91,6 +106,61 @@ def rollback(session: Session, *, to: str | None = None) -> RollbackResult:
             # a lock left behind shows as stale in `lock status`; it never hides the result
             with contextlib.suppress(DeployerError):
                 release_own(session, token)
+
+
+def _ledger_target(session: Session) -> str | None:
+    """The newest good version the ledger knows that is not the live one."""
+    env = session.target.environment
+    live = session.ledger.current(env)
+    bad = session.ledger.bad_versions(env)
+    return next((v for v in session.ledger.good_versions(env) if v != live and v not in bad), None)
+
+
+def _one_run(
+    session: Session, version: str, lock: dict[str, Any]
+) -> tuple[RollbackResult, bool] | None:
+    """Lock, check, switch and release in one run. None when the check refused (nothing was
+    changed and no row is left): the caller then reads the hosts and chooses."""
+    target, ledger = session.target, session.ledger
+    hosts = list(target.host_names)
+    deployment_id, deliveries = _open(session, version, ledger.current(target.environment))
+    mapping = {h: version for h in hosts}
+    reason = f"rollback to {version} requested by {session.identity.user}"
+    extravars = {
+        **rollback_vars(target, mapping, None, reason),
+        **lock_release_vars(target, str(lock["token"])),
+        "deployer_lock": lock,
+        "deployer_lock_host": target.primary,
+        "deployer_rollback_check": True,
+    }
+    started = time.monotonic()
+    result = session.run("rollback.yml", extravars, hosts=hosts, cancellable=False)
+    if not any("switched" in o.data for o in result.hosts.values()):
+        # stopped before any switch: the lock, an unreachable host or the check refused
+        ledger.discard(deployment_id)
+        primary = result.hosts.get(target.primary)
+        if primary and primary.failed and primary.data.get("held") and not primary.data.get("mine"):
+            raise locked_error(lock_info(session, primary.data))
+        return None
+    before = {h: (o.data.get("previous") if (o := result.hosts.get(h)) else None) for h in hosts}
+    return _close(session, deployment_id, deliveries, version, before, result, started)
+
+
+def _open(session: Session, version: str, previous: str | None) -> tuple[int, list[Delivery]]:
+    """The ledger row of this rollback, opened before any host changes, and its announcement."""
+    ledger = session.ledger
+    deployment_id = ledger.begin(
+        environment=session.target.environment,
+        kind=Kind.ROLLBACK,
+        version=version,
+        previous_version=previous,
+        artifact_sha256=None,
+        user=session.identity.user,
+        control_host=session.identity.control_host,
+        pid=session.identity.pid,
+    )
+    ledger.set_stage(deployment_id, "rollback")
+    return deployment_id, list(session.announce(ledger.get(deployment_id)))
 
 
 def _locked_rollback(
@@ -106,31 +176,38 @@ def _locked_rollback(
         raise UnreachableError(f"unreachable: {', '.join(down)}; nothing was changed")
     env = target.environment
     version = choose_version(states, ledger.good_versions(env), ledger.bad_versions(env), to)
-    started = time.monotonic()
     currents = {s.current for s in states.values()}
-    deployment_id = ledger.begin(
-        environment=env,
-        kind=Kind.ROLLBACK,
-        version=version,
-        previous_version=currents.pop() if len(currents) == 1 else None,
-        artifact_sha256=None,
-        user=session.identity.user,
-        control_host=session.identity.control_host,
-        pid=session.identity.pid,
+    deployment_id, deliveries = _open(
+        session, version, currents.pop() if len(currents) == 1 else None
     )
-    ledger.set_stage(deployment_id, "rollback")
-    deliveries = list(session.announce(ledger.get(deployment_id)))
     mapping = {h: version for h in states}
     reason = f"rollback to {version} requested by {session.identity.user}"
     extravars = {**rollback_vars(target, mapping, None, reason), **lock_release_vars(target, token)}
+    started = time.monotonic()
     result = session.run("rollback.yml", extravars, cancellable=False)
+    before = {h: s.current for h, s in states.items()}
+    return _close(session, deployment_id, deliveries, version, before, result, started)
+
+
+def _close(
+    session: Session,
+    deployment_id: int,
+    deliveries: list[Delivery],
+    version: str,
+    before: Mapping[str, str | None],
+    result: RunResult,
+    started: float,
+) -> tuple[RollbackResult, bool]:
+    """Host rows, the finished ledger row and the result; also whether the run released the
+    lock."""
+    ledger = session.ledger
     released = any(o.data.get("released") for o in result.hosts.values())
     reports: list[HostReport] = []
-    for host, state in states.items():
+    for host, current in before.items():
         outcome = result.hosts.get(host)
         if outcome is not None and outcome.good:
             ok = HostStatus.CHANGED if outcome.changed else HostStatus.OK
-            reports.append(HostReport(host, ok, "rollback", state.current, version))
+            reports.append(HostReport(host, ok, "rollback", current, version))
         else:
             unknown = outcome is None or outcome.unreachable
             reports.append(
@@ -138,7 +215,7 @@ def _locked_rollback(
                     host,
                     HostStatus.UNKNOWN if unknown else HostStatus.FAILED,
                     "rollback",
-                    state.current,
+                    current,
                     None,
                     outcome.message if outcome else "no result",
                 )
@@ -156,7 +233,7 @@ def _locked_rollback(
     )
     done = RollbackResult(
         deployment_id=deployment_id,
-        environment=env,
+        environment=session.target.environment,
         version=version,
         status=status,
         exit_code=ExitCode.DEPLOY_FAILED if failed else ExitCode.OK,

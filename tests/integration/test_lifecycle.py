@@ -8,7 +8,8 @@ import secrets
 import signal
 import sqlite3
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -66,6 +67,38 @@ def test_v1_v2_broken_v3_rolled_back_then_rollback_to_v1(project: Project) -> No
     assert all(h["healthy"] for h in status["hosts"])
     assert status["drift"] is False
     assert status["problems"] == []
+
+
+def runs_made(project: Project, action: Callable[[], Any]) -> list[str]:
+    """The playbooks of the Ansible runs `action` made, in order."""
+    artifacts = project.root / ".deployer" / "runs" / "artifacts"
+    before = set(artifacts.iterdir()) if artifacts.exists() else set()
+    action()
+    made = sorted(set(artifacts.iterdir()) - before, key=lambda p: p.name)
+    return [p.name.split("-")[1] for p in made]
+
+
+def test_runs_are_few_first_batch_with_prepare_and_a_rollback_in_one(project: Project) -> None:
+    """The prepare run also switches the first batch (the second of two is a run of its own),
+    and a rollback the ledger can name is one run: lock, check, switch, release."""
+    made = runs_made(project, lambda: project.json("deploy", "lab", "--version", "v1"))
+    deployed = project.json("history", "lab")[0]
+    assert deployed["status"] == "SUCCEEDED", deployed
+    assert made == ["prepare", "switch"], made
+    project.json("deploy", "lab", "--version", "v2")
+
+    made = runs_made(project, lambda: project.json("rollback", "lab"))
+    assert made == ["rollback"], made
+    assert set(project.current().values()) == {"v1"}
+    assert answers(project) == {"hello from v1"}
+    row = project.json("history", "lab")[0]
+    assert (row["kind"], row["status"], row["version"], row["previous_version"]) == (
+        "rollback",
+        "SUCCEEDED",
+        "v1",
+        "v2",
+    )
+    assert project.json("lock", "status", "lab")["held"] is False
 
 
 def test_same_version_twice_is_a_recorded_noop(project: Project) -> None:

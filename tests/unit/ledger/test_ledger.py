@@ -220,6 +220,25 @@ def test_finish_refuses_finished_rows_and_running_status(ledger: Ledger) -> None
         ledger.get(999_999)
 
 
+def test_discard_takes_back_only_a_running_row_that_recorded_nothing(ledger: Ledger) -> None:
+    kept = run(ledger, "prod", "v1", Status.SUCCEEDED)
+    untouched = start(ledger, "prod", "v1", kind=Kind.ROLLBACK, previous="v2")
+    ledger.discard(untouched)
+    assert [d.id for d in ledger.history("prod")] == [kept.id]
+    with pytest.raises(LedgerError):
+        ledger.get(untouched)
+
+    touched = start(ledger, "prod", "v1", kind=Kind.ROLLBACK)
+    ledger.record_hosts(touched, [HostResult("web1", HostStatus.CHANGED)])
+    with pytest.raises(LedgerError, match="has a record"):
+        ledger.discard(touched)
+    with pytest.raises(LedgerError, match="has a record"):
+        ledger.discard(kept.id)  # finished: history
+    with pytest.raises(LedgerError):
+        ledger.discard(999_999)
+    assert {d.id for d in ledger.history("prod")} == {kept.id, touched}
+
+
 def test_foreign_keys_reject_hosts_of_unknown_deployment(ledger: Ledger) -> None:
     with pytest.raises(LedgerError):
         ledger.record_hosts(999_999, [HostResult("web1", HostStatus.OK)])
