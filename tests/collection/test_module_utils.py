@@ -315,7 +315,8 @@ def test_meta_is_written_atomically_as_json(tmp_path: Path) -> None:
 def test_systemd_timestamps_keep_their_microseconds() -> None:
     stamp = systemd.timestamp("Sun 2026-11-29 02:59:15.952684 UTC")
     assert stamp == pytest.approx(1795921155.952684, abs=1e-6)
-    for value in ("", "n/a", "@1795921155", "Sun 2026-11-29 02:59:15 UTC", None):
+    assert systemd.timestamp("Sun 2026-11-29 02:59:15 UTC") == 1795921155.0
+    for value in ("", "n/a", "@1795921155", "Sun 2026-11-29 02:59:xx.1 UTC", "Sun x y UTC", None):
         assert systemd.timestamp(value) is None
 
 

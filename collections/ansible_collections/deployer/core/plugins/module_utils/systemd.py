@@ -46,11 +46,16 @@ def timestamp(value):
     parts = (value or "").strip().split(" ")
     if len(parts) != 4 or parts[3] != "UTC":
         return None
-    try:
-        when = datetime.datetime.strptime(parts[1] + " " + parts[2], "%Y-%m-%d %H:%M:%S.%f")
+    try:  # by hand: datetime.strptime would import _strptime (and locale) on every host
+        year, month, day = (int(x) for x in parts[1].split("-"))
+        clock, _, fraction = parts[2].partition(".")
+        hour, minute, second = (int(x) for x in clock.split(":"))
+        when = datetime.datetime(year, month, day, hour, minute, second,
+                                 int(fraction.ljust(6, "0")[:6] or 0),
+                                 tzinfo=datetime.timezone.utc)
     except ValueError:
         return None
-    return when.replace(tzinfo=datetime.timezone.utc).timestamp()
+    return when.timestamp()
 
 
 def newer_than(paths, started):

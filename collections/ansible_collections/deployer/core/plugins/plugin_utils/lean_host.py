@@ -15,13 +15,13 @@ ArgumentSpecValidator, defaults applied), so nothing here parses or checks them 
 prints its one JSON result and exits, exactly as under AnsiballZ.
 """
 
-import importlib.util
 import json
 import os
 import shutil
 import subprocess
 import sys
 import types
+from importlib.machinery import ModuleSpec
 
 BASIC = "ansible.module_utils.basic"
 _WARNINGS = []
@@ -105,7 +105,7 @@ class _Sources(object):
 
     def find_spec(self, name, path=None, target=None):
         if name in self.sources or name in self.packages:
-            return importlib.util.spec_from_loader(name, self, is_package=name in self.packages)
+            return ModuleSpec(name, self, is_package=name in self.packages)
         return None
 
     def create_module(self, spec):
