@@ -10,14 +10,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deployer.config.resolve import Target
 from deployer.ledger import Deployment, Ledger
-from deployer.notify import Delivery, event_from_deployment, notify
 from deployer.plan.inventory import build_inventory
 from deployer.runner import ProgressSink, Runner, RunResult
 from deployer.secrets import Redactor
+
+if TYPE_CHECKING:  # the notifier's imports (smtplib, ssl) load only when it sends
+    from deployer.notify import Delivery
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,8 @@ class Session:
         raises and never waits past the notification deadline."""
         if not self.target.notifications:
             return ()
+        from deployer.notify import event_from_deployment, notify
+
         event = event_from_deployment(self.target.app.name, deployment)
         return tuple(notify(self.target.notifications, event, self.notify_secrets, self.redact))
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deployer import artifact as artifacts
 from deployer.commands.context import Session
@@ -24,7 +24,6 @@ from deployer.config.names import check_version
 from deployer.errors import BadRequest, DeployerError
 from deployer.exitcodes import ExitCode
 from deployer.ledger import HostResult, HostStatus, Kind, Status, pid_is_alive
-from deployer.notify import Delivery
 from deployer.plan.batches import batches as plan_batches
 from deployer.plan.extravars import (
     first_batch_vars,
@@ -37,6 +36,9 @@ from deployer.plan.extravars import (
     watch_vars,
 )
 from deployer.runner import HostOutcome, RunResult
+
+if TYPE_CHECKING:  # the notifier's imports (smtplib, ssl) load only when it sends
+    from deployer.notify import Delivery
 
 LOCK_POLL_SECONDS = 2.0
 # Phases of the prepare run, by play name: the first batch's switch (switch.yml's play) and

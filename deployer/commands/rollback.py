@@ -17,7 +17,7 @@ import contextlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deployer.commands.context import Session
 from deployer.commands.deploy import HostReport
@@ -27,9 +27,11 @@ from deployer.config.names import check_version
 from deployer.errors import BadRequest, DeployerError, UnreachableError
 from deployer.exitcodes import ExitCode
 from deployer.ledger import HostResult, HostStatus, Kind, Status, pid_is_alive
-from deployer.notify import Delivery
 from deployer.plan.extravars import lock_release_vars, lock_vars, rollback_vars
 from deployer.runner import RunResult
+
+if TYPE_CHECKING:  # the notifier's imports (smtplib, ssl) load only when it sends
+    from deployer.notify import Delivery
 
 
 @dataclass(frozen=True)
