@@ -6,6 +6,7 @@ ansible-playbook, host key checking on, and looks at the hosts with docker exec.
 
 from __future__ import annotations
 
+import os
 import secrets
 import subprocess
 import tarfile
@@ -154,6 +155,30 @@ def test_stage_switch_rollback_prune(deployment: Deployment) -> None:
         assert run.deployer("debug", host)["pruned"] == ["v3", "v1"]
         assert d.ls(host, f"{d.deploy_to}/releases") == ["v2", "v4", "v5"]
         assert d.current(host) == "releases/v4"
+        assert d.uploads(host) == []
+
+
+def test_a_tarball_too_big_to_stream_is_uploaded_first_and_cleaned_up(
+    deployment: Deployment,
+) -> None:
+    """Above the streaming limit (8 MiB) the tarball goes by sftp into a private temporary
+    directory and the staging step reads it from there (below it, it rides on the staging
+    step's stdin: no file transfer at all); the result and the cleanup are the same."""
+    d = deployment
+    small = d.prepare("v0", d.tarball("v0"), "-vvv")
+    ok(small, "prepare a small v0")
+    assert "PUT " not in small.stdout  # streamed
+    blob = os.urandom(9 * 1024 * 1024)  # random: gzip cannot shrink it under the limit
+    big = d.tarball("v1", extra={"blob.bin": blob})
+    assert big.stat().st_size > 8 * 1024 * 1024
+    run = d.prepare("v1", big, "-vvv")
+    ok(run, "prepare a big v1")
+    assert "PUT " in run.stdout  # one file transfer per host
+    for host in d.hosts:
+        staged = run.deployer("debug", host)
+        assert staged["unpacked"] is True
+        size = d.sh(host, f"stat -c %s {d.deploy_to}/releases/v1/blob.bin").stdout.strip()
+        assert size == str(len(blob))
         assert d.uploads(host) == []
 
 
