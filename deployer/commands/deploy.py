@@ -279,9 +279,11 @@ def _prepare(
                 continue
             raise RolloutStop(Status.FAILED, ExitCode.LOCKED, "lock", _locked_reason(info))
         break
-    switched = result.phase("switch")
-    if not switched:
-        rollout.check(result)  # an interruption after a switch is the batch's to report
+    # Once the first batch's switch began, what happens next (an interruption included) is
+    # that batch's to report, host by host, as for a switch run of its own.
+    switch_began = "switch" in result.phase_started
+    if not switch_began:
+        rollout.check(result)
     if primary.failed and primary.failed_task.startswith("Lock |"):
         # The lock could not be taken for another reason than a holder: nothing ran after it
         rollout.lock_held = False
@@ -293,10 +295,10 @@ def _prepare(
         )
     for host, outcome in prep.items():
         rollout.before[host] = outcome.data.get("current")
-    prepared = not switched and result.status != "successful"  # stopped before any switch
+    stopped = not switch_began and result.status != "successful"  # failed before any switch
     unreachable = [h for h, o in prep.items() if o.unreachable]
     missing = [h for h in hosts if h not in prep]
-    if unreachable or (missing and prepared):
+    if unreachable or (missing and stopped):
         for host in unreachable:
             rollout.note(host, HostStatus.UNREACHABLE, "preflight", None, prep[host].message)
         names = ", ".join(unreachable or missing)
@@ -307,7 +309,7 @@ def _prepare(
             f"unreachable in preflight: {names}; nothing was changed",
         )
     failed = _failed(prep.values())
-    if failed or prepared:
+    if failed or stopped:
         for outcome in failed:
             stage = _stage_of(outcome)
             rollout.note(
@@ -321,8 +323,8 @@ def _prepare(
             stage,
             f"{stage} failed, nothing was switched: {detail}",
         )
-    if switched:
-        rollout.live_since = result.phase_started.get("switch")
+    if switch_began:
+        rollout.live_since = result.phase_started["switch"]
         return result
     return None
 
