@@ -94,7 +94,7 @@ def rollback(session: Session, *, to: str | None = None) -> RollbackResult:
     lock = lock_vars(target, token, session.identity.holder(), target.lock_ttl)
     released = False
     try:
-        guess = to or _ledger_target(session)
+        guess = _ledger_target(session, to)
         if guess is not None:
             done = _one_run(session, guess, lock)
             if done is not None:
@@ -110,12 +110,14 @@ def rollback(session: Session, *, to: str | None = None) -> RollbackResult:
                 release_own(session, token)
 
 
-def _ledger_target(session: Session) -> str | None:
-    """The newest good version the ledger knows that is not the live one."""
+def _ledger_target(session: Session, to: str | None) -> str | None:
+    """What the one-run path may try: --to, unless the ledger marked it bad (choose_version
+    then refuses it); else the newest good version that is not the live one."""
     env = session.target.environment
+    if to is not None:
+        return None if to in session.ledger.bad_versions(env) else to
     live = session.ledger.current(env)
-    bad = session.ledger.bad_versions(env)
-    return next((v for v in session.ledger.good_versions(env) if v != live and v not in bad), None)
+    return next((v for v in session.ledger.good_versions(env) if v != live), None)
 
 
 def _one_run(

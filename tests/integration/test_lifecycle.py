@@ -101,6 +101,27 @@ def test_runs_are_few_first_batch_with_prepare_and_a_rollback_in_one(project: Pr
     assert project.json("lock", "status", "lab")["held"] is False
 
 
+def test_rollback_to_a_version_the_ledger_marked_bad_is_refused_even_if_hosts_forgot(
+    project: Project,
+) -> None:
+    """The ledger's bad mark stands on its own: with the hosts' own marks gone (a rebuilt
+    meta.json, say), `rollback --to` the bad version still exits 2 and switches nothing."""
+    project.json("deploy", "lab", "--version", "v1")
+    project.json("deploy", "lab", "--version", "v2", "--artifact", "broken", expect=1)
+    assert "v2" in {r["version"] for r in project.json("releases", "lab")["releases"]}
+    for host in project.lab.hosts:
+        meta = f"/srv/{project.app}/releases/v2/.deployer/meta.json"
+        forgot = project.ssh(host, f'sudo sed -i \'s/"bad"/"good"/\' {meta} && cat {meta}')
+        assert '"bad"' not in forgot.stdout, forgot.stdout
+
+    refused = project.cli("rollback", "lab", "--to", "v2")
+    assert refused.returncode == 2, (refused.stdout, refused.stderr)
+    assert "marked bad in this environment" in refused.stderr
+    assert set(project.current().values()) == {"v1"}
+    assert project.json("history", "lab")[0]["kind"] == "deploy"  # no rollback was recorded
+    assert project.json("lock", "status", "lab")["held"] is False
+
+
 def test_same_version_twice_is_a_recorded_noop(project: Project) -> None:
     project.json("deploy", "lab", "--version", "v1")
     second = project.json("deploy", "lab", "--version", "v1")
