@@ -7,16 +7,13 @@ per node is kept for a minute, so polling a rollout does not pay for a handshake
 
 from __future__ import annotations
 
-import hashlib
-import os
 import shlex
 import subprocess
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 from deployer.config.resolve import ResolvedHost, Target
 from deployer.errors import DeployerError, UnreachableError
+from deployer.paths import ssh_control_dir
 
 SSH_UNREACHABLE = 255
 
@@ -33,14 +30,6 @@ class Reply:
         return self.code == 0
 
 
-def _control_dir(target: Target) -> Path:
-    """Short (socket paths max out at 108 bytes) and per project, like the runner's."""
-    digest = hashlib.sha256(str(target.project_dir.resolve()).encode()).hexdigest()[:12]
-    path = Path(tempfile.gettempdir()) / f"deployer-sw-{os.getuid()}" / digest
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return path
-
-
 class Nodes:
     """The environment's hosts as swarm nodes; the primary host is the manager."""
 
@@ -49,7 +38,7 @@ class Nodes:
         self.docker = docker
         self.hosts = {h.name: h for h in target.hosts}
         self.manager = target.primary
-        self._control = _control_dir(target)
+        self._control = ssh_control_dir(target.project_dir, "sw")
 
     def argv(self, host: ResolvedHost, command: str) -> list[str]:
         files = " ".join(str(p) for p in self.target.known_hosts)
