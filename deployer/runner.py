@@ -8,24 +8,28 @@ Safety rules kept here:
   artifact that ansible-runner writes holds no stray credentials; env files are suppressed;
 - secret values reach Ansible only inside a vault-encrypted extra-vars file whose one-time
   password is typed at the vault prompt through the pty: it is never on disk, in argv or env;
+- nothing deployer hands Ansible is ever templated: the inventory, the extra vars and the
+  secrets payload go in files (never on argv, which also caps their size), with every string
+  marked unsafe, so a `{{ ... }}` in a config value, a secret or a host's reply stays text;
+- what hosts reply is checked (replies.py) before anything reads it;
 - artifacts are rotated.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
+import shlex
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from deployer.paths import collections_dir, playbooks_dir
+from deployer.paths import collections_dir, playbooks_dir, ssh_control_dir
+from deployer.replies import cap, checked
 
 KEEP_ARTIFACTS = 30
 _ENV_ALLOW = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TERM", "SSH_AUTH_SOCK", "TZ")
@@ -143,7 +147,7 @@ class _Collector:
     def _fold(self, entry: dict[str, Any], state: str, data: Mapping[str, Any]) -> None:
         res = data.get("res") or {}
         if isinstance(res, dict) and isinstance(res.get("deployer"), dict):
-            entry["data"].update(res["deployer"])
+            entry["data"].update(checked(res["deployer"]))
         if state == "failed":
             entry["failed"] = True
         elif state == "unreachable":
@@ -178,7 +182,7 @@ def _message(res: Mapping[str, Any]) -> str:
     msg = res.get("msg") or res.get("stderr") or res.get("module_stderr") or ""
     if isinstance(msg, (list, dict)):
         msg = json.dumps(msg)
-    return str(msg).strip()[:2000]
+    return cap(str(msg).strip())
 
 
 _HOST_KEY_SIGNS = ("REMOTE HOST IDENTIFICATION HAS CHANGED", "Host key verification failed")
@@ -194,19 +198,43 @@ def explain_unreachable(message: str) -> str:
     return message
 
 
+UNSAFE = "__ansible_unsafe"
+"""The JSON form of Ansible's `!unsafe`: a string Ansible keeps as text and never templates."""
+
+
+def unsafe(value: Any) -> Any:
+    """`value` with every string in it (at any depth) marked unsafe for Ansible. Keys stay
+    plain: Ansible does not template mapping keys."""
+    if isinstance(value, str):
+        return {UNSAFE: value}
+    if isinstance(value, os.PathLike):
+        return {UNSAFE: os.fspath(value)}
+    if isinstance(value, Mapping):
+        return {str(key): unsafe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [unsafe(item) for item in value]
+    return value
+
+
+def vars_json(payload: Mapping[str, Any]) -> str:
+    """Variables as Ansible reads them from a file: JSON with every string unsafe."""
+    return json.dumps(unsafe(payload))
+
+
+def _write_private(path: Path, data: str | bytes) -> None:
+    """A file only this user can read, created with that mode (no window at 0644)."""
+    raw = data.encode() if isinstance(data, str) else data
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(raw)
+
+
 def _vault_encrypt(payload: Mapping[str, Any], password: str) -> bytes:
     """Encrypt extra vars with a one-time vault password, in-process."""
     from ansible.parsing.vault import VaultLib, VaultSecret
 
     vault = VaultLib([("default", VaultSecret(password.encode()))])
-    return vault.encrypt(json.dumps(dict(payload)))  # type: ignore[no-any-return]
-
-
-def control_path_dir(data_root: Path) -> Path:
-    """SSH master sockets, one directory per project: a connection verified against one
-    project's known_hosts is never reused by another. Short, for the 108-byte socket limit."""
-    digest = hashlib.sha256(str(data_root.resolve()).encode()).hexdigest()[:12]
-    return Path(tempfile.gettempdir()) / f"deployer-cp-{os.getuid()}" / digest
+    return vault.encrypt(vars_json(payload))  # type: ignore[no-any-return]
 
 
 def ansible_env(
@@ -245,6 +273,8 @@ class Runner:
         self.data_root = data_root
         self.verbosity = verbosity
         self.redact = redact
+        # checked now, before any run: a planted control directory is refused up front
+        self.control_dir = ssh_control_dir(data_root / "runs", "cp")
 
     def run(
         self,
@@ -272,16 +302,18 @@ class Runner:
             config.write_text("# settings come from the environment deployer sets\n[defaults]\n")
         inv_dir = private / "inventory"
         inv_dir.mkdir(exist_ok=True, mode=0o700)
+        tmp = private / "tmp"
+        tmp.mkdir(exist_ok=True, mode=0o700)
         inv_file = inv_dir / f"{ident}.json"
-        inv_file.write_text(json.dumps(inventory))
-        cmdline: list[str] = []
+        vars_file = tmp / f"{ident}.vars.json"
+        vault_file = tmp / f"{ident}.vault"
+        _write_private(inv_file, vars_json(inventory))
+        _write_private(vars_file, vars_json(extravars))
+        cmdline: list[str] = ["-e", f"@{vars_file}"]
         passwords: dict[str, str] = {}
-        vault_file = private / "tmp" / f"{ident}.vault"
         if secret_vars:
-            vault_file.parent.mkdir(exist_ok=True, mode=0o700)
             password = secrets.token_urlsafe(32)
-            vault_file.write_bytes(_vault_encrypt(secret_vars, password))
-            vault_file.chmod(0o600)
+            _write_private(vault_file, _vault_encrypt(secret_vars, password))
             cmdline += ["--ask-vault-pass", "-e", f"@{vault_file}"]
             passwords[_VAULT_PROMPT] = password
         collector = _Collector(progress, self.redact, dict(phases or {}), on_phase=on_phase)
@@ -292,7 +324,6 @@ class Runner:
                 ident,
                 playbook,
                 inv_file,
-                extravars,
                 cmdline,
                 passwords,
                 forks,
@@ -300,10 +331,11 @@ class Runner:
                 collector,
                 cancel,
                 timeout,
+                self.control_dir,
             )
         finally:
-            vault_file.unlink(missing_ok=True)
-            inv_file.unlink(missing_ok=True)
+            for leftover in (vault_file, vars_file, inv_file):
+                leftover.unlink(missing_ok=True)
         artifact_dir = private / "artifacts" / ident
         return RunResult(
             playbook=playbook,
@@ -357,7 +389,6 @@ def _run(
     ident: str,
     playbook: str,
     inv_file: Path,
-    extravars: Mapping[str, Any],
     cmdline: Sequence[str],
     passwords: Mapping[str, str],
     forks: int,
@@ -365,6 +396,7 @@ def _run(
     collector: _Collector,
     cancel: Callable[[], bool] | None,
     timeout: int | None,
+    control_dir: Path,
 ) -> Any:
     from ansible_runner.config.runner import RunnerConfig
     from ansible_runner.runner import Runner as _AnsibleRunner
@@ -376,10 +408,9 @@ def _run(
         ident=ident,
         playbook=str(playbooks_dir() / playbook),
         inventory=str(inv_file),
-        extravars=dict(extravars),
-        cmdline=" ".join(cmdline) or None,
+        cmdline=shlex.join(cmdline),
         passwords=dict(passwords) or None,
-        envvars=ansible_env(forks, private / "ansible.cfg", control_path_dir(private)),
+        envvars=ansible_env(forks, private / "ansible.cfg", control_dir),
         forks=forks,
         verbosity=verbosity or None,
         quiet=True,

@@ -87,6 +87,7 @@ def rollback(session: Session, *, to: str | None = None) -> RollbackResult:
             check_version(to)
         except ValueError as exc:
             raise BadRequest(f"--to: {exc}") from None
+    session.runner  # noqa: B018 - the controller's own checks run before any row opens
     ledger = session.ledger
     ledger.reconcile_orphans(session.identity.control_host, pid_is_alive)
     token = new_token()

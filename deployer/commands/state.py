@@ -13,6 +13,7 @@ from deployer.commands.lock import lock_info, locked_error
 from deployer.errors import UnreachableError
 from deployer.ledger import Deployment, Ledger, pid_is_alive
 from deployer.plan.extravars import facts_vars
+from deployer.replies import rejected
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,9 @@ def read_hosts(
         healthy = data.get("healthy") if health and reachable else None
         message = outcome.message if outcome and not outcome.good else ""
         message = message or str(data.get("message") or data.get("health_message") or "")
+        if bad := rejected(data):
+            refused = f"refused what the host reported as versions: {', '.join(bad)}"
+            message = f"{message}; {refused}" if message else refused
         states[host] = HostState(
             host=host,
             reachable=reachable,

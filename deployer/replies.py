@@ -1,0 +1,94 @@
+"""What hosts may say back: every reply a playbook run carries is checked here, once, before
+deployer reads it.
+
+A host is not trusted to tell the truth, only to be parsed safely. Versions it reports
+(`current`, its previous good release, the releases it stores) become rollback targets, extra
+vars of the next run, ledger rows and lines on the operator's terminal, so they must obey the
+same rule as a version given on the command line; a version that does not is dropped (read
+as "nothing there") and the reply says so. Free text (messages, health output, reasons) is
+capped in length: it is only ever shown, stored or passed on as an unsafe string.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from deployer.config.names import check_version
+
+MAX_TEXT = 2000
+"""Characters kept of one free-text value a host sends (a message, a reason, a body)."""
+
+VERSION_KEYS = frozenset({"current", "previous", "previous_good", "version", "marked_bad"})
+"""Reply keys whose value names a release on the host."""
+
+_REJECTED = "rejected"
+
+
+def valid_version(value: object) -> str | None:
+    """`value` when it is a version by the config's rule, else None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return check_version(value)
+    except ValueError:
+        return None
+
+
+def cap(text: str, limit: int = MAX_TEXT) -> str:
+    """At most `limit` characters, marked when cut."""
+    return text if len(text) <= limit else text[: limit - 15] + " ...[truncated]"
+
+
+def _text(value: Any, depth: int = 0) -> Any:
+    """Strings capped, at any depth (a lock's holder is a mapping); deeper than a reply
+    ever nests is cut off."""
+    if isinstance(value, str):
+        return cap(value)
+    if depth > 4:
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): _text(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_text(v, depth + 1) for v in value[:10_000]]
+    return value
+
+
+def _releases(entries: Any, rejected: list[str]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for entry in entries if isinstance(entries, list) else ():
+        if not isinstance(entry, Mapping):
+            continue
+        version = valid_version(entry.get("version"))
+        if version is None:
+            rejected.append(cap(repr(entry.get("version")), 80))
+            continue
+        out.append({str(k): _text(v) for k, v in entry.items()} | {"version": version})
+    return out
+
+
+def checked(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A host's `deployer` reply with every version checked and every text capped. Versions
+    that break the rule are replaced by None (or left out of `releases`) and listed under
+    `rejected`, so the caller can tell the operator."""
+    rejected: list[str] = []
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        key = str(key)
+        if key in VERSION_KEYS and value is not None:
+            version = valid_version(value)
+            if version is None:
+                rejected.append(cap(repr(value), 80))
+            out[key] = version
+        elif key == "releases":
+            out[key] = _releases(value, rejected)
+        else:
+            out[key] = _text(value)
+    if rejected:
+        out[_REJECTED] = rejected
+    return out
+
+
+def rejected(data: Mapping[str, Any]) -> list[str]:
+    """Versions a reply carried that were not versions (see `checked`)."""
+    return list(data.get(_REJECTED) or [])
