@@ -10,8 +10,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from deployer.config.resolve import Target
+from deployer.plan.units import units_by_host
 
 LOCK_DIR = "/var/lib/deployer/locks"
+MAX_REASON = 4000
+"""Characters of a failure reason recorded on the hosts with the version it marks bad."""
 TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
 """Debian's directory for node exporter's textfile collector."""
 
@@ -72,12 +75,9 @@ def prepare_vars(
         "deployer_artifact_sha256": sha256,
         "deployer_required_bytes": required_bytes,
         "deployer_service_user": target.service_user,
-        "deployer_service": {
-            "command": service.command,
-            "port": service.port,
-            "env": dict(service.env),
-        },
+        "deployer_service": {"env": dict(service.env)},
         "deployer_shared": {"dirs": list(service.shared.dirs), "files": list(service.shared.files)},
+        "deployer_units": units_by_host(target, hosts),
         "deployer_keep_releases": target.keep_releases,
         "deployer_lock": dict(lock),
     }
@@ -140,7 +140,7 @@ def rollback_vars(
         **base_vars(target, list(to)),
         "deployer_rollback_to": dict(to),
         "deployer_mark_bad": mark_bad,
-        "deployer_reason": reason,
+        "deployer_reason": reason[:MAX_REASON],
         "deployer_health": health_vars(target),
         **release_info_vars(target),
     }

@@ -139,11 +139,12 @@ def test_prepare_vars_carry_the_service_and_release(tmp_path: Path) -> None:
     out = _all_vars(target)["prepare_vars"]()
     assert out["deployer_hosts"] == ["web1", "web2"]
     assert out["deployer_deploy_to"] == "/srv/myapp"
-    assert out["deployer_service"] == {
-        "command": "/usr/bin/python3 app.py",
-        "port": 8000,
-        "env": {"LOG_LEVEL": "info"},
-    }
+    assert out["deployer_service"] == {"env": {"LOG_LEVEL": "info"}}
+    # the command and the port reach the hosts inside the units rendered for each host
+    assert set(out["deployer_units"]) == {"web1", "web2"}
+    units = out["deployer_units"]["web1"]
+    assert "ExecStart=/usr/bin/python3 app.py\n" in units["myapp.service"]
+    assert "ListenStream=8000\n" in units["myapp.socket"]
     assert out["deployer_service_user"] == "myapp"
     assert out["deployer_keep_releases"] == 5
 

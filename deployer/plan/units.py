@@ -1,0 +1,73 @@
+"""The service's systemd units, rendered once per host on the controller.
+
+The templates are those of the `deployer.core.service` role, so users of the role and
+deployer's own runs get the same units from one source; rendering them here instead of in a
+playbook task saves a task round per deploy and hands Ansible finished text (marked unsafe
+by the runner like every other value), never a template. Values reach the units escaped for
+systemd: a `%` in the command is written `%%`, so a specifier such as `%h` stays literal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import cache
+from typing import Any
+
+import yaml
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from deployer.config.resolve import ResolvedHost, Target
+from deployer.paths import collections_dir
+from deployer.plan.inventory import systemd_limits
+
+_ROLE = ("ansible_collections", "deployer", "core", "roles", "service")
+
+
+def _role_dir() -> Any:
+    return collections_dir().joinpath(*_ROLE)
+
+
+@cache
+def _templates() -> Environment:
+    # Ansible's template settings: blocks trimmed, no autoescape (these are not HTML).
+    return Environment(  # noqa: S701 - systemd units, not markup
+        loader=FileSystemLoader(str(_role_dir() / "templates")),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+@cache
+def _defaults() -> dict[str, Any]:
+    loaded = yaml.safe_load((_role_dir() / "defaults" / "main.yml").read_text())
+    return dict(loaded or {})
+
+
+def unit_vars(target: Target, host: ResolvedHost) -> dict[str, Any]:
+    """The role's variables for one host (its defaults, then the resolved config)."""
+    return {
+        **_defaults(),
+        "service_app": target.app.name,
+        "service_deploy_to": target.deploy_to,
+        "service_user": target.service_user,
+        "service_command": target.service.command,
+        "service_port": target.service.port,
+        "service_resources": systemd_limits(host.resources),
+    }
+
+
+def render_units(target: Target, host: ResolvedHost) -> dict[str, str]:
+    """Unit file name -> content for one host."""
+    values = unit_vars(target, host)
+    app = target.app.name
+    return {
+        f"{app}.socket": _templates().get_template("app.socket.j2").render(values),
+        f"{app}.service": _templates().get_template("app.service.j2").render(values),
+    }
+
+
+def units_by_host(target: Target, hosts: Iterable[str]) -> dict[str, dict[str, str]]:
+    """{inventory host: {unit file name: content}} for the hosts of one run."""
+    wanted = set(hosts)
+    return {h.name: render_units(target, h) for h in target.hosts if h.name in wanted}
