@@ -35,6 +35,7 @@ from deployer.plan.extravars import (
     switch_vars,
     watch_vars,
 )
+from deployer.replies import cap
 from deployer.runner import HostOutcome, RunResult
 
 if TYPE_CHECKING:  # the notifier's imports (smtplib, ssl) load only when it sends
@@ -159,6 +160,7 @@ def deploy(
     build = None if artifact_path else target.artifact.build
     art = artifacts.prepare(source, session.state_dir / "artifacts", target.artifact.exclude, build)
     version = version or art.default_version  # a sha256 prefix: always a valid version
+    session.runner  # noqa: B018 - the controller's own checks run before the row opens
     ledger = session.ledger
     ledger.reconcile_orphans(session.identity.control_host, pid_is_alive)
     if version in ledger.bad_versions(target.environment):
@@ -315,7 +317,7 @@ def _prepare(
             rollout.note(
                 outcome.host, HostStatus.FAILED, stage, outcome.data.get("current"), outcome.message
             )
-        detail = "; ".join(f"{o.host}: {o.message}" for o in failed) or result.status
+        detail = _detail({o.host: o.message for o in failed}) or result.status
         stage = _stage_of(failed[0]) if failed else "prepare"
         raise RolloutStop(
             Status.FAILED,
@@ -418,10 +420,27 @@ def _switch_all(
         )
 
 
+REASON_HOSTS = 10
+"""Hosts named one by one in a failure reason; the rest are counted. A reason travels to the
+rollback run, the ledger and every notification: its size must not grow with the fleet."""
+REASON_HOST_CHARS = 300
+
+
+def _detail(lines: Mapping[str, str]) -> str:
+    """`host: message; ...` for at most REASON_HOSTS hosts, each message capped."""
+    shown = list(lines.items())[:REASON_HOSTS]
+    text = "; ".join(f"{host}: {cap(message, REASON_HOST_CHARS)}" for host, message in shown)
+    if len(lines) > len(shown):
+        text += f"; and {len(lines) - len(shown)} more host(s)"
+    return text
+
+
 def _why(broken: Mapping[str, HostOutcome], where: str) -> str:
-    details = "; ".join(
-        f"{host}: {'unreachable' if o.unreachable else 'failed'}: {o.message}"
-        for host, o in broken.items()
+    details = _detail(
+        {
+            host: f"{'unreachable' if o.unreachable else 'failed'}: {o.message}"
+            for host, o in broken.items()
+        }
     )
     return f"{len(broken)} host(s) failed in {where}: {details}"
 
