@@ -9,6 +9,8 @@ CRASH_AFTER=6       healthy at first, then exits 1 six seconds after its first s
                     exits 1 at every later start (a marker in the release directory, its
                     working directory, remembers the crash): systemd restarts and socket
                     activation cannot bring it back, only a rollback can.
+HEALTH_BODY_FILE=f  /healthz answers 200 with the content of file f of the release (when
+                    it exists): a host whose health output is whatever its release says.
 
 Stdlib only: it runs on the lab hosts' own python3.
 """
@@ -41,10 +43,20 @@ UNHEALTHY = socket.gethostname() == os.environ.get("UNHEALTHY_ON", "")
 HEALTHY_AFTER = float(os.environ.get("HEALTHY_AFTER") or "0")
 
 
+def health_body() -> str | None:
+    name = os.environ.get("HEALTH_BODY_FILE")
+    if not name or not os.path.exists(name):
+        return None
+    with open(name, encoding="utf-8") as handle:
+        return handle.read()
+
+
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path == "/healthz":
-            if UNHEALTHY:
+            if health_body() is not None:
+                code, body = 200, str(health_body())
+            elif UNHEALTHY:
                 code, body = 500, "unhealthy on this host\n"
             elif time.monotonic() - STARTED < HEALTHY_AFTER:
                 code, body = 503, "starting\n"
