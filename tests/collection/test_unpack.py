@@ -161,7 +161,7 @@ def test_a_hostile_member_is_refused_before_anything_is_written(
     message = str(info.value)
     assert named in message, message
     assert says in message, message
-    archive, dest, outside = where
+    _, dest, outside = where
     assert list(dest.iterdir()) == [], "something was written before the refusal"
     untouched(outside)
 
