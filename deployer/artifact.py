@@ -2,7 +2,11 @@
 
 The same content always gives the same bytes (sorted entries, fixed mtimes and owners, gzip
 without a timestamp), so the default version, derived from the sha256, is stable across
-machines and re-runs.
+machines and re-runs. A packed directory carries code, not credentials: `.deployer/`, the
+files the config names (deploy.yml, the vault and its password file, SSH keys, known_hosts),
+`.env*`, keys by name (NEVER_PACKED) and private keys or vault files by content are left out
+unless `artifact.include` names them. Both kinds of tarball pass the host's member rules
+(module_utils/tarcheck.py of the collection) before any host is touched.
 """
 
 from __future__ import annotations
@@ -10,15 +14,30 @@ from __future__ import annotations
 import fnmatch
 import gzip
 import hashlib
+import importlib.util
 import os
+import stat
 import subprocess
 import tarfile
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from deployer.errors import BadRequest, DeployerError
+from deployer.paths import collections_dir
+
+if TYPE_CHECKING:
+    from deployer.config.resolve import Target
 
 _EPOCH = 1_600_000_000  # fixed mtime for reproducible archives
+
+NEVER_PACKED = (".env", ".env.*", "*.pem", "*.key", "id_rsa*", "id_ed25519*")
+"""Names (of a file or any directory above it) left out unless `artifact.include` names them."""
+
+_SECRET_HEADS = (b"$ANSIBLE_VAULT;", b"-----BEGIN OPENSSH PRIVATE KEY-----")
 
 
 @dataclass(frozen=True)
@@ -38,7 +57,56 @@ class Artifact:
         return int((self.size + self.unpacked_size) * 1.1)
 
 
-def _excluded(rel: str, patterns: tuple[str, ...]) -> bool:
+@cache
+def _host_util(name: str) -> ModuleType:
+    """A stdlib-only module_utils file of the collection, loaded by its path: the controller
+    applies the very rules the hosts apply."""
+    path = collections_dir().joinpath(
+        "ansible_collections", "deployer", "core", "plugins", "module_utils", f"{name}.py"
+    )
+    spec = importlib.util.spec_from_file_location(f"deployer._host_{name}", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def reserved_dir() -> str:
+    """The directory a release keeps for deployer's own files (`.deployer`)."""
+    return str(_host_util("layout").META_DIR)
+
+
+def check_members(members: Sequence[tarfile.TarInfo], where: Path) -> None:
+    """Raise BadRequest (exit 2) naming the first member a host would refuse to unpack."""
+    rules = _host_util("tarcheck")
+    try:
+        rules.check_members(members, reserved_dir())
+    except rules.UnsafeArchive as exc:
+        raise BadRequest(f"{where}: refusing the tarball: {exc}") from None
+
+
+def config_files(target: Target) -> tuple[Path, ...]:
+    """Files the config names that hold credentials or settings, never code: deploy.yml,
+    the vault and its password file, the SSH keys and known_hosts files."""
+    base = target.project_dir
+    secrets = target.secrets
+    named = [target.config_path, *target.known_hosts]
+    named += [h.private_key for h in target.hosts if h.private_key is not None]
+    named += [
+        base / Path(p).expanduser()
+        for p in (secrets.vault_file, secrets.vault_password_file)
+        if p is not None
+    ]
+    return tuple(named)
+
+
+def _matches(rel: str, patterns: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatch(rel, p) for p in patterns)
+
+
+def _excluded(rel: str, patterns: Iterable[str]) -> bool:
+    """`rel` or any of its path components matches one of the patterns."""
     parts = rel.split("/")
     return any(
         fnmatch.fnmatch(rel, p) or any(fnmatch.fnmatch(x, p) for x in parts) for p in patterns
@@ -64,33 +132,120 @@ def run_build(command: str, cwd: Path) -> None:
         )
 
 
-def pack_directory(source: Path, dest_dir: Path, exclude: tuple[str, ...]) -> Artifact:
-    """Pack `source` into a reproducible tar.gz under dest_dir, named by its checksum."""
-    if not source.is_dir():
-        raise BadRequest(f"artifact path {source} is not a directory")
-    entries: list[tuple[str, Path]] = []
-    for root, dirs, files in os.walk(source):
-        dirs.sort()
+class _Selection:
+    """Which entries of the artifact directory are packed."""
+
+    def __init__(
+        self, exclude: Sequence[str], include: Sequence[str], never: Sequence[Path]
+    ) -> None:
+        self.exclude, self.include = tuple(exclude), tuple(include)
+        self.reserved = reserved_dir()
+        self.named_paths = {os.path.abspath(p) for p in never}
+        self.named_files: set[tuple[int, int]] = set()
+        for path in never:
+            try:
+                info = path.stat()
+            except OSError:
+                continue
+            self.named_files.add((info.st_dev, info.st_ino))
+
+    def protected(self, rel: str, path: Path, info: os.stat_result) -> bool:
+        """A credential by name, or a file the config names (under any name: hard links)."""
+        return (
+            _excluded(rel, NEVER_PACKED)
+            or os.path.abspath(path) in self.named_paths
+            or (info.st_dev, info.st_ino) in self.named_files
+        )
+
+    def packed(self, rel: str, path: Path, info: os.stat_result) -> bool:
+        if self.reserved in rel.split("/") or _excluded(rel, self.exclude):
+            return False
+        if _matches(rel, self.include):
+            return True
+        if stat.S_ISDIR(info.st_mode) and any(p.startswith(rel + "/") for p in self.include):
+            return True  # something below is included by name
+        return not self.protected(rel, path, info)
+
+    def lifted(self, rel: str) -> bool:
+        """Named by `artifact.include`: packed whatever its content."""
+        return _matches(rel, self.include)
+
+
+def _holds_secret(head: bytes) -> bool:
+    """A private key (PEM or OpenSSH) or an ansible-vault file, by its first line."""
+    first = head.split(b"\n", 1)[0].strip()
+    if first.startswith(_SECRET_HEADS):
+        return True
+    return first.startswith(b"-----BEGIN ") and first.endswith(b"PRIVATE KEY-----")
+
+
+def _walk_error(exc: OSError) -> None:
+    raise exc
+
+
+def _entries(source: Path, selection: _Selection) -> list[tuple[str, Path, os.stat_result]]:
+    entries: list[tuple[str, Path, os.stat_result]] = []
+    for root, dirs, files in os.walk(source, onerror=_walk_error):
         rel_root = os.path.relpath(root, source)
+        kept = []
         for name in sorted(dirs) + sorted(files):
             rel = name if rel_root == "." else f"{rel_root}/{name}"
-            if _excluded(rel, exclude):
-                if name in dirs:
-                    dirs.remove(name)
+            path = Path(root) / name
+            info = path.lstat()
+            if not selection.packed(rel, path, info):
                 continue
-            entries.append((rel, Path(root) / name))
-    entries.sort()
+            if name in dirs and stat.S_ISDIR(info.st_mode):
+                kept.append(name)
+            entries.append((rel, path, info))
+        dirs[:] = sorted(kept)
+    return sorted(entries, key=lambda e: e[0])
+
+
+def pack_directory(
+    source: Path,
+    dest_dir: Path,
+    exclude: Sequence[str],
+    *,
+    include: Sequence[str] = (),
+    never: Sequence[Path] = (),
+) -> Artifact:
+    """Pack `source` into a reproducible tar.gz under dest_dir, named by its checksum.
+
+    Left out: `.deployer/`, what `exclude` matches, and unless `include` matches it,
+    NEVER_PACKED names, the files in `never` (by path or inode) and private keys or vault
+    files. Modes are the files' own minus group/other write and the special bits; hard-linked
+    files are packed as regular files; a symlink that leaves `source` is refused (exit 2).
+    """
+    if not source.is_dir():
+        raise BadRequest(f"artifact path {source} is not a directory")
+    selection = _Selection(exclude, include, never)
+    try:
+        entries = _entries(source, selection)
+    except OSError as exc:
+        raise BadRequest(
+            f"artifact path {source}: cannot read {exc.filename}: {exc.strerror}"
+        ) from None
     dest_dir.mkdir(parents=True, exist_ok=True)
     tmp = dest_dir / f".pack-{os.getpid()}.part"
     unpacked = 0
+    members: list[tarfile.TarInfo] = []
     try:
         with (
             tmp.open("wb") as out_file,
             gzip.GzipFile(filename="", mode="wb", fileobj=out_file, compresslevel=6, mtime=0) as gz,
             tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
         ):
-            for rel, path in entries:
-                unpacked += _add(tar, rel, path)
+            for rel, path, info in entries:
+                try:
+                    member = _add(tar, source, rel, path, info, selection)
+                except OSError as exc:
+                    raise BadRequest(
+                        f"artifact path {source}: cannot pack {rel}: {exc.strerror or exc}"
+                    ) from None
+                if member is not None:
+                    members.append(member)
+                    unpacked += member.size
+        check_members(members, source)
         sha = _sha256(tmp)
         out = dest_dir / f"{sha[:12]}.tar.gz"
         tmp.replace(out)
@@ -99,40 +254,74 @@ def pack_directory(source: Path, dest_dir: Path, exclude: tuple[str, ...]) -> Ar
     return Artifact(path=out, sha256=sha, size=out.stat().st_size, unpacked_size=unpacked)
 
 
-def _add(tar: tarfile.TarFile, rel: str, path: Path) -> int:
-    """Add one entry with normalised metadata; returns the bytes it unpacks to."""
-    info = tar.gettarinfo(str(path), arcname=rel)
+def _member(rel: str, kind: bytes, mode: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(rel)
+    info.type, info.mode = kind, stat.S_IMODE(mode) & 0o755
     info.uid = info.gid = 0
     info.uname = info.gname = "root"
     info.mtime = _EPOCH
-    if info.isfile():
-        info.mode = 0o755 if os.access(path, os.X_OK) else 0o644
-        with path.open("rb") as handle:
-            tar.addfile(info, handle)
-        return info.size
-    if info.isdir():
-        info.mode = 0o755
-        tar.addfile(info)
-    elif info.issym():
-        tar.addfile(info)
-    # sockets, fifos and devices are not release content
-    return 0
+    return info
+
+
+def _add(
+    tar: tarfile.TarFile,
+    source: Path,
+    rel: str,
+    path: Path,
+    info: os.stat_result,
+    selection: _Selection,
+) -> tarfile.TarInfo | None:
+    """Add one entry with normalised metadata; returns its member (None when left out)."""
+    if stat.S_ISDIR(info.st_mode):
+        member = _member(rel, tarfile.DIRTYPE, info.st_mode)
+        tar.addfile(member)
+        return member
+    if stat.S_ISLNK(info.st_mode):
+        member = _member(rel, tarfile.SYMTYPE, 0o777)
+        member.linkname = os.readlink(path)
+        real, root = os.path.realpath(path), os.path.realpath(source)
+        if os.path.isabs(member.linkname) or not (real == root or real.startswith(root + os.sep)):
+            raise BadRequest(
+                f"artifact path {source}: the symlink {rel} -> {member.linkname} points "
+                "outside the artifact directory; copy what it points to into it instead"
+            )
+        tar.addfile(member)
+        return member
+    if not stat.S_ISREG(info.st_mode):
+        return None  # sockets, fifos and devices are not release content
+    with path.open("rb") as handle:
+        head = handle.read(64)
+        if _holds_secret(head) and not selection.lifted(rel):
+            return None
+        handle.seek(0)
+        member = _member(rel, tarfile.REGTYPE, info.st_mode)
+        member.size = os.fstat(handle.fileno()).st_size
+        tar.addfile(member, handle)  # a hard-linked file is packed whole, like any other
+    return member
 
 
 def use_tarball(path: Path) -> Artifact:
-    """A prebuilt .tar.gz: checksum it and measure what it unpacks to."""
+    """A prebuilt .tar.gz: checked against the host's member rules, checksummed, measured."""
     try:
         with tarfile.open(path, "r:gz") as tar:
-            unpacked = sum(m.size for m in tar.getmembers() if m.isfile())
-    except (OSError, tarfile.TarError) as exc:
+            members = tar.getmembers()
+    except (OSError, tarfile.TarError, EOFError) as exc:
         raise BadRequest(f"{path}: not a readable .tar.gz ({exc})") from None
+    check_members(members, path)
+    unpacked = sum(m.size for m in members if m.isfile())
     return Artifact(
         path=path, sha256=_sha256(path), size=path.stat().st_size, unpacked_size=unpacked
     )
 
 
 def prepare(
-    source: Path, dest_dir: Path, exclude: tuple[str, ...], build: str | None = None
+    source: Path,
+    dest_dir: Path,
+    exclude: Sequence[str],
+    build: str | None = None,
+    *,
+    include: Sequence[str] = (),
+    never: Sequence[Path] = (),
 ) -> Artifact:
     """The release artifact for `source` (a directory or a prebuilt tarball)."""
     if source.is_file():
@@ -141,4 +330,17 @@ def prepare(
         raise BadRequest(f"artifact path {source} does not exist")
     if build:
         run_build(build, source)
-    return pack_directory(source, dest_dir, exclude)
+    return pack_directory(source, dest_dir, exclude, include=include, never=never)
+
+
+def for_target(target: Target, source: Path, dest_dir: Path, build: str | None = None) -> Artifact:
+    """`prepare` with the target's artifact settings and the files its config names."""
+    settings = target.artifact
+    return prepare(
+        source,
+        dest_dir,
+        settings.exclude,
+        build,
+        include=settings.include,
+        never=config_files(target),
+    )

@@ -158,7 +158,7 @@ def deploy(
             raise BadRequest(f"--version: {exc}") from None
     source = artifact_path or (target.project_dir / target.artifact.path)
     build = None if artifact_path else target.artifact.build
-    art = artifacts.prepare(source, session.state_dir / "artifacts", target.artifact.exclude, build)
+    art = artifacts.for_target(target, source, session.state_dir / "artifacts", build)
     version = version or art.default_version  # a sha256 prefix: always a valid version
     session.runner  # noqa: B018 - the controller's own checks run before the row opens
     ledger = session.ledger

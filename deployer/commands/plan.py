@@ -35,8 +35,8 @@ def plan(session: Session, *, version: str | None, artifact_path: Path | None) -
     target = session.target
     if version is None:
         source = artifact_path or (target.project_dir / target.artifact.path)
-        version = artifacts.prepare(
-            source, session.state_dir / "artifacts", target.artifact.exclude
+        version = artifacts.for_target(
+            target, source, session.state_dir / "artifacts"
         ).default_version
     try:
         check_version(version)

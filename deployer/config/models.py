@@ -33,6 +33,7 @@ from deployer.config.names import (
     RelPath,
     SingleLine,
     UserName,
+    single_line,
 )
 from deployer.config.notify import Notification
 
@@ -48,16 +49,41 @@ class Artifact(Section):
     path: str = Field(
         default=".",
         description="Directory packed into the release tarball, relative to deploy.yml; "
-        "or a prebuilt .tar.gz.",
+        "or a prebuilt .tar.gz. The default, the project itself, is safe: the credentials "
+        "listed under `include` are never packed.",
     )
     build: SingleLine | None = Field(
         default=None,
         description="Local command run in `path` before packing (for example `make dist`).",
     )
     exclude: tuple[str, ...] = Field(
-        default=(".git", "__pycache__", "*.pyc", ".deployer"),
-        description="Glob patterns left out of the tarball.",
+        default=(".git", "__pycache__", "*.pyc"),
+        description="Glob patterns left out of the tarball, on top of the credentials that "
+        "are never packed.",
     )
+    include: tuple[str, ...] = Field(
+        default=(),
+        description="Paths (relative to `path`, globs allowed) to pack although they are "
+        "left out by default: deploy.yml, the vault and its password file, the SSH keys and "
+        "known_hosts files the config names, `.env`, `.env.*`, `*.pem`, `*.key`, `id_rsa*`, "
+        "`id_ed25519*`, and private keys or vault files by content. `.deployer/` is never "
+        "packed. Name each path explicitly.",
+        examples=[["certs/ca.pem"]],
+    )
+
+    @field_validator("include")
+    @classmethod
+    def _explicit(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in value:
+            single_line(pattern)
+            parts = pattern.split("/")
+            if pattern.startswith("/") or ".." in parts:
+                raise ValueError(f"{pattern!r}: give a path relative to artifact.path")
+            if not pattern.strip("*?[]/.!"):
+                raise ValueError(f"{pattern!r} names nothing explicitly: name the files to pack")
+            if ".deployer" in parts:
+                raise ValueError(f"{pattern!r}: .deployer/ holds deployer's state, never packed")
+        return value
 
 
 class SharedPaths(Section):

@@ -4,6 +4,7 @@ the documentation in it can never drift from what validation accepts."""
 from __future__ import annotations
 
 import json
+import textwrap
 from typing import Any
 
 import yaml
@@ -12,6 +13,8 @@ from pydantic_core import PydanticUndefined
 
 from deployer.config.base import Section
 from deployer.config.models import Project
+
+_WIDTH = 96  # comment lines are wrapped to this many columns
 
 HEADER = """\
 # deploy.yml: how deployer builds, ships, checks and rolls back {app}.
@@ -53,7 +56,8 @@ def _lines(model: type[Section], prefix: str, indent: int, app: str) -> list[str
     for name, field in model.model_fields.items():
         path = f"{prefix}{name}"
         if field.description:
-            out.append(f"{pad}# {field.description}")
+            width = _WIDTH - len(pad) - 2
+            out += [f"{pad}# {line}" for line in textwrap.wrap(field.description, width)]
         if path in EXAMPLES:
             value = EXAMPLES[path]
             if isinstance(value, str):

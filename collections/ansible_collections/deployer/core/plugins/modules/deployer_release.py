@@ -14,8 +14,14 @@ description:
   - Creates the service user when missing (system user, no login shell).
   - Verifies the sha256 of the uploaded O(archive), unpacks it into
     C(releases/<version>.partial-<random>) and renames that to C(releases/<version>).
-    Members with absolute paths, C(..), links leaving the release, device files or
-    anything under C(.deployer/) are rejected.
+    The whole archive is refused, before anything is written, when a member has an
+    absolute name or a C(..) segment, repeats an earlier name, sits under C(.deployer/), is
+    a device, fifo or other special file, would be written through a symlink, is a symlink
+    whose target (followed through the archive's other symlinks) leaves the release or is
+    absolute, or is a hard link that leaves the release, goes through a symlink or names
+    anything but an earlier regular file. Entries are created without following any link;
+    modes lose setuid, setgid, sticky and group/other write bits and the group gets the
+    owner's read and execute bits.
   - Creates the shared directories and files under C(shared/) and links them into the
     release at the same relative path (whatever the tarball had there is replaced).
   - Writes C(.deployer/env) (systemd EnvironmentFile, mode 0600, owned by the service
