@@ -165,6 +165,7 @@ def prune(tmp_path: Path, keep: int, new: str) -> list[str]:
         check_mode=False,
         params={
             "deploy_to": str(tmp_path),
+            "app": "x",
             "version": new,
             "sha256": "0" * 64,
             "archive": None,

@@ -182,6 +182,8 @@ import os
 import pwd
 import re
 import secrets
+import shutil
+import stat
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.deployer.core.plugins.module_utils.layout import (
@@ -190,14 +192,18 @@ from ansible_collections.deployer.core.plugins.module_utils.layout import (
     META_DIR,
     PARTIAL,
     STAGED,
+    TREE_MARKER,
     Tree,
+    UnsafePath,
     check_version,
     ensure_dir,
     free_bytes,
     human_bytes,
     now_iso,
+    open_dirs,
     previous_good,
     read_bytes,
+    reclaim,
     remove_path,
     write_atomic,
 )
@@ -211,6 +217,8 @@ UNITS_DIR = "/etc/systemd/system"
 UNIT_NAME = re.compile(r"^[A-Za-z0-9:_.@-]+\.(service|socket|timer|target|path|slice)$")
 ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+# What an empty deploy_to may hold: a fresh filesystem's lost+found, a streamed upload
+NOT_CONTENT = re.compile(r"^(lost\+found|\.deployer-upload-.*)$")
 
 
 class StageError(Exception):
@@ -268,6 +276,7 @@ class Stager(object):
         p = module.params
         self.check = module.check_mode
         self.tree = Tree(p["deploy_to"])
+        self.app = p["app"]
         self.version = p["version"]
         self.sha = (p["sha256"] or "").lower()
         self.archive = p["archive"]
@@ -284,7 +293,8 @@ class Stager(object):
         self.result = dict(version=self.version, path=self.tree.release(self.version),
                            current=self.tree.current(),
                            unpacked=False, replaced=False, user_created=False,
-                           env_changed=False, links_changed=[], units_changed=[], pruned=[])
+                           env_changed=False, links_changed=[], units_changed=[], pruned=[],
+                           reclaimed=[])
         self.partial = None
         self.old = None
         self.created = False
@@ -316,14 +326,90 @@ class Stager(object):
         self.group = grp.getgrgid(self.gid).gr_name
 
     def ensure_tree(self):
+        self.claim_root()
         if self.check:
             return
-        ensure_dir(self.tree.root, 0o755)
         ensure_dir(self.tree.releases, 0o755)
         ensure_dir(self.tree.shared, 0o755)
         ensure_dir(self.tree.uploads, 0o700)
         for leftover in self.tree.partials():
             remove_path(leftover)
+        # Releases staged by older versions belong to the service user: root's from now on
+        for version in self.tree.versions():
+            owner = os.lstat(self.tree.release(version)).st_uid
+            if owner != 0 and reclaim(self.tree.releases, version, owner, self.gid):
+                self.result["reclaimed"].append(version)
+
+    def claim_root(self):
+        """deploy_to is made and marked when missing. An existing one must be marked for
+        this app, or be empty or a tree of an older deployer (then it is marked), and only
+        root may write it. Its owner and mode are never changed."""
+        root = self.tree.root
+        try:
+            st = os.stat(root)
+        except FileNotFoundError:
+            if not self.check:
+                os.makedirs(os.path.dirname(root), 0o755, exist_ok=True)
+                os.mkdir(root, 0o755)
+                os.chmod(root, 0o755)
+                os.chown(root, 0, 0)
+                self.write_marker()
+            return
+        if not stat.S_ISDIR(st.st_mode):
+            raise StageError("deploy_to %s exists and is not a directory" % root)
+        marked = self.marked_app()
+        if marked is not None and marked != self.app:
+            raise StageError("deploy_to %s holds the release tree of the app %s, not %s: "
+                             "give each app its own deploy_to" % (root, marked, self.app))
+        if marked is None and not self.adoptable():
+            raise StageError(
+                "deploy_to %s already exists and was not created by deployer (no %s in it, "
+                "and it is neither empty nor a release tree of an older deployer); refusing "
+                "to take it over: choose a new or an empty directory" % (root, TREE_MARKER))
+        if st.st_uid != 0 or st.st_mode & 0o022:
+            if st.st_uid != 0:
+                who = "its owner, uid %d" % st.st_uid
+            elif st.st_mode & 0o020:
+                who = "its group, gid %d" % st.st_gid
+            else:
+                who = "every user"
+            raise StageError(
+                "deploy_to %s is writable by %s; deployer works there as root and needs a "
+                "directory only root can write; its owner and mode were left as they are"
+                % (root, who))
+        if marked is None and not self.check:
+            self.write_marker()
+
+    def marked_app(self):
+        """The app named by deploy_to's marker, or None when there is none."""
+        try:
+            fd = os.open(os.path.join(self.tree.root, TREE_MARKER),
+                         os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StageError("cannot read %s in %s: %s" % (TREE_MARKER, self.tree.root, exc))
+        with os.fdopen(fd, "rb") as handle:
+            try:
+                data = json.loads(handle.read(4096).decode("utf-8"))
+                return str(data["app"])
+            except (ValueError, KeyError, TypeError):
+                raise StageError("%s in %s is not deployer's marker; refusing to take the "
+                                 "directory over" % (TREE_MARKER, self.tree.root))
+
+    def adoptable(self):
+        """Empty, or a tree an older deployer made: releases/ whose entries hold meta.json."""
+        entries = [n for n in os.listdir(self.tree.root) if not NOT_CONTENT.match(n)]
+        if not entries:
+            return True
+        if not os.path.isdir(self.tree.releases) or os.path.islink(self.tree.releases):
+            return False
+        versions = [n for n in os.listdir(self.tree.releases) if PARTIAL not in n]
+        return all(os.path.isfile(self.tree.meta_path(v)) for v in versions)
+
+    def write_marker(self):
+        data = json.dumps({"app": self.app}, sort_keys=True) + "\n"
+        write_atomic(os.path.join(self.tree.root, TREE_MARKER), data.encode(), 0o644, 0, 0)
 
     def existing(self):
         """'same' when the version is staged with this sha256, 'other' for another, else None."""
@@ -362,10 +448,11 @@ class Stager(object):
             raise StageError("sha256 mismatch for %s: expected %s, got %s; the archive was "
                              "deleted and nothing was staged" % (self.archive, self.sha, actual))
         self.partial = "%s%s%s" % (self.tree.release(self.version), PARTIAL, secrets.token_hex(4))
+        # root's, readable by the service's group: the service cannot change its own code
         os.mkdir(self.partial, 0o755)
-        os.chown(self.partial, self.uid, self.gid)
+        os.chown(self.partial, 0, self.gid)
         try:
-            unpack(self.archive, self.partial, self.uid, self.gid, self.user, self.group)
+            unpack(self.archive, self.partial, 0, self.gid, "root", self.group)
         except UnsafeArchive as exc:
             raise StageError("refusing archive %s: %s" % (self.archive, exc))
         except (OSError, EOFError) as exc:
@@ -393,49 +480,89 @@ class Stager(object):
         self.result["replaced"] = replacing
 
     def link_shared(self, base):
-        """Create shared/<path> and link it into the release at <path>."""
+        """Create shared/<path> (the service user's) and link it into the release at <path>
+        (root's). Nothing below shared/ is followed: the service user owns it and could
+        have swapped any part of a path for a link."""
         for rel, is_dir in [(d, True) for d in self.shared_dirs] + \
                 [(f, False) for f in self.shared_files]:
-            target = os.path.join(self.tree.shared, rel)
-            link = os.path.join(base, rel)
-            changed = False
-            if not self.check:
-                parent = self.tree.shared
-                for part in rel.split("/")[:-1]:
-                    parent = os.path.join(parent, part)
-                    if not os.path.isdir(parent):
-                        os.mkdir(parent, 0o755)
-                        os.chown(parent, self.uid, self.gid)
-                        changed = True
-                if is_dir and not os.path.isdir(target):
-                    os.mkdir(target, 0o755)
-                    os.chown(target, self.uid, self.gid)
-                    changed = True
-                elif not is_dir and not os.path.lexists(target):
-                    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
-                    os.close(fd)
-                    os.chown(target, self.uid, self.gid)
-                    changed = True
-            if os.path.islink(link) and os.readlink(link) == target:
-                if changed:
-                    self.result["links_changed"].append(rel)
-                continue
-            self.result["links_changed"].append(rel)
-            if self.check:
-                continue
-            parent = base
-            for part in rel.split("/")[:-1]:
-                parent = os.path.join(parent, part)
-                if os.path.islink(parent):
-                    raise StageError("cannot link shared path %s: %s is a symlink in the release"
-                                     % (rel, os.path.relpath(parent, base)))
-                if not os.path.isdir(parent):
-                    os.mkdir(parent, 0o755)
-                    os.chown(parent, self.uid, self.gid)
-            if os.path.lexists(link):
-                remove_path(link)
-            os.symlink(target, link)
-            os.lchown(link, self.uid, self.gid)
+            try:
+                changed = self.ensure_shared(rel, is_dir)
+                target = os.path.join(self.tree.shared, rel)
+                if self.link_of(base, rel) == target:
+                    if changed:
+                        self.result["links_changed"].append(rel)
+                    continue
+                self.result["links_changed"].append(rel)
+                if not self.check:
+                    self.make_link(base, rel, target)
+            except UnsafePath as exc:
+                raise StageError("cannot use the shared path %s: %s" % (rel, exc))
+
+    def ensure_shared(self, rel, is_dir):
+        """Create shared/<rel> and its parents (as the service user's) where missing; return
+        whether anything was (would be, in check mode) created."""
+        parent, name = os.path.split(rel)
+        create = None if self.check else (0o755, self.uid, self.gid)
+        try:
+            fd, changed = open_dirs(self.tree.shared, rel if is_dir else parent, create,
+                                    label="shared")
+        except FileNotFoundError:
+            return True  # check mode: it would be created
+        try:
+            if is_dir:
+                return changed
+            try:
+                mode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
+            except FileNotFoundError:
+                if self.check:
+                    return True
+                handle = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                                 0o640, dir_fd=fd)
+                try:
+                    os.fchmod(handle, 0o640)
+                    os.fchown(handle, self.uid, self.gid)
+                finally:
+                    os.close(handle)
+                return True
+            if stat.S_ISLNK(mode):
+                raise UnsafePath("shared/%s is a symlink; deployer does not follow links there"
+                                 % rel)
+            if not stat.S_ISREG(mode):
+                raise UnsafePath("shared/%s is not a regular file" % rel)
+            return changed
+        finally:
+            os.close(fd)
+
+    def link_of(self, base, rel):
+        """Where the link at <release>/<rel> points, or None (missing, not a link)."""
+        parent, name = os.path.split(rel)
+        try:
+            fd, _ = open_dirs(base, parent, label="the release")
+        except (FileNotFoundError, UnsafePath):
+            return None
+        try:
+            return os.readlink(name, dir_fd=fd)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+
+    def make_link(self, base, rel, target):
+        parent, name = os.path.split(rel)
+        fd, _ = open_dirs(base, parent, (0o755, 0, self.gid), label="the release")
+        try:
+            try:
+                mode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
+            except FileNotFoundError:
+                mode = None
+            if mode is not None and stat.S_ISDIR(mode):
+                shutil.rmtree(name, dir_fd=fd)
+            elif mode is not None:
+                os.unlink(name, dir_fd=fd)
+            os.symlink(target, name, dir_fd=fd)
+            os.chown(name, 0, self.gid, dir_fd=fd, follow_symlinks=False)
+        finally:
+            os.close(fd)
 
     def write_env(self, base):
         content = render_env(self.env)
@@ -445,13 +572,14 @@ class Stager(object):
             st = os.lstat(path)
         except OSError:
             pass
+        # root's alone: systemd reads it as root; the service gets the variables, not the file
         same = (st is not None and read_bytes(path) == content and st.st_mode & 0o7777 == 0o600
-                and (st.st_uid, st.st_gid) == (self.uid, self.gid))
+                and (st.st_uid, st.st_gid) == (0, 0))
         if same:
             return
         self.result["env_changed"] = True
         if not self.check:
-            write_atomic(path, content, 0o600, self.uid, self.gid)
+            write_atomic(path, content, 0o600, 0, 0)
 
     def write_units(self):
         changed = []
@@ -548,7 +676,7 @@ class Stager(object):
     def changed(self):
         r = self.result
         return bool(r["unpacked"] or r["user_created"] or r["env_changed"] or r["links_changed"]
-                    or r["units_changed"] or r["pruned"])
+                    or r["units_changed"] or r["pruned"] or r["reclaimed"])
 
 
 # The module's arguments; also read by the lean runner to validate on the controller.
