@@ -16,11 +16,28 @@ description:
     C(releases/<version>.partial-<random>) and renames that to C(releases/<version>).
     Members with absolute paths, C(..), links leaving the release, device files or
     anything under C(.deployer/) are rejected.
-  - Creates the shared directories and files under C(shared/) and links them into the
-    release at the same relative path (whatever the tarball had there is replaced).
-  - Writes C(.deployer/env) (systemd EnvironmentFile, mode 0600, owned by the service
-    user) and C(.deployer/meta.json) (state C(staged)), writes the systemd unit files
-    in O(units) (daemon-reload when any changed), prunes old releases and removes the archive.
+  - The release belongs to root and is read-only to the service - root:<service group>,
+    no group or other write - so the service cannot change its own code. C(.deployer/),
+    its C(meta.json) and the env file are root's alone. Releases staged by older versions
+    (owned by the service user) are given to root the same way, links in them re-owned and
+    never followed. Applications write only into their shared paths (or elsewhere, such as
+    C(/tmp) or C(/var/lib)).
+  - Creates the shared directories and files under C(shared/), owned by the service user,
+    and links them into the release at the same relative path (whatever the tarball had there
+    is replaced). Below C(shared/) every path is walked one directory at a time without
+    following links; a symlink or a non-directory at any level (the service user owns those
+    directories and could have planted one) fails staging, naming that path, and nothing is
+    created through it.
+  - Writes C(.deployer/env) (systemd EnvironmentFile, mode 0600, root's alone, since systemd
+    reads it as root and hands the variables to the service) and C(.deployer/meta.json)
+    (state C(staged)), writes the systemd unit files in O(units) (daemon-reload when any
+    changed), prunes old releases and removes the archive.
+  - O(deploy_to) is created root:root 0755 with a C(.deployer-tree) marker naming O(app)
+    when missing. An existing one is used when its marker names O(app); an empty directory,
+    or a tree staged by an older deployer (C(releases/) whose entries hold
+    C(.deployer/meta.json)), gets the marker. Anything else, a marker of another app, or a
+    directory that a user other than root can write, fails staging. The owner and mode of
+    an existing O(deploy_to) are never changed.
   - When the version is already staged with the same sha256, only the env file, the
     shared links, the units and pruning are reconciled; nothing changed means C(changed=false).
   - On any failure the partial directory, a release created by this run and the archive
@@ -28,11 +45,11 @@ description:
   - Never switches C(current) and never restarts anything.
 options:
   deploy_to:
-    description: Root of the release tree (created root:root 0755 when missing).
+    description: Root of the release tree (created root:root 0755 when missing; see above for an existing one).
     type: path
     required: true
   app:
-    description: Application name.
+    description: Application name (recorded in the C(.deployer-tree) marker of O(deploy_to)).
     type: str
     required: true
   version:
@@ -57,11 +74,11 @@ options:
       - Always removed at the end, on success and on failure.
     type: path
   service_user:
-    description: User that owns the release files and runs the service; created when missing.
+    description: User that runs the service and owns its shared paths; created when missing.
     type: str
     required: true
   service_group:
-    description: Group owning the files; defaults to the service user's primary group.
+    description: Group of the release files (read-only to it) and of the shared paths; defaults to the service user's primary group.
     type: str
   shared_dirs:
     description: Relative directory paths kept across releases under C(shared/).
@@ -75,8 +92,8 @@ options:
     default: []
   env:
     description:
-      - The full service environment (including secrets) written to C(.deployer/env):
-        a dict, or that dict as a JSON string.
+      - The full service environment (including secrets) written to C(.deployer/env), as
+        a dict or as that dict in a JSON string.
       - Never returned or logged. The action plugin turns a dict into one JSON string, so
         that Ansible's masking of no_log values hides only that string and not every
         occurrence of short values (such as C(1) or the app name) in the result.
@@ -162,6 +179,10 @@ deployer:
       elements: str
     pruned:
       description: Versions removed by pruning.
+      type: list
+      elements: str
+    reclaimed:
+      description: Releases of older versions that the service user owned and root now owns.
       type: list
       elements: str
     current:
