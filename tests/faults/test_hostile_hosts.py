@@ -124,8 +124,10 @@ def test_an_existing_directory_deployer_did_not_create_is_refused_untouched(
     assert result["status"] == "FAILED"
     assert result["stage"] == "stage"
     for host in project.lab.hosts:
-        assert f"{host.name}: staging v1 failed: deploy_to {foreign} already exists and was " \
-            "not created by deployer" in result["reason"], result["reason"]
+        assert (
+            f"{host.name}: staging v1 failed: deploy_to {foreign} already exists and was "
+            "not created by deployer" in result["reason"]
+        ), result["reason"]
         seen = project.on(host.name, f"sudo stat -c '%U:%G %a' {foreign}; sudo ls -A {foreign}")
         assert seen.split("\n")[:-1] == ["nobody:nogroup 1750", "keep"], (host.name, seen)
     assert not project.lock_held()
