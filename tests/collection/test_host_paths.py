@@ -315,3 +315,32 @@ def test_a_command_check_for_a_user_the_host_lacks_fails_and_says_so() -> None:
     ok, message = health.attempt({"command": {"run": "true", "user": "no-such-user-x"}})
     assert not ok
     assert message == "command 'true' could not start: no user no-such-user-x on this host"
+
+
+def test_a_link_in_the_tarball_where_a_shared_path_goes_is_refused(tmp_path: Path) -> None:
+    deploy_to, outside = tmp_path / "srv", tmp_path / "outside"
+    outside.mkdir()
+    archive = tmp_path / "v1.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        info = tarfile.TarInfo("conf")
+        info.type, info.linkname = tarfile.SYMTYPE, "."
+        tar.addfile(info)
+    from ansible_collections.deployer.core.plugins.module_utils.unpack import sha256_of
+
+    sha = sha256_of(str(archive))
+    with pytest.raises(deployer_release.StageError, match="releases/v1/conf is a symlink"):
+        stager(deploy_to, archive=str(archive), sha256=sha, shared_files=["conf/a.ini"]).run()
+    assert os.listdir(deploy_to / "releases") == []
+
+
+def test_a_refused_deploy_to_creates_no_user(tmp_path: Path) -> None:
+    deploy_to = tmp_path / "theirs"
+    deploy_to.mkdir()
+    (deploy_to / "keep").write_text("")
+    created: list[Any] = []
+    module = stager(deploy_to, service_user="no-such-user-y").module
+    module.run_command = lambda *a, **k: created.append(a) or (0, "", "")
+    module.get_bin_path = lambda *a, **k: "/usr/sbin/useradd"
+    with pytest.raises(deployer_release.StageError, match="not created by deployer"):
+        deployer_release.Stager(module).run()
+    assert created == []

@@ -347,7 +347,6 @@ class Stager(object):
         self.group = grp.getgrgid(self.gid).gr_name
 
     def ensure_tree(self):
-        self.claim_root()
         if self.check:
             return
         ensure_dir(self.tree.releases, 0o755)
@@ -554,11 +553,14 @@ class Stager(object):
         finally:
             os.close(fd)
 
+    def release_label(self):
+        return "releases/" + self.version
+
     def link_of(self, base, rel):
         """Where the link at <release>/<rel> points, or None (missing, not a link)."""
         parent, name = os.path.split(rel)
         try:
-            fd, _ = open_dirs(base, parent, label="the release")
+            fd, _ = open_dirs(base, parent, label=self.release_label())
         except (FileNotFoundError, UnsafePath):
             return None
         try:
@@ -570,7 +572,7 @@ class Stager(object):
 
     def make_link(self, base, rel, target):
         parent, name = os.path.split(rel)
-        fd, _ = open_dirs(base, parent, (0o755, 0, self.gid), label="the release")
+        fd, _ = open_dirs(base, parent, (0o755, 0, self.gid), label=self.release_label())
         try:
             try:
                 mode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
@@ -657,6 +659,7 @@ class Stager(object):
     # -- driver ------------------------------------------------------------------------
     def run(self):
         try:
+            self.claim_root()  # first: a refused deploy_to leaves the host as it was
             self.ensure_user()
             self.ensure_tree()
             state = self.existing()
