@@ -180,6 +180,11 @@ class TcpCheck(Section):
 class CommandCheck(Section):
     run: SingleLine = Field(description="Command run on the host; exit 0 means healthy.")
     timeout: float = Field(default=10.0, gt=0, le=300)
+    user: UserName | None = Field(
+        default=None,
+        description="User the command runs as (default: the service user; `root` to run "
+        "it as root).",
+    )
 
 
 class Health(Section):

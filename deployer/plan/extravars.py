@@ -37,7 +37,8 @@ def health_vars(target: Target) -> dict[str, Any]:
     if health.tcp is not None:
         out["tcp"] = {**health.tcp.model_dump(), "port": health.tcp.port or port}
     if health.command is not None:
-        out["command"] = health.command.model_dump()
+        command = health.command
+        out["command"] = {**command.model_dump(), "user": command.user or target.service_user}
     return out
 
 

@@ -165,6 +165,7 @@ def prune(tmp_path: Path, keep: int, new: str) -> list[str]:
         check_mode=False,
         params={
             "deploy_to": str(tmp_path),
+            "app": "x",
             "version": new,
             "sha256": "0" * 64,
             "archive": None,
@@ -328,3 +329,25 @@ def test_a_file_written_earlier_in_the_same_second_is_not_newer(tmp_path: Path) 
     assert systemd.newer_than([str(unit)], 1795921155.1)  # written after the start
     assert systemd.newer_than([str(unit)], None)
     assert not systemd.newer_than([str(tmp_path / "missing")], 1.0)
+
+
+# --- module documentation ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    sorted(
+        p.stem
+        for p in (Path(__file__).resolve().parents[2] / "collections").glob(
+            "ansible_collections/deployer/core/plugins/modules/*.py"
+        )
+    ),
+)
+def test_module_documentation_is_yaml_that_ansible_doc_can_read(name: str) -> None:
+    import importlib
+
+    import yaml
+
+    module = importlib.import_module(f"ansible_collections.deployer.core.plugins.modules.{name}")
+    for part in ("DOCUMENTATION", "EXAMPLES", "RETURN"):
+        assert yaml.safe_load(getattr(module, part)), (name, part)

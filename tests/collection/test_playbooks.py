@@ -66,12 +66,15 @@ def test_stage_switch_rollback_prune(deployment: Deployment) -> None:
 
     # layout: env file, shared links, ownership
     env = d.sh(lab1, f"stat -c '%a %U' {d.deploy_to}/current/.deployer/env").stdout.split()
-    assert env == ["600", d.app]
+    assert env == ["600", "root"]
     links = d.sh(
         lab1, f"readlink {d.deploy_to}/releases/v1/data {d.deploy_to}/releases/v1/config/local.ini"
     ).stdout.split()
     assert links == [f"{d.deploy_to}/shared/data", f"{d.deploy_to}/shared/config/local.ini"]
-    assert d.sh(lab1, f"stat -c %U {d.deploy_to}/releases/v1/app.py").stdout.strip() == d.app
+    owners = d.sh(lab1, f"stat -c '%U:%G' {d.deploy_to}/releases/v1/app.py").stdout.strip()
+    assert owners == f"root:{d.app}"
+    data = d.sh(lab1, f"stat -c %U {d.deploy_to}/shared/data").stdout.strip()
+    assert data == d.app
 
     # idempotent: the same stage + switch again changes nothing and restarts nothing
     pid = d.sh(lab1, f"systemctl show -p MainPID --value {d.app}.service").stdout.strip()

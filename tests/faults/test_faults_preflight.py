@@ -54,7 +54,8 @@ def test_disk_full_during_unpack_removes_the_partial_release(project: FaultProje
     project.fast()
     deploy_to = f"/srv/{project.app}"
     project.on(
-        "lab2", f"sudo mkdir -p {deploy_to} && sudo mount -t tmpfs -o size=1m tmpfs {deploy_to}"
+        "lab2",
+        f"sudo mkdir -p {deploy_to} && sudo mount -t tmpfs -o size=1m,mode=0755 tmpfs {deploy_to}",
     )
     project.undo.append(lambda: project.on("lab2", f"sudo umount {deploy_to}", check=False))
     project.deploy("lab", "--version", "v1")

@@ -168,5 +168,5 @@ def test_secret_canaries_never_leak_from_failing_verbose_deploys(project: FaultP
         assert found.returncode == 0, (host.name, found.stderr)
         assert found.stdout.splitlines() == [
             "journal: 0",
-            f"env: 2 600 {project.app}",
+            "env: 2 600 root",
         ], (host.name, found.stdout)

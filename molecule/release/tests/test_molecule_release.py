@@ -1,4 +1,4 @@
-"""deployer.core.release: v1 staged (owner, env, shared links, units), not switched to."""
+"""deployer.core.release: v1 staged (owners, env, shared links, units), not switched to."""
 
 import hashlib
 import json
@@ -15,7 +15,11 @@ def app(host):
 
 def test_release_is_staged_with_the_tarball_sha(host, app):
     release = f"/srv/{app}/releases/v1"
-    assert host.file(f"{release}/app.py").user == app
+    # root's, read-only to the service
+    code = host.file(f"{release}/app.py")
+    assert (code.user, code.group) == ("root", app)
+    assert code.mode & 0o022 == 0
+    assert (host.file(release).user, host.file(release).mode) == ("root", 0o755)
     assert host.file(f"{release}/VERSION").content_string == "v1\n"
     meta = json.loads(host.file(f"{release}/.deployer/meta.json").content_string)
     artifacts = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "artifacts")
@@ -25,16 +29,18 @@ def test_release_is_staged_with_the_tarball_sha(host, app):
     assert not host.file(f"/srv/{app}/current").exists
 
 
-def test_env_file_is_private_to_the_service_user(host, app):
+def test_env_file_is_roots_alone(host, app):
     env = host.file(f"/srv/{app}/releases/v1/.deployer/env")
-    assert (env.mode, env.user) == (0o600, app)
+    assert (env.mode, env.user, env.group) == (0o600, "root", "root")
     assert 'API_TOKEN="molecule-secret"' in env.content_string
 
 
-def test_shared_paths_are_linked_into_the_release(host, app):
+def test_shared_paths_are_the_services_and_linked_into_the_release(host, app):
     root = f"/srv/{app}"
     for path in ("data", "config/local.ini"):
         assert host.file(f"{root}/releases/v1/{path}").linked_to == f"{root}/shared/{path}"
+        assert host.file(f"{root}/shared/{path}").user == app
+    assert host.file(f"{root}/.deployer-tree").user == "root"
 
 
 def test_units_written_and_loaded_but_not_started(host, app):

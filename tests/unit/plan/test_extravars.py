@@ -58,6 +58,19 @@ def _with(target: Target, **changes: Any) -> Target:
     return replace(target, **changes)
 
 
+def test_command_checks_run_as_the_service_user_unless_the_config_names_one(
+    tmp_path: Path,
+) -> None:
+    target = _target(tmp_path)
+    assert extravars.health_vars(target)["command"]["user"] == "myapp"
+    service = target.service.model_copy(update={"user": "svc"})
+    assert extravars.health_vars(_with(target, service=service))["command"]["user"] == "svc"
+    assert target.health.command is not None
+    as_root = target.health.command.model_copy(update={"user": "root"})
+    health = target.health.model_copy(update={"command": as_root})
+    assert extravars.health_vars(_with(target, health=health))["command"]["user"] == "root"
+
+
 def test_health_vars_without_checks_are_none(tmp_path: Path) -> None:
     target = _target(tmp_path)
     only_tcp = target.health.model_copy(update={"http": None, "command": None})

@@ -6,9 +6,9 @@ UNHEALTHY_ON=lab3   /healthz answers 500 on the host with that name, 200 elsewhe
 HEALTHY_AFTER=8     /healthz answers 503 for the first 8 seconds after start (a slow start
                     that keeps a deployment busy in its health checks).
 CRASH_AFTER=6       healthy at first, then exits 1 six seconds after its first start, and
-                    exits 1 at every later start (a marker in the release directory, its
-                    working directory, remembers the crash): systemd restarts and socket
-                    activation cannot bring it back, only a rollback can.
+                    exits 1 at every later start (a marker in /tmp named after the release
+                    directory, its working directory, remembers the crash): systemd restarts
+                    and socket activation cannot bring it back, only a rollback can.
 HEALTH_BODY_FILE=f  /healthz answers 200 with the content of file f of the release (when
                     it exists): a host whose health output is whatever its release says.
 
@@ -26,7 +26,8 @@ import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from socketserver import ThreadingMixIn
 
-CRASH_MARKER = ".crashed"
+# The release directory is read-only to the service: the marker lives in /tmp.
+CRASH_MARKER = "/tmp/faulty-crashed" + os.getcwd().replace("/", "-")
 STARTED = time.monotonic()
 
 

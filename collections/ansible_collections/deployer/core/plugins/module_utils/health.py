@@ -3,7 +3,9 @@
 """Health checks run on the target host itself: HTTP, TCP and a command, each bounded.
 
 A health spec is {http: {port, path, status, body, timeout, host} | None,
-tcp: {port, timeout, host} | None, command: {run, timeout} | None, retries, interval}.
+tcp: {port, timeout, host} | None, command: {run, timeout, user} | None, retries, interval}.
+A command runs as `user` (deployer passes the service user) with a minimal environment,
+from that user's home (or /); without `user`, as the module's own user.
 One *attempt* runs every configured check; it passes when all of them pass.
 Stdlib only: this runs on the target host.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import pwd
 import signal
 import socket
 import subprocess
@@ -63,14 +66,39 @@ def _tcp(spec):
     return True, "TCP connect %s:%d succeeded" % (host, port)
 
 
+PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def as_user(name):
+    """Popen arguments that run a command as the user `name`: its uid, primary group and
+    supplementary groups, a minimal environment and its home (or /) as working directory.
+    Raises KeyError when the host has no such user."""
+    entry = pwd.getpwnam(name)
+    home = entry.pw_dir if os.path.isdir(entry.pw_dir) else "/"
+    env = {"PATH": PATH, "HOME": entry.pw_dir, "USER": name, "LOGNAME": name,
+           "SHELL": "/bin/sh", "LANG": "C.UTF-8"}
+    out = dict(env=env, cwd=home)
+    if entry.pw_uid != os.geteuid() or entry.pw_gid != os.getegid():
+        out.update(user=entry.pw_uid, group=entry.pw_gid,
+                   extra_groups=os.getgrouplist(name, entry.pw_gid))
+    return out
+
+
 def _command(spec):
     run = spec["run"]
     timeout = float(spec.get("timeout") or 10)
     argv = ["/bin/sh", "-c", run] if isinstance(run, str) else [str(a) for a in run]
     shown = run if isinstance(run, str) else " ".join(argv)
+    extra = {}
+    if spec.get("user"):
+        try:
+            extra = as_user(spec["user"])
+        except KeyError:
+            return False, "command %r could not start: no user %s on this host" % (
+                shown, spec["user"])
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+                                stderr=subprocess.STDOUT, start_new_session=True, **extra)
     except OSError as exc:
         return False, "command %r could not start: %s" % (shown, exc)
     try:

@@ -5,7 +5,12 @@
 <deploy_to>/releases/<version>/.deployer/meta.json holds
 {"version", "sha256", "staged_at", "switched_at", "state", "reason"}; state is one of
 "staged" (unpacked, never healthy), "good" (was switched to and passed its health
-checks) or "bad" (marked by a rollback). Stdlib only: this runs on the target host.
+checks) or "bad" (marked by a rollback). <deploy_to>/.deployer-tree marks a tree deployer
+made (or adopted) for one app. Stdlib only: this runs on the target host.
+
+Root works in directories the service user may own (shared/, and releases staged by
+older versions): there every path is walked one component at a time from a directory fd,
+never following a link (open_dirs), so a link planted at any level is refused, not followed.
 """
 
 from __future__ import annotations
@@ -15,10 +20,21 @@ import json
 import os
 import re
 import shutil
+import stat
 
 STAGED, GOOD, BAD = "staged", "good", "bad"
 META_DIR = ".deployer"
 PARTIAL = ".partial-"
+TREE_MARKER = ".deployer-tree"
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _CLOEXEC
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC
+
+
+class UnsafePath(Exception):
+    """A path root works in holds a link (or a non-directory) where a directory belongs."""
+
+
 def _suffix():
     """A random suffix for temporary names (os.urandom: the secrets module's source, without
     its import, which costs milliseconds of CPU on every host at every step)."""
@@ -75,18 +91,33 @@ class Tree(object):
         return version if os.path.isdir(target) else None
 
     def read_meta(self, version):
+        """meta.json of a release, or None; never through a link (nor from a fifo)."""
         try:
-            with open(self.meta_path(version), "r") as handle:
-                meta = json.load(handle)
-        except (OSError, ValueError):
+            fd, _ = open_dirs(self.releases, version + "/" + META_DIR)
+            try:
+                handle = os.open("meta.json", _FILE_FLAGS, dir_fd=fd)
+            finally:
+                os.close(fd)
+            with os.fdopen(handle, "rb") as stream:
+                if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+                    return None
+                meta = json.loads(stream.read(1 << 20).decode("utf-8"))
+        except (OSError, ValueError, UnsafePath):
             return None
         return meta if isinstance(meta, dict) else None
 
     def write_meta(self, version, meta, base=None):
-        """Write meta.json atomically (into `base` instead of releases/<version> if given)."""
-        directory = os.path.join(base or self.release(version), META_DIR)
-        write_atomic(os.path.join(directory, "meta.json"),
-                     (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode(), 0o644)
+        """Write meta.json atomically (into `base` instead of releases/<version> if given),
+        never through a link planted in the release."""
+        if base:
+            fd, _ = open_dirs(base, META_DIR, label=os.path.basename(base))
+        else:
+            fd, _ = open_dirs(self.releases, version + "/" + META_DIR, label="releases")
+        try:
+            write_atomic("meta.json", (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode(),
+                         0o644, 0, 0, dir_fd=fd)
+        finally:
+            os.close(fd)
 
     def versions(self):
         """Names of the release directories (partial unpacks excluded)."""
@@ -137,22 +168,27 @@ def previous_good(releases, current):
     return good[-1]["version"]
 
 
-def write_atomic(path, data, mode, uid=None, gid=None):
-    """Write bytes to `path` via a temp file in the same directory and one rename."""
-    directory = os.path.dirname(path)
-    tmp = os.path.join(directory, ".%s.tmp-%s" % (os.path.basename(path), _suffix()))
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode)
+def write_atomic(path, data, mode, uid=None, gid=None, dir_fd=None):
+    """Write bytes to `path` via a temp file in the same directory and one rename.
+    With `dir_fd`, `path` is a name in that directory."""
+    directory, name = os.path.split(path)
+    tmp = os.path.join(directory, ".%s.tmp-%s" % (name, _suffix()))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC, mode,
+                 dir_fd=dir_fd)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
+            os.fchmod(handle.fileno(), mode)
+            if uid is not None:
+                os.fchown(handle.fileno(), uid, -1 if gid is None else gid)
             os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        if uid is not None:
-            os.chown(tmp, uid, -1 if gid is None else gid)
-        os.rename(tmp, path)
+        os.rename(tmp, path, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
-        remove_path(tmp)
+        try:
+            os.unlink(tmp, dir_fd=dir_fd)
+        except FileNotFoundError:
+            pass
         raise
 
 
@@ -184,6 +220,111 @@ def remove_path(path):
             os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def open_dirs(top, rel, create=None, label=None):
+    """(fd, created): a directory fd of top/rel, each component of `rel` opened from the one
+    before with O_NOFOLLOW, so that a link planted at any level is never followed.
+
+    `top` is trusted (root's own). Missing components raise FileNotFoundError, or are made
+    with `create` = (mode, uid, gid); `created` says whether any was. A link or a
+    non-directory raises UnsafePath naming it as `label`/rel (`label` defaults to `top`).
+    The caller closes the fd.
+    """
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC)
+    created = False
+    done = []
+    try:
+        for part in [p for p in rel.split("/") if p not in ("", ".")]:
+            done.append(part)
+            made = False
+            if create is not None:
+                try:
+                    os.mkdir(part, create[0], dir_fd=fd)
+                    made = True
+                except FileExistsError:
+                    pass
+            try:
+                child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                raise
+            except OSError as exc:
+                raise _unsafe(fd, part, "/".join([label or top] + done), exc)
+            os.close(fd)
+            fd = child
+            if made:
+                os.fchmod(fd, create[0])
+                os.fchown(fd, create[1], create[2])
+                created = True
+        return fd, created
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _unsafe(dir_fd, name, shown, exc):
+    """UnsafePath for the entry `name` that would not open as a directory (or `exc`)."""
+    try:
+        mode = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode
+    except OSError:
+        return exc
+    if stat.S_ISLNK(mode):
+        return UnsafePath("%s is a symlink; deployer does not follow links there" % shown)
+    if not stat.S_ISDIR(mode):
+        return UnsafePath("%s is not a directory" % shown)
+    return exc
+
+
+def reclaim(parent, name, owner, gid):
+    """Give parent/name and everything in it that uid `owner` owns to root (group `gid`;
+    META_DIR root's alone), clearing group/other write and set-id bits. Links are re-owned,
+    never followed; fifos, sockets and devices of `owner` are removed. For trees an older
+    deployer staged, owned by the service user. Returns whether anything changed."""
+    fd, _ = open_dirs(parent, name)
+    try:
+        return _reclaim_dir(fd, owner, gid, top=True)
+    finally:
+        os.close(fd)
+
+
+def _reclaim_fd(fd, owner, gid):
+    st = os.fstat(fd)
+    if st.st_uid != owner:
+        return False
+    os.fchown(fd, 0, gid)
+    os.fchmod(fd, stat.S_IMODE(st.st_mode) & 0o755)
+    return True
+
+
+def _reclaim_dir(fd, owner, gid, top=False):
+    changed = _reclaim_fd(fd, owner, gid)
+    for name in os.listdir(fd):
+        group = 0 if top and name == META_DIR else gid
+        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        if stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode):
+            try:
+                child = os.open(name, _DIR_FLAGS if stat.S_ISDIR(st.st_mode) else _FILE_FLAGS,
+                                dir_fd=fd)
+            except OSError:
+                continue  # swapped for something else meanwhile: not followed
+            try:
+                if (os.fstat(child).st_dev, os.fstat(child).st_ino) != (st.st_dev, st.st_ino):
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    changed = _reclaim_dir(child, owner, group) or changed
+                else:
+                    changed = _reclaim_fd(child, owner, group) or changed
+            finally:
+                os.close(child)
+        elif st.st_uid != owner:
+            continue
+        elif stat.S_ISLNK(st.st_mode):
+            os.chown(name, 0, group, dir_fd=fd, follow_symlinks=False)
+            changed = True
+        else:
+            os.unlink(name, dir_fd=fd)
+            changed = True
+    return changed
 
 
 def ensure_dir(path, mode, uid=0, gid=0):

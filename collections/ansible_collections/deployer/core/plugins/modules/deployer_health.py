@@ -31,7 +31,7 @@ options:
         description: "TCP connect check: C({port, timeout: 2, host: 127.0.0.1})."
         type: dict
       command:
-        description: "Command check (exit 0 passes), run with /bin/sh -c: C({run, timeout: 10})."
+        description: "Command check C({run, timeout: 10, user}), run as in M(deployer.core.deployer_switch)."
         type: dict
       retries:
         description: Ignored (accepted so the same dict can be passed as to deployer_switch).

@@ -22,11 +22,28 @@ description:
     anything but an earlier regular file. Entries are created without following any link;
     modes lose setuid, setgid, sticky and group/other write bits and the group gets the
     owner's read and execute bits.
-  - Creates the shared directories and files under C(shared/) and links them into the
-    release at the same relative path (whatever the tarball had there is replaced).
-  - Writes C(.deployer/env) (systemd EnvironmentFile, mode 0600, owned by the service
-    user) and C(.deployer/meta.json) (state C(staged)), writes the systemd unit files
-    in O(units) (daemon-reload when any changed), prunes old releases and removes the archive.
+  - The release belongs to root and is read-only to the service - root:<service group>,
+    no group or other write - so the service cannot change its own code. C(.deployer/),
+    its C(meta.json) and the env file are root's alone. Releases staged by older versions
+    (owned by the service user) are given to root the same way, links in them re-owned and
+    never followed. Applications write only into their shared paths (or elsewhere, such as
+    C(/tmp) or C(/var/lib)).
+  - Creates the shared directories and files under C(shared/), owned by the service user,
+    and links them into the release at the same relative path (whatever the tarball had there
+    is replaced). Below C(shared/) every path is walked one directory at a time without
+    following links; a symlink or a non-directory at any level (the service user owns those
+    directories and could have planted one) fails staging, naming that path, and nothing is
+    created through it.
+  - Writes C(.deployer/env) (systemd EnvironmentFile, mode 0600, root's alone, since systemd
+    reads it as root and hands the variables to the service) and C(.deployer/meta.json)
+    (state C(staged)), writes the systemd unit files in O(units) (daemon-reload when any
+    changed), prunes old releases and removes the archive.
+  - O(deploy_to) is created root:root 0755 with a C(.deployer-tree) marker naming O(app)
+    when missing. An existing one is used when its marker names O(app); an empty directory,
+    or a tree staged by an older deployer (C(releases/) whose entries hold
+    C(.deployer/meta.json)), gets the marker. Anything else, a marker of another app, or a
+    directory that a user other than root can write, fails staging. The owner and mode of
+    an existing O(deploy_to) are never changed.
   - When the version is already staged with the same sha256, only the env file, the
     shared links, the units and pruning are reconciled; nothing changed means C(changed=false).
   - On any failure the partial directory, a release created by this run and the archive
@@ -34,11 +51,11 @@ description:
   - Never switches C(current) and never restarts anything.
 options:
   deploy_to:
-    description: Root of the release tree (created root:root 0755 when missing).
+    description: Root of the release tree (created root:root 0755 when missing; see above for an existing one).
     type: path
     required: true
   app:
-    description: Application name.
+    description: Application name (recorded in the C(.deployer-tree) marker of O(deploy_to)).
     type: str
     required: true
   version:
@@ -63,11 +80,11 @@ options:
       - Always removed at the end, on success and on failure.
     type: path
   service_user:
-    description: User that owns the release files and runs the service; created when missing.
+    description: User that runs the service and owns its shared paths; created when missing.
     type: str
     required: true
   service_group:
-    description: Group owning the files; defaults to the service user's primary group.
+    description: Group of the release files (read-only to it) and of the shared paths; defaults to the service user's primary group.
     type: str
   shared_dirs:
     description: Relative directory paths kept across releases under C(shared/).
@@ -81,8 +98,8 @@ options:
     default: []
   env:
     description:
-      - The full service environment (including secrets) written to C(.deployer/env):
-        a dict, or that dict as a JSON string.
+      - The full service environment (including secrets) written to C(.deployer/env), as
+        a dict or as that dict in a JSON string.
       - Never returned or logged. The action plugin turns a dict into one JSON string, so
         that Ansible's masking of no_log values hides only that string and not every
         occurrence of short values (such as C(1) or the app name) in the result.
@@ -170,6 +187,10 @@ deployer:
       description: Versions removed by pruning.
       type: list
       elements: str
+    reclaimed:
+      description: Releases of older versions that the service user owned and root now owns.
+      type: list
+      elements: str
     current:
       description: Version C(current) points at (unchanged by this module), or null.
       type: str
@@ -188,6 +209,8 @@ import os
 import pwd
 import re
 import secrets
+import shutil
+import stat
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.deployer.core.plugins.module_utils.layout import (
@@ -196,14 +219,18 @@ from ansible_collections.deployer.core.plugins.module_utils.layout import (
     META_DIR,
     PARTIAL,
     STAGED,
+    TREE_MARKER,
     Tree,
+    UnsafePath,
     check_version,
     ensure_dir,
     free_bytes,
     human_bytes,
     now_iso,
+    open_dirs,
     previous_good,
     read_bytes,
+    reclaim,
     remove_path,
     write_atomic,
 )
@@ -217,6 +244,8 @@ UNITS_DIR = "/etc/systemd/system"
 UNIT_NAME = re.compile(r"^[A-Za-z0-9:_.@-]+\.(service|socket|timer|target|path|slice)$")
 ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+# What an empty deploy_to may hold: a fresh filesystem's lost+found, a streamed upload
+NOT_CONTENT = re.compile(r"^(lost\+found|\.deployer-upload-.*)$")
 
 
 class StageError(Exception):
@@ -274,6 +303,7 @@ class Stager(object):
         p = module.params
         self.check = module.check_mode
         self.tree = Tree(p["deploy_to"])
+        self.app = p["app"]
         self.version = p["version"]
         self.sha = (p["sha256"] or "").lower()
         self.archive = p["archive"]
@@ -290,7 +320,8 @@ class Stager(object):
         self.result = dict(version=self.version, path=self.tree.release(self.version),
                            current=self.tree.current(),
                            unpacked=False, replaced=False, user_created=False,
-                           env_changed=False, links_changed=[], units_changed=[], pruned=[])
+                           env_changed=False, links_changed=[], units_changed=[], pruned=[],
+                           reclaimed=[])
         self.partial = None
         self.old = None
         self.created = False
@@ -324,12 +355,87 @@ class Stager(object):
     def ensure_tree(self):
         if self.check:
             return
-        ensure_dir(self.tree.root, 0o755)
         ensure_dir(self.tree.releases, 0o755)
         ensure_dir(self.tree.shared, 0o755)
         ensure_dir(self.tree.uploads, 0o700)
         for leftover in self.tree.partials():
             remove_path(leftover)
+        # Releases staged by older versions belong to the service user: root's from now on
+        for version in self.tree.versions():
+            owner = os.lstat(self.tree.release(version)).st_uid
+            if owner != 0 and reclaim(self.tree.releases, version, owner, self.gid):
+                self.result["reclaimed"].append(version)
+
+    def claim_root(self):
+        """deploy_to is made and marked when missing. An existing one must be marked for
+        this app, or be empty or a tree of an older deployer (then it is marked), and only
+        root may write it. Its owner and mode are never changed."""
+        root = self.tree.root
+        try:
+            st = os.stat(root)
+        except FileNotFoundError:
+            if not self.check:
+                os.makedirs(os.path.dirname(root), 0o755, exist_ok=True)
+                os.mkdir(root, 0o755)
+                os.chmod(root, 0o755)
+                os.chown(root, 0, 0)
+                self.write_marker()
+            return
+        if not stat.S_ISDIR(st.st_mode):
+            raise StageError("deploy_to %s exists and is not a directory" % root)
+        marked = self.marked_app()
+        if marked is not None and marked != self.app:
+            raise StageError("deploy_to %s holds the release tree of the app %s, not %s: "
+                             "give each app its own deploy_to" % (root, marked, self.app))
+        if marked is None and not self.adoptable():
+            raise StageError(
+                "deploy_to %s already exists and was not created by deployer (no %s in it, "
+                "and it is neither empty nor a release tree of an older deployer); refusing "
+                "to take it over: choose a new or an empty directory" % (root, TREE_MARKER))
+        if st.st_uid != 0 or st.st_mode & 0o022:
+            if st.st_uid != 0:
+                who = "its owner, uid %d" % st.st_uid
+            elif st.st_mode & 0o020:
+                who = "its group, gid %d" % st.st_gid
+            else:
+                who = "every user"
+            raise StageError(
+                "deploy_to %s is writable by %s; deployer works there as root and needs a "
+                "directory only root can write; its owner and mode were left as they are"
+                % (root, who))
+        if marked is None and not self.check:
+            self.write_marker()
+
+    def marked_app(self):
+        """The app named by deploy_to's marker, or None when there is none."""
+        try:
+            fd = os.open(os.path.join(self.tree.root, TREE_MARKER),
+                         os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StageError("cannot read %s in %s: %s" % (TREE_MARKER, self.tree.root, exc))
+        with os.fdopen(fd, "rb") as handle:
+            try:
+                data = json.loads(handle.read(4096).decode("utf-8"))
+                return str(data["app"])
+            except (ValueError, KeyError, TypeError):
+                raise StageError("%s in %s is not deployer's marker; refusing to take the "
+                                 "directory over" % (TREE_MARKER, self.tree.root))
+
+    def adoptable(self):
+        """Empty, or a tree an older deployer made: releases/ whose entries hold meta.json."""
+        entries = [n for n in os.listdir(self.tree.root) if not NOT_CONTENT.match(n)]
+        if not entries:
+            return True
+        if not os.path.isdir(self.tree.releases) or os.path.islink(self.tree.releases):
+            return False
+        versions = [n for n in os.listdir(self.tree.releases) if PARTIAL not in n]
+        return all(os.path.isfile(self.tree.meta_path(v)) for v in versions)
+
+    def write_marker(self):
+        data = json.dumps({"app": self.app}, sort_keys=True) + "\n"
+        write_atomic(os.path.join(self.tree.root, TREE_MARKER), data.encode(), 0o644, 0, 0)
 
     def existing(self):
         """'same' when the version is staged with this sha256, 'other' for another, else None."""
@@ -368,10 +474,11 @@ class Stager(object):
             raise StageError("sha256 mismatch for %s: expected %s, got %s; the archive was "
                              "deleted and nothing was staged" % (self.archive, self.sha, actual))
         self.partial = "%s%s%s" % (self.tree.release(self.version), PARTIAL, secrets.token_hex(4))
+        # root's, readable by the service's group: the service cannot change its own code
         os.mkdir(self.partial, 0o755)
-        os.chown(self.partial, self.uid, self.gid)
+        os.chown(self.partial, 0, self.gid)
         try:
-            unpack(self.archive, self.partial, self.uid, self.gid, self.user, self.group)
+            unpack(self.archive, self.partial, 0, self.gid, "root", self.group)
         except UnsafeArchive as exc:
             raise StageError("refusing archive %s: %s" % (self.archive, exc))
         except (OSError, EOFError) as exc:
@@ -399,49 +506,92 @@ class Stager(object):
         self.result["replaced"] = replacing
 
     def link_shared(self, base):
-        """Create shared/<path> and link it into the release at <path>."""
+        """Create shared/<path> (the service user's) and link it into the release at <path>
+        (root's). Nothing below shared/ is followed: the service user owns it and could
+        have swapped any part of a path for a link."""
         for rel, is_dir in [(d, True) for d in self.shared_dirs] + \
                 [(f, False) for f in self.shared_files]:
-            target = os.path.join(self.tree.shared, rel)
-            link = os.path.join(base, rel)
-            changed = False
-            if not self.check:
-                parent = self.tree.shared
-                for part in rel.split("/")[:-1]:
-                    parent = os.path.join(parent, part)
-                    if not os.path.isdir(parent):
-                        os.mkdir(parent, 0o755)
-                        os.chown(parent, self.uid, self.gid)
-                        changed = True
-                if is_dir and not os.path.isdir(target):
-                    os.mkdir(target, 0o755)
-                    os.chown(target, self.uid, self.gid)
-                    changed = True
-                elif not is_dir and not os.path.lexists(target):
-                    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
-                    os.close(fd)
-                    os.chown(target, self.uid, self.gid)
-                    changed = True
-            if os.path.islink(link) and os.readlink(link) == target:
-                if changed:
-                    self.result["links_changed"].append(rel)
-                continue
-            self.result["links_changed"].append(rel)
-            if self.check:
-                continue
-            parent = base
-            for part in rel.split("/")[:-1]:
-                parent = os.path.join(parent, part)
-                if os.path.islink(parent):
-                    raise StageError("cannot link shared path %s: %s is a symlink in the release"
-                                     % (rel, os.path.relpath(parent, base)))
-                if not os.path.isdir(parent):
-                    os.mkdir(parent, 0o755)
-                    os.chown(parent, self.uid, self.gid)
-            if os.path.lexists(link):
-                remove_path(link)
-            os.symlink(target, link)
-            os.lchown(link, self.uid, self.gid)
+            try:
+                changed = self.ensure_shared(rel, is_dir)
+                target = os.path.join(self.tree.shared, rel)
+                if self.link_of(base, rel) == target:
+                    if changed:
+                        self.result["links_changed"].append(rel)
+                    continue
+                self.result["links_changed"].append(rel)
+                if not self.check:
+                    self.make_link(base, rel, target)
+            except UnsafePath as exc:
+                raise StageError("cannot use the shared path %s: %s" % (rel, exc))
+
+    def ensure_shared(self, rel, is_dir):
+        """Create shared/<rel> and its parents (as the service user's) where missing; return
+        whether anything was (would be, in check mode) created."""
+        parent, name = os.path.split(rel)
+        create = None if self.check else (0o755, self.uid, self.gid)
+        try:
+            fd, changed = open_dirs(self.tree.shared, rel if is_dir else parent, create,
+                                    label="shared")
+        except FileNotFoundError:
+            return True  # check mode: it would be created
+        try:
+            if is_dir:
+                return changed
+            try:
+                mode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
+            except FileNotFoundError:
+                if self.check:
+                    return True
+                handle = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                                 0o640, dir_fd=fd)
+                try:
+                    os.fchmod(handle, 0o640)
+                    os.fchown(handle, self.uid, self.gid)
+                finally:
+                    os.close(handle)
+                return True
+            if stat.S_ISLNK(mode):
+                raise UnsafePath("shared/%s is a symlink; deployer does not follow links there"
+                                 % rel)
+            if not stat.S_ISREG(mode):
+                raise UnsafePath("shared/%s is not a regular file" % rel)
+            return changed
+        finally:
+            os.close(fd)
+
+    def release_label(self):
+        return "releases/" + self.version
+
+    def link_of(self, base, rel):
+        """Where the link at <release>/<rel> points, or None (missing, not a link)."""
+        parent, name = os.path.split(rel)
+        try:
+            fd, _ = open_dirs(base, parent, label=self.release_label())
+        except (FileNotFoundError, UnsafePath):
+            return None
+        try:
+            return os.readlink(name, dir_fd=fd)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+
+    def make_link(self, base, rel, target):
+        parent, name = os.path.split(rel)
+        fd, _ = open_dirs(base, parent, (0o755, 0, self.gid), label=self.release_label())
+        try:
+            try:
+                mode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
+            except FileNotFoundError:
+                mode = None
+            if mode is not None and stat.S_ISDIR(mode):
+                shutil.rmtree(name, dir_fd=fd)
+            elif mode is not None:
+                os.unlink(name, dir_fd=fd)
+            os.symlink(target, name, dir_fd=fd)
+            os.chown(name, 0, self.gid, dir_fd=fd, follow_symlinks=False)
+        finally:
+            os.close(fd)
 
     def write_env(self, base):
         content = render_env(self.env)
@@ -451,13 +601,14 @@ class Stager(object):
             st = os.lstat(path)
         except OSError:
             pass
+        # root's alone: systemd reads it as root; the service gets the variables, not the file
         same = (st is not None and read_bytes(path) == content and st.st_mode & 0o7777 == 0o600
-                and (st.st_uid, st.st_gid) == (self.uid, self.gid))
+                and (st.st_uid, st.st_gid) == (0, 0))
         if same:
             return
         self.result["env_changed"] = True
         if not self.check:
-            write_atomic(path, content, 0o600, self.uid, self.gid)
+            write_atomic(path, content, 0o600, 0, 0)
 
     def write_units(self):
         changed = []
@@ -514,6 +665,7 @@ class Stager(object):
     # -- driver ------------------------------------------------------------------------
     def run(self):
         try:
+            self.claim_root()  # first: a refused deploy_to leaves the host as it was
             self.ensure_user()
             self.ensure_tree()
             state = self.existing()
@@ -554,7 +706,7 @@ class Stager(object):
     def changed(self):
         r = self.result
         return bool(r["unpacked"] or r["user_created"] or r["env_changed"] or r["links_changed"]
-                    or r["units_changed"] or r["pruned"])
+                    or r["units_changed"] or r["pruned"] or r["reclaimed"])
 
 
 # The module's arguments; also read by the lean runner to validate on the controller.

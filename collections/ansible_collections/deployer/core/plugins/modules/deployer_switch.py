@@ -51,7 +51,12 @@ options:
         description: "TCP connect check: C({port, timeout: 2, host: 127.0.0.1})."
         type: dict
       command:
-        description: "Command check (exit 0 passes), run with /bin/sh -c: C({run, timeout: 10})."
+        description:
+          - "Command check (exit 0 passes), run with /bin/sh -c: C({run, timeout: 10, user})."
+          - With C(user) it runs as that user (deployer passes the service user unless the
+            config names another, such as C(root)), with a minimal environment (C(PATH),
+            C(HOME), C(USER), C(LOGNAME), C(SHELL), C(LANG)) from that user's home, or C(/)
+            when there is none; without it, as the user the module runs as.
         type: dict
       retries:
         description: Maximum number of attempts.
