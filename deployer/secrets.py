@@ -28,7 +28,13 @@ _MIN_LEN = 4  # shorter values would mask ordinary words; the config rejects not
 
 @dataclass(frozen=True)
 class Redactor:
-    """Replaces every known secret value in a text with a mask."""
+    """Replaces every known secret value in a text with a mask.
+
+    For free text only (reasons, messages, output). Identifiers (versions, host and
+    environment names, sha256s, paths deployer chose) never pass through it: masking part of
+    one (secret `2024` in `v2024.1`) corrupts what deployer looks up again. So a secret whose
+    value equals an identifier shows where that identifier is shown, and stays masked in
+    free text."""
 
     values: tuple[str, ...] = ()
 

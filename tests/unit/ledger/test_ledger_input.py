@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,6 +65,21 @@ def deployer(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def begin(ledger: Ledger, version: str = "v1", **fields: Any) -> int:
+    """Open a RUNNING deployment (of v1 in prod unless told otherwise); its id."""
+    row: dict[str, Any] = {
+        "environment": "prod",
+        "kind": Kind.DEPLOY,
+        "version": version,
+        "previous_version": None,
+        "artifact_sha256": None,
+        "user": "alice",
+        "control_host": "ctl",
+        "pid": 1,
+    }
+    return ledger.begin(**{**row, **fields})
+
+
 def write_garbage(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(bytes(range(256)) * 16)
@@ -96,16 +112,7 @@ def test_a_database_of_another_program_is_refused(tmp_path: Path) -> None:
 def test_a_row_that_does_not_parse_is_refused_naming_the_file(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite3"
     with Ledger(path) as ledger:
-        ledger.begin(
-            environment="prod",
-            kind=Kind.DEPLOY,
-            version="v1",
-            previous_version=None,
-            artifact_sha256=None,
-            user="alice",
-            control_host="ctl",
-            pid=1,
-        )
+        begin(ledger)
     with sqlite3.connect(path) as raw:
         raw.execute("UPDATE deployments SET status = 'EXPLODED', started_at = 'yesterday'")
     with Ledger(path) as ledger, pytest.raises(LedgerUnreadable, match=str(path)):
@@ -152,17 +159,7 @@ def test_every_reader_exits_2_naming_the_file(
 def test_an_older_ledger_is_still_migrated_by_the_cli(project: Path) -> None:
     path = ledger_file(project)
     with Ledger(path) as ledger:
-        started = ledger.begin(
-            environment="prod",
-            kind=Kind.DEPLOY,
-            version="v1",
-            previous_version=None,
-            artifact_sha256=None,
-            user="alice",
-            control_host="ctl",
-            pid=1,
-        )
-        ledger.finish(started, Status.SUCCEEDED)
+        ledger.finish(begin(ledger), Status.SUCCEEDED)
     with sqlite3.connect(path) as raw:
         raw.execute("ALTER TABLE deployments DROP COLUMN error_rate")
         raw.execute("ALTER TABLE deployments DROP COLUMN p95_ms")
@@ -181,15 +178,12 @@ SHA = "2024" + "ab" * 30
 
 
 def _record_failed_deploy(ledger: Ledger) -> int:
-    deployment_id = ledger.begin(
+    deployment_id = begin(
+        ledger,
+        VERSION,
         environment="prod2024",
-        kind=Kind.DEPLOY,
-        version=VERSION,
         previous_version="v2023.9",
         artifact_sha256=SHA,
-        user="alice",
-        control_host="ctl",
-        pid=1,
     )
     ledger.record_hosts(
         deployment_id,
@@ -238,16 +232,7 @@ def test_identifiers_are_stored_whole_and_free_text_is_masked(tmp_path: Path) ->
 
 def test_history_json_shows_the_version_unmasked(project: Path) -> None:
     with Ledger(ledger_file(project), redact=redactor_for({"TOKEN": SECRET})) as ledger:
-        deployment_id = ledger.begin(
-            environment="prod",
-            kind=Kind.DEPLOY,
-            version=VERSION,
-            previous_version=None,
-            artifact_sha256=None,
-            user="alice",
-            control_host="ctl",
-            pid=1,
-        )
+        deployment_id = begin(ledger, VERSION)
         ledger.finish(deployment_id, Status.FAILED, reason=f"the {SECRET} token expired")
     proc = deployer(project, "history", "--json")
     assert proc.returncode == 0, proc.stderr
