@@ -159,8 +159,13 @@ def _run(
     call: Callable[[Any], T],
     *,
     secrets: bool = False,
+    ledger: bool = False,
 ) -> T:
     session = _session(ctx, environment, secrets=secrets)
+    if ledger:  # a ledger deployer cannot read is bad input, refused before any work
+        from deployer.ledger import check_readable
+
+        check_readable(session.target.ledger_path)
     with _live(session, title):
         return call(session)
 
@@ -288,6 +293,7 @@ def plan(
             environment,
             f"plan {environment}",
             lambda s: run_plan(s, version=version, artifact_path=artifact),
+            ledger=True,
         )
         _finish(result, as_json)
 
@@ -318,6 +324,7 @@ def deploy(
                 None if artifact else lambda s: swarm.deploy(s, version=version, wait=wait),
             ),
             secrets=True,
+            ledger=True,
         )
         _finish(result, as_json, result.exit_code)
 
@@ -368,6 +375,7 @@ def rollback(
                 s, lambda s: run_rollback(s, to=to), lambda s: swarm.rollback(s, to=to)
             ),
             secrets=True,
+            ledger=True,
         )
         _finish(result, as_json, result.exit_code)
 
@@ -380,7 +388,7 @@ def status(ctx: typer.Context, environment: EnvArg, as_json: JsonOpt = False) ->
 
     with _errors(as_json):
         call = lambda s: _by_target(s, run_status, swarm.status)  # noqa: E731
-        _finish(_run(ctx, environment, f"status {environment}", call), as_json)
+        _finish(_run(ctx, environment, f"status {environment}", call, ledger=True), as_json)
 
 
 @app.command()
@@ -390,7 +398,8 @@ def releases(ctx: typer.Context, environment: EnvArg, as_json: JsonOpt = False) 
 
     with _errors(as_json):
         call = lambda s: _by_target(s, run_releases, None)  # noqa: E731
-        _finish(_run(ctx, environment, f"releases {environment}", call), as_json)
+        title = f"releases {environment}"
+        _finish(_run(ctx, environment, title, call, ledger=True), as_json)
 
 
 def _ledger(ctx: typer.Context, environment: str | None) -> Any:

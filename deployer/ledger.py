@@ -12,10 +12,20 @@ control host:
 * The schema is versioned with ``PRAGMA user_version`` and created/migrated on
   open.  A file written by a newer deployer is refused rather than guessed at.
 * Timestamps are UTC ISO-8601 text, durations float seconds.
-* Nothing secret is stored: every caller-supplied string (free text such as
-  reason, message, stage and user, and also identifiers such as environment,
-  version and host names) passes through ``redact`` before it reaches SQLite.
-  Lookup arguments pass through the same function so queries still match.
+* Nothing secret is stored in free text: reasons, messages, stages, the user
+  and the control host pass through ``redact`` before they reach SQLite.
+  Identifiers (environment, versions, host names, the artifact's sha256) are
+  stored as given and never redacted: they are checked by the config's rules,
+  name things deployer looks up again (a bad version must stay refused, a
+  rollback target must stay usable), and masking part of one (secret ``2024``
+  in version ``v2024.1``) would corrupt the record. The trade-off: a secret
+  whose value equals an identifier is stored in that identifier's column (it
+  is not secret there: it is on every host already); in free text it is still
+  masked.
+* A file that is not a ledger, a row that does not parse or a ledger written
+  by a newer deployer raises ``LedgerUnreadable`` (bad input, exit 2) naming
+  the file. ``check_readable`` refuses the first and the last from the file
+  header alone, before a command does any work; neither is written to.
 
 Rules the readers follow:
 
@@ -42,6 +52,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
+
+from deployer.errors import DeployerError
+from deployer.exitcodes import ExitCode
 
 SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 10_000
@@ -171,8 +184,61 @@ class Deployment:
         return tuple(h.host for h in self.hosts if h.status in _FAILING)
 
 
-class LedgerError(Exception):
-    """The ledger cannot be opened or refuses an operation."""
+class LedgerError(DeployerError):
+    """The ledger refuses an operation."""
+
+
+class LedgerUnreadable(LedgerError):
+    """The ledger file cannot be read as a ledger of this deployer: bad input."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+
+# SQLite's answers for a file that is not a database, or a damaged one.
+_DAMAGED = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+
+
+def _damaged(exc: sqlite3.Error) -> bool:
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF in _DAMAGED
+
+
+def _unreadable(path: Path, why: str) -> LedgerUnreadable:
+    return LedgerUnreadable(
+        f"ledger {path} is not a deployer ledger or is damaged ({why}); "
+        "move it aside to start a new one"
+    )
+
+
+def _known_schema(path: Path, found: int) -> int:
+    """`found`, the file's schema version; LedgerUnreadable when a newer deployer wrote it."""
+    if found > SCHEMA_VERSION:
+        raise LedgerUnreadable(
+            f"ledger {path} has schema version {found}; this deployer "
+            f"understands up to {SCHEMA_VERSION} (it was written by a newer deployer)"
+        )
+    return found
+
+
+_HEADER = b"SQLite format 3\x00"
+_USER_VERSION_AT = 60  # offset of the big-endian user_version in SQLite's file header
+
+
+def check_readable(path: Path) -> None:
+    """Refuse (LedgerUnreadable) an existing file that is not a SQLite database or was
+    written by a newer deployer, from its header alone: nothing is created or changed, so
+    commands call it before any work. Opening the ledger checks the rest."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(100)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise LedgerError(f"cannot read ledger {path}: {exc}") from None
+    if not head:  # SQLite takes an empty file as an empty database
+        return
+    if len(head) < 100 or not head.startswith(_HEADER):
+        raise _unreadable(path, "no SQLite header")
+    _known_schema(path, int.from_bytes(head[_USER_VERSION_AT : _USER_VERSION_AT + 4], "big"))
 
 
 def pid_is_alive(pid: int) -> bool:
@@ -265,13 +331,21 @@ class Ledger:
         try:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA foreign_keys = ON")
+            self._schema_version()  # before anything is written to the file
             mode = _enable_wal(conn)
             if mode != "wal":
                 raise LedgerError(f"ledger {self.path}: cannot enable WAL (journal_mode={mode})")
             self._migrate()
         except sqlite3.Error as exc:
             conn.close()
+            if _damaged(exc):
+                raise _unreadable(self.path, str(exc)) from None
             raise LedgerError(f"cannot open ledger {self.path}: {exc}") from exc
+        except LedgerError as exc:
+            conn.close()
+            if isinstance(exc, LedgerUnreadable):
+                raise
+            raise LedgerUnreadable(exc.message) from None
         except BaseException:
             conn.close()
             raise
@@ -297,16 +371,17 @@ class Ledger:
                     self._conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
                     yield self._conn
             except sqlite3.Error as exc:
+                if _damaged(exc):
+                    raise _unreadable(self.path, str(exc)) from None
                 raise LedgerError(f"ledger {self.path}: {exc}") from exc
+
+    def _schema_version(self) -> int:
+        found = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+        return _known_schema(self.path, found)
 
     def _migrate(self) -> None:
         with self._tx() as conn:
-            found = int(conn.execute("PRAGMA user_version").fetchone()[0])
-            if found > SCHEMA_VERSION:
-                raise LedgerError(
-                    f"ledger {self.path} has schema version {found}; this deployer "
-                    f"understands up to {SCHEMA_VERSION}"
-                )
+            found = self._schema_version()
             for version in range(found + 1, SCHEMA_VERSION + 1):
                 for statement in _MIGRATIONS[version]:
                     conn.execute(statement)
@@ -314,6 +389,7 @@ class Ledger:
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _text(self, value: str) -> str:
+        """Free text as stored: with every secret masked (identifiers are never passed here)."""
         if self._redact is None:
             return value
         redacted = self._redact(value)
@@ -321,52 +397,53 @@ class Ledger:
             raise LedgerError("redact must return a str")
         return redacted
 
-    def _opt_text(self, value: str | None) -> str | None:
-        return None if value is None else self._text(value)
-
     def _load(self, conn: sqlite3.Connection, rows: Iterable[sqlite3.Row]) -> list[Deployment]:
         result = []
         for row in rows:
-            hosts = tuple(
-                HostResult(
-                    host=h["host"],
-                    status=HostStatus(h["status"]),
-                    stage=h["stage"],
-                    version_before=h["version_before"],
-                    version_after=h["version_after"],
-                    message=h["message"],
-                    seconds=float(h["seconds"]),
-                )
-                for h in conn.execute(
-                    "SELECT * FROM deployment_hosts WHERE deployment_id = ? ORDER BY host",
-                    (row["id"],),
-                )
-            )
-            result.append(
-                Deployment(
-                    id=int(row["id"]),
-                    environment=row["environment"],
-                    kind=Kind(row["kind"]),
-                    version=row["version"],
-                    previous_version=row["previous_version"],
-                    artifact_sha256=row["artifact_sha256"],
-                    user=row["user"],
-                    control_host=row["control_host"],
-                    pid=int(row["pid"]),
-                    started_at=_parse_time(row["started_at"]),
-                    ended_at=_parse_time(row["ended_at"]) if row["ended_at"] else None,
-                    status=Status(row["status"]),
-                    stage=row["stage"],
-                    reason=row["reason"],
-                    noop=bool(row["noop"]),
-                    deploy_seconds=row["deploy_seconds"],
-                    rollback_seconds=row["rollback_seconds"],
-                    hosts=hosts,
-                    error_rate=row["error_rate"],
-                    p95_ms=row["p95_ms"],
-                )
-            )
+            try:
+                result.append(self._deployment(conn, row))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise _unreadable(self.path, f"deployment row {row['id']}: {exc}") from None
         return result
+
+    def _deployment(self, conn: sqlite3.Connection, row: sqlite3.Row) -> Deployment:
+        hosts = tuple(
+            HostResult(
+                host=h["host"],
+                status=HostStatus(h["status"]),
+                stage=h["stage"],
+                version_before=h["version_before"],
+                version_after=h["version_after"],
+                message=h["message"],
+                seconds=float(h["seconds"]),
+            )
+            for h in conn.execute(
+                "SELECT * FROM deployment_hosts WHERE deployment_id = ? ORDER BY host",
+                (row["id"],),
+            )
+        )
+        return Deployment(
+            id=int(row["id"]),
+            environment=row["environment"],
+            kind=Kind(row["kind"]),
+            version=row["version"],
+            previous_version=row["previous_version"],
+            artifact_sha256=row["artifact_sha256"],
+            user=row["user"],
+            control_host=row["control_host"],
+            pid=int(row["pid"]),
+            started_at=_parse_time(row["started_at"]),
+            ended_at=_parse_time(row["ended_at"]) if row["ended_at"] else None,
+            status=Status(row["status"]),
+            stage=row["stage"],
+            reason=row["reason"],
+            noop=bool(row["noop"]),
+            deploy_seconds=row["deploy_seconds"],
+            rollback_seconds=row["rollback_seconds"],
+            hosts=hosts,
+            error_rate=row["error_rate"],
+            p95_ms=row["p95_ms"],
+        )
 
     def _get(self, conn: sqlite3.Connection, deployment_id: int) -> Deployment:
         rows = conn.execute("SELECT * FROM deployments WHERE id = ?", (deployment_id,))
@@ -390,11 +467,11 @@ class Ledger:
         pid: int,
     ) -> int:
         row = (
-            self._text(environment),
+            environment,
             Kind(kind).value,
-            self._text(version),
-            self._opt_text(previous_version),
-            self._opt_text(artifact_sha256),
+            version,
+            previous_version,
+            artifact_sha256,
             self._text(user),
             self._text(control_host),
             int(pid),
@@ -441,11 +518,11 @@ class Ledger:
         rows = [
             (
                 deployment_id,
-                self._text(r.host),
+                r.host,
                 HostStatus(r.status).value,
                 self._text(r.stage),
-                self._opt_text(r.version_before),
-                self._opt_text(r.version_after),
+                r.version_before,
+                r.version_after,
                 self._text(r.message),
                 _check_seconds("seconds", r.seconds),
             )
@@ -518,7 +595,7 @@ class Ledger:
             else:
                 rows = conn.execute(
                     "SELECT * FROM deployments WHERE environment = ? ORDER BY id DESC LIMIT ?",
-                    (self._text(environment), limit),
+                    (environment, limit),
                 )
             return self._load(conn, rows.fetchall())
 
@@ -526,7 +603,7 @@ class Ledger:
         with self._tx(write=False) as conn:
             rows = conn.execute(
                 "SELECT * FROM deployments WHERE environment = ? AND status = ? ORDER BY id DESC",
-                (self._text(environment), Status.RUNNING.value),
+                (environment, Status.RUNNING.value),
             )
             return self._load(conn, rows.fetchall())
 
@@ -574,38 +651,30 @@ class Ledger:
             conn.execute(
                 "INSERT INTO bad_versions (environment, version, deployment_id, reason, marked_at)"
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (environment, version) DO NOTHING",
-                (
-                    self._text(environment),
-                    self._text(version),
-                    deployment_id,
-                    self._text(reason),
-                    _now(),
-                ),
+                (environment, version, deployment_id, self._text(reason), _now()),
             )
 
     def bad_versions(self, environment: str) -> frozenset[str]:
         with self._tx(write=False) as conn:
             rows = conn.execute(
                 "SELECT version FROM bad_versions WHERE environment = ?",
-                (self._text(environment),),
+                (environment,),
             )
             return frozenset(r["version"] for r in rows)
 
     def good_versions(self, environment: str) -> list[str]:
-        env = self._text(environment)
         with self._tx(write=False) as conn:
             rows = conn.execute(
                 "SELECT version, MAX(ended_at) AS last_ok, MAX(id) AS last_id FROM deployments"
                 " WHERE environment = ? AND status = ?"
                 " AND version NOT IN (SELECT version FROM bad_versions WHERE environment = ?)"
                 " GROUP BY version ORDER BY last_ok DESC, last_id DESC",
-                (env, Status.SUCCEEDED.value, env),
+                (environment, Status.SUCCEEDED.value, environment),
             )
             return [r["version"] for r in rows]
 
     def last_good(self, environment: str, exclude: str | None = None) -> str | None:
-        skip = self._opt_text(exclude)
-        return next((v for v in self.good_versions(environment) if v != skip), None)
+        return next((v for v in self.good_versions(environment) if v != exclude), None)
 
     def current(self, environment: str) -> str | None:
         """What the ledger believes is live; see the module docstring for the rule."""
@@ -615,7 +684,7 @@ class Ledger:
                 " WHERE environment = ? AND (status = ?"
                 " OR (status = ? AND previous_version IS NOT NULL))"
                 " ORDER BY ended_at DESC, id DESC LIMIT 1",
-                (self._text(environment), Status.SUCCEEDED.value, Status.ROLLED_BACK.value),
+                (environment, Status.SUCCEEDED.value, Status.ROLLED_BACK.value),
             ).fetchone()
         if row is None:
             return None
@@ -633,13 +702,7 @@ class Ledger:
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (environment, host) DO UPDATE SET"
                 " version = excluded.version, healthy = excluded.healthy,"
                 " observed_at = excluded.observed_at",
-                (
-                    self._text(environment),
-                    self._text(host),
-                    self._opt_text(version),
-                    None if healthy is None else int(healthy),
-                    _now(),
-                ),
+                (environment, host, version, None if healthy is None else int(healthy), _now()),
             )
 
     def observations(self, environment: str) -> dict[str, tuple[str | None, bool | None, datetime]]:
@@ -647,7 +710,7 @@ class Ledger:
             rows = conn.execute(
                 "SELECT host, version, healthy, observed_at FROM observations"
                 " WHERE environment = ? ORDER BY host",
-                (self._text(environment),),
+                (environment,),
             )
             return {
                 r["host"]: (

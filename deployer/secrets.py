@@ -2,7 +2,9 @@
 moment, handed to the runner only, and scrubbed from every message deployer writes.
 
 The config holds references only. A missing value is a config error (exit 2) raised before
-any host is touched.
+any host is touched. The decrypted vault is parsed with the config's YAML rules and limits;
+when it is not a mapping of names to values the error names the file and the line, never
+its text (a YAML error quotes the document, and this one is secret).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import yaml
 
 from deployer.config.base import SecretRef
+from deployer.config.loader import parse_yaml
 from deployer.config.models import Secrets
 from deployer.errors import ConfigError
 
@@ -25,7 +28,13 @@ _MIN_LEN = 4  # shorter values would mask ordinary words; the config rejects not
 
 @dataclass(frozen=True)
 class Redactor:
-    """Replaces every known secret value in a text with a mask."""
+    """Replaces every known secret value in a text with a mask.
+
+    For free text only (reasons, messages, output). Identifiers (versions, host and
+    environment names, sha256s, paths deployer chose) never pass through it: masking part of
+    one (secret `2024` in `v2024.1`) corrupts what deployer looks up again. So a secret whose
+    value equals an identifier shows where that identifier is shown, and stays masked in
+    free text."""
 
     values: tuple[str, ...] = ()
 
@@ -49,9 +58,11 @@ def _vault_password(secrets: Secrets, base: Path, environ: Mapping[str, str]) ->
     assert secrets.vault_password_file is not None  # guaranteed by the model
     path = base / Path(secrets.vault_password_file).expanduser()
     try:
-        return path.read_text().strip()
+        return path.read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise ConfigError([f"secrets.vault_password_file: cannot read {path}: {exc}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"secrets.vault_password_file: {path} is not UTF-8 text"]) from None
 
 
 def _read_vault(secrets: Secrets, base: Path, environ: Mapping[str, str]) -> dict[str, Any]:
@@ -72,9 +83,17 @@ def _read_vault(secrets: Secrets, base: Path, environ: Mapping[str, str]) -> dic
         raise ConfigError(
             [f"secrets.vault_file: cannot decrypt {path} (wrong password or not a vault file)"]
         ) from None
-    data = yaml.safe_load(plain) or {}
+    not_a_mapping = f"secrets.vault_file: {path}: the decrypted content is not a YAML mapping"
+    try:
+        data, _ = parse_yaml(plain)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError([f"{not_a_mapping}{where}; its text is not shown"]) from None
+    if data is None:
+        return {}
     if not isinstance(data, dict):
-        raise ConfigError([f"secrets.vault_file: {path} must hold a mapping of names to values"])
+        raise ConfigError([f"{not_a_mapping} of names to values"])
     return data
 
 

@@ -2,7 +2,8 @@
 
 It lives on the environment's primary host (an atomic mkdir), so two control hosts contend
 for the same lock. A lock is stale when its holder process is gone (same control host) or
-when it is older than `lock_ttl`; stale locks are reported, never broken silently.
+when it is older than `lock_ttl`; stale locks are reported, never broken silently. Breaking
+one names the lock that was read, by its token: a lock taken again since is left alone.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ class LockInfo:
     age_seconds: float
     stale: bool
     stale_reason: str
+    token: str = ""
+    """The token the lock is held with (not a secret): what `release` breaks it by."""
 
     def describe(self) -> str:
         if not self.held:
@@ -69,6 +72,7 @@ def lock_info(session: Session, data: Mapping[str, Any]) -> LockInfo:
         age_seconds=age,
         stale=bool(reason),
         stale_reason=reason,
+        token=str(data.get("token") or ""),
     )
 
 
@@ -104,8 +108,9 @@ def status(session: Session) -> LockInfo:
 
 
 def release(session: Session, *, force: bool = False) -> LockInfo:
-    """Break the environment's lock for an operator: only a stale one unless `force`.
-    Returns the lock as it was."""
+    """Break the environment's lock for an operator: only a stale one unless `force`, and
+    only the lock that was read (by its token). Returns the lock as it was; LockedError when
+    it was taken again in between (the new lock is left alone)."""
     before = status(session)
     if before.held and not before.stale and not force:
         raise BadRequest(
@@ -113,7 +118,16 @@ def release(session: Session, *, force: bool = False) -> LockInfo:
             "Use --force to break a live lock."
         )
     if before.held:
-        _lock_run(session, "break")
+        if not before.token:  # a lock module that does not report tokens: never guess
+            raise DeployerError(f"lock on {before.host} reported no token: not breaking it")
+        try:
+            _lock_run(session, "break", before.token)
+        except LockedError as exc:
+            now = exc.message.removeprefix(f"{before.environment} is ")
+            raise LockedError(
+                f"{before.environment}: the lock was taken again after it was read and was left "
+                f"alone; it is now {now}"
+            ) from None
     return before
 
 

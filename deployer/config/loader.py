@@ -1,5 +1,12 @@
 """Reading `deploy.yml`: YAML with no duplicate keys, then the models, with errors that name
-the config path and the line of every problem."""
+the config path and the line of every problem.
+
+The file is untrusted input, parsed within limits: at most `MAX_CONFIG_BYTES`, checked
+before parsing; nesting at most `MAX_DEPTH` levels and at most `MAX_NODES` values once YAML
+aliases are expanded (a recursive alias is too deep); keys are scalars (a YAML complex key,
+`? [a, b]`, is refused with its line). Merge keys (`<<: *base`) work, keys written in the
+mapping winning over merged ones; a key written twice in one mapping is refused.
+"""
 
 from __future__ import annotations
 
@@ -17,27 +24,130 @@ from deployer.errors import ConfigError
 
 Loc = tuple[str | int, ...]
 
+MAX_CONFIG_BYTES = 1024 * 1024
+"""Largest deploy.yml read (1 MiB): a real one is a few KiB; checked before parsing."""
+MAX_DEPTH = 64
+"""Deepest nesting of mappings and lists accepted (a real config nests under 10 levels)."""
+MAX_NODES = 100_000
+"""Most values a document may hold with its aliases expanded (a "billion laughs" refusal)."""
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class LimitError(yaml.MarkedYAMLError):
+    """The document is past one of the limits above."""
+
 
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys: a silently overwritten key is a silent bug."""
+    """SafeLoader that refuses duplicate and complex keys and nesting past `MAX_DEPTH`: a
+    silently overwritten key is a silent bug, and deep nesting exhausts the stack."""
+
+    def __init__(self, stream: str | bytes) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self._depth >= MAX_DEPTH:
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+            raise LimitError(None, None, f"nested deeper than {MAX_DEPTH} levels", mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        """Merge keys as the YAML merge-key spec says, which PyYAML 6.0.4 gets wrong for a
+        list: of the merged mappings the earlier wins, and the mapping's own keys win over
+        all of them. The merged pairs go first, so the constructed dict keeps the winners."""
+        merged: dict[tuple[str, Any], tuple[yaml.Node, yaml.Node]] = {}
+        own: list[tuple[yaml.Node, yaml.Node]] = []
+        for key_node, value_node in node.value:
+            if key_node.tag != _MERGE_TAG:
+                own.append((key_node, value_node))
+                continue
+            sources = (
+                value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            )
+            for source in sources:
+                if not isinstance(source, yaml.MappingNode):
+                    raise yaml.constructor.ConstructorError(
+                        None, None, "`<<` merges a mapping or a list of mappings", source.start_mark
+                    )
+                self.flatten_mapping(source)
+                for pair in source.value:
+                    merged.setdefault(_key_of(pair[0]), pair)
+        node.value = [*merged.values(), *own]
+
+
+def _key_of(node: yaml.Node) -> tuple[str, Any]:
+    if not isinstance(node, yaml.ScalarNode):
+        raise yaml.constructor.ConstructorError(
+            None, None, "a list or a mapping cannot be a key", node.start_mark
+        )
+    return node.tag, node.value
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    loader.flatten_mapping(node)
     seen: set[Any] = set()
     for key_node, _ in node.value:
+        _key_of(key_node)
+        if key_node.tag == _MERGE_TAG:
+            continue
         key = loader.construct_object(key_node)
         if key in seen:
             mark = key_node.start_mark
             raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", mark)
         seen.add(key)
-    return loader.construct_mapping(node)
+    return loader.construct_mapping(node)  # merges `<<` first, so written keys win
 
 
 _StrictLoader.add_constructor(
     yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
     _construct_mapping,
 )
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Walk the node graph as the constructed data will be, aliases expanded, and stop at
+    `MAX_DEPTH` levels or `MAX_NODES` values. Iterative, and bounded by MAX_NODES steps."""
+    stack: list[tuple[yaml.Node, int]] = [(root, 1)]
+    count = 0
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if count > MAX_NODES:
+            raise LimitError(
+                None,
+                None,
+                f"more than {MAX_NODES} values once aliases are expanded",
+                node.start_mark,
+            )
+        if depth > MAX_DEPTH:
+            raise LimitError(
+                None,
+                None,
+                f"nested deeper than {MAX_DEPTH} levels through aliases",
+                node.start_mark,
+            )
+        if isinstance(node, yaml.MappingNode):
+            stack.extend((value, depth + 1) for _, value in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, depth + 1) for item in node.value)
+
+
+def parse_yaml(text: str | bytes) -> tuple[Any, yaml.Node | None]:
+    """One YAML document within the limits: (data, its root node). Raises yaml.YAMLError
+    (marked with the line where it can be)."""
+    loader = _StrictLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None, None
+        _check_expansion(root)
+        return loader.construct_document(root), root
+    finally:
+        loader.dispose()
 
 
 def format_loc(loc: Loc) -> str:
@@ -65,7 +175,9 @@ class Source:
         line = None
         for part in loc:
             if isinstance(node, yaml.MappingNode):
-                match = next((kv for kv in node.value if kv[0].value == part), None)
+                # the last one: merged keys come first, the mapping's own keys win
+                matches = [kv for kv in node.value if kv[0].value == part]
+                match = matches[-1] if matches else None
                 if match is None:
                     break
                 line = match[0].start_mark.line + 1
@@ -80,22 +192,40 @@ class Source:
         return line
 
 
-def read_yaml(path: Path) -> Source:
+def _read_capped(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            blob = handle.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(
             [f"{path}: no such file (create one with `deployer init`)"], source=str(path)
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc}"], source=str(path)) from None
+    if len(blob) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            [f"{path}: larger than {MAX_CONFIG_BYTES} bytes, the limit for a config file"],
+            source=str(path),
+        )
     try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        return blob.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc}"], source=str(path)) from None
+
+
+def yaml_problem(exc: yaml.YAMLError) -> tuple[str, str]:
+    """(where, problem): 'line 3, column 5: ' (or '') and what PyYAML found."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    return where, getattr(exc, "problem", None) or str(exc)
+
+
+def read_yaml(path: Path) -> Source:
+    text = _read_capped(path)
+    try:
+        data, root = parse_yaml(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
+        where, problem = yaml_problem(exc)
         raise ConfigError([f"{where}{problem}"], source=str(path)) from None
     return Source(path=path, data=data, root=root)
 

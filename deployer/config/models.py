@@ -137,6 +137,36 @@ def cpu_cores(value: float | str) -> float:
     return float(value)
 
 
+# deploy_to may be none of these nor inside one: staging owns and resets the directory (and
+# /proc, /tmp, ... are virtual, shared with every local user or wiped at boot).
+SYSTEM_TREES = frozenset(
+    """/bin /boot /dev /etc /lib /lib32 /lib64 /libx32 /lost+found /proc /root /run /sbin /sys
+    /tmp /usr/bin /usr/include /usr/lib /usr/lib32 /usr/lib64 /usr/libexec /usr/libx32
+    /usr/sbin /usr/share /usr/src /var/backups /var/cache /var/lib/deployer /var/lock
+    /var/log /var/mail /var/run /var/spool /var/tmp""".split()  # noqa: SIM905
+)
+# ...nor one of these itself (a directory of the app's own inside them is fine).
+SYSTEM_DIRS = frozenset(
+    """/ /home /media /mnt /opt /snap /srv /usr /usr/games /usr/local /usr/local/bin
+    /usr/local/etc /usr/local/games /usr/local/include /usr/local/lib /usr/local/man
+    /usr/local/sbin /usr/local/share /usr/local/src /var /var/lib /var/local /var/opt
+    /var/www""".split()  # noqa: SIM905
+)
+
+
+def system_directory(path: str) -> str | None:
+    """Why `path` is a system directory (or inside one), or None when it is not."""
+    if path in SYSTEM_DIRS:
+        return "a system directory"
+    parent, _, _ = path.rpartition("/")
+    if parent == "/home":
+        return "a home directory"
+    for tree in SYSTEM_TREES:
+        if path == tree or path.startswith(tree + "/"):
+            return "a system directory" if path == tree else f"inside the system directory {tree}"
+    return None
+
+
 class Service(Section):
     command: SingleLine | None = Field(
         default=None,
@@ -160,6 +190,27 @@ class Service(Section):
     resources: Resources = Field(
         default_factory=Resources, description="Default resource limits of the service."
     )
+
+    @field_validator("command")
+    @classmethod
+    def _no_continuation(cls, value: str | None) -> str | None:
+        if value is not None and value.rstrip().endswith("\\"):
+            raise ValueError(
+                "must not end with a backslash: systemd would join the next line of the unit "
+                "to the command"
+            )
+        return value
+
+    @field_validator("deploy_to")
+    @classmethod
+    def _not_a_system_directory(cls, value: str | None) -> str | None:
+        why = None if value is None else system_directory(value)
+        if why is not None:
+            raise ValueError(
+                f"{value!r} is {why}: deployer owns and resets deploy_to; use a directory of "
+                "the app's own, such as /srv/<app name>"
+            )
+        return value
 
 
 class HttpCheck(Section):

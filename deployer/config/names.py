@@ -7,6 +7,7 @@ command lines. They are checked here, once, so no later layer has to quote its w
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable
 from typing import Annotated
@@ -16,7 +17,9 @@ from pydantic import AfterValidator
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 _IDENT = re.compile(r"[a-z][a-z0-9_]{0,62}")
 _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
-_ADDRESS = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:%-]{0,252}")
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_ZONE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}")  # a Linux interface name (IFNAMSIZ)
+_HOST_PORT = re.compile(r"(?:\[(?P<v6>[^\]]*)\]|(?P<host>[^:]+)):(?P<port>[0-9]+)")
 _USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 _ENV_VAR = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _ABS_PATH = re.compile(r"/[A-Za-z0-9._/@+-]*")
@@ -32,6 +35,54 @@ def _matcher(pattern: re.Pattern[str], what: str, allowed: str) -> Callable[[str
         return value
 
     return check
+
+
+def _address(value: str) -> str:
+    """A hostname (RFC 1123 labels) or an IP address, as ssh and Ansible take it: IPv6
+    without brackets (`[::1]` is accepted and stored as `::1`: ssh refuses the bracketed
+    form). A scoped link-local address (`fe80::2%eth0`) is accepted: OpenSSH and Ansible's
+    ssh connection pass it to getaddrinfo, which connects through that interface of the
+    control host (scp and sftp take it bracketed, as Ansible writes it)."""
+    unsafe = f"{value!r} is not a safe host address"
+    port = _HOST_PORT.fullmatch(value)
+    if port:
+        host = port["v6"] if port["v6"] is not None else port["host"]
+        hint = f"address: {host}, port: {port['port']}"
+        raise ValueError(f"{unsafe}: put the port in `port:` ({hint})")
+    if "@" in value:
+        raise ValueError(f"{unsafe}: put the user in `user:`")
+    bracketed = value.startswith("[") and value.endswith("]")
+    inner = value[1:-1] if bracketed else value
+    if ":" in inner:
+        return _ipv6(inner, unsafe)
+    if bracketed:
+        raise ValueError(f"{unsafe}: brackets are for IPv6 addresses only")
+    with_dot = inner.removesuffix(".")  # a fully qualified name may end with its root
+    labels = with_dot.split(".")
+    if len(inner) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        raise ValueError(f"{unsafe} (a hostname of letters, digits and '-', or an IP address)")
+    if labels[-1].isdigit():
+        try:
+            ipaddress.IPv4Address(inner)
+        except ValueError:
+            raise ValueError(f"{unsafe}: not a valid IPv4 address") from None
+    return inner
+
+
+def _ipv6(value: str, unsafe: str) -> str:
+    try:
+        address = ipaddress.IPv6Address(value)
+    except ValueError:
+        raise ValueError(f"{unsafe}: not a valid IPv6 address") from None
+    zone = address.scope_id
+    if zone is not None:
+        if not address.is_link_local:
+            raise ValueError(
+                f"{unsafe}: a scope (%{zone}) applies to link-local addresses (fe80::/10) only"
+            )
+        if not _ZONE.fullmatch(zone):
+            raise ValueError(f"{unsafe}: the scope {zone!r} is not an interface name")
+    return value
 
 
 def _segments_ok(value: str, shown: str | None = None) -> str:
@@ -78,9 +129,8 @@ Ident = Annotated[
 Version = Annotated[
     str, AfterValidator(_matcher(_VERSION, "version", "letters, digits, '.', '_', '+', '-'"))
 ]
-Address = Annotated[
-    str, AfterValidator(_matcher(_ADDRESS, "host address", "a hostname or an IP address"))
-]
+Address = Annotated[str, AfterValidator(_address)]
+"""Host addresses: a hostname, an IPv4 address or an IPv6 address (see `_address`)."""
 UserName = Annotated[
     str, AfterValidator(_matcher(_USER, "user name", "lowercase letters, digits, '_', '-'"))
 ]

@@ -18,8 +18,12 @@ description:
     the age and whether the lock is stale (older than its ttl). Stale locks are reported,
     never taken over silently; use C(break).
   - C(release) removes the lock only when O(token) matches; releasing a free lock is a no-op.
-  - C(break) removes the lock whoever holds it and returns the holder it had.
-  - C(status) reports without changing anything.
+  - C(break) removes the lock whoever holds it and returns the holder it had. With O(token),
+    it removes the lock only when it is still held with that token (the one a C(status)
+    reported), so a lock taken since that status was read is left alone (and the task fails,
+    reporting the new holder).
+  - C(status) reports without changing anything, the holder's token included (a lock whose
+    C(holder.json) is missing reports a token made of its directory's inode and mtime).
   - Tokens and holders are not secret; never put secrets in them.
 options:
   path:
@@ -32,7 +36,9 @@ options:
     choices: [acquire, release, status, break]
     default: status
   token:
-    description: Random token identifying this deployment; required for acquire and release.
+    description:
+      - Random token identifying this deployment; required for acquire and release.
+      - For break, the token of the lock to break, as status reported it (empty breaks any lock).
     type: str
     default: ""
   holder:
@@ -77,6 +83,9 @@ deployer:
     mine:
       description: It is held with the given token.
       type: bool
+    token:
+      description: The token the lock is held with (before the action), or null when free.
+      type: str
     acquired:
       description: This run created the lock (acquire only).
       type: bool
@@ -130,9 +139,22 @@ def read_holder(path):
     return record, True
 
 
+def held_token(path, record):
+    """The token of a held lock; for one without a holder record (a crash right after mkdir),
+    an identity of its directory, which changes when the lock is re-created or completed."""
+    if record.get("token"):
+        return str(record["token"])
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return "dir:%d:%d" % (st.st_ino, st.st_mtime_ns)
+
+
 def describe(path, action, record, held, token, ttl):
     info = dict(path=path, action=action, held=held, mine=False, acquired=False, released=False,
-                holder=None, acquired_at=None, age_seconds=None, ttl=None, stale=False)
+                holder=None, acquired_at=None, age_seconds=None, ttl=None, stale=False,
+                token=None)
     if record is not None:
         epoch = record.get("acquired_epoch")
         age = round(max(0.0, time.time() - float(epoch)), 1) if epoch is not None else None
@@ -140,7 +162,8 @@ def describe(path, action, record, held, token, ttl):
         info.update(holder=record.get("holder"), acquired_at=record.get("acquired_at"),
                     age_seconds=age, ttl=limit,
                     mine=bool(token) and record.get("token") == token,
-                    stale=bool(held and age is not None and limit is not None and age > limit))
+                    stale=bool(held and age is not None and limit is not None and age > limit),
+                    token=held_token(path, record) if held else None)
     return info
 
 
@@ -218,6 +241,9 @@ def main():
     if action == "release" and not info["mine"]:
         module.fail_json(msg="not releasing lock %s: it is %s and the token does not match"
                          % (path, who(info)), deployer=info)
+    if action == "break" and token and info["token"] != token:
+        module.fail_json(msg="not breaking lock %s: it was taken again since it was read; it is "
+                         "%s now" % (path, who(info)), deployer=info)
     if not module.check_mode:
         shutil.rmtree(path)
     info.update(held=False, released=True)
