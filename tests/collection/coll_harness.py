@@ -209,6 +209,7 @@ class Deployment:
             "deployer_service": {
                 "command": "/usr/bin/python3 app.py",
                 "port": self.port,
+                "listen": "socket",
                 "env": {"GREETING": "hello"},
             },
             "deployer_shared": {"dirs": ["data"], "files": ["config/local.ini"]},

@@ -43,9 +43,11 @@ def test_shared_paths_are_the_services_and_linked_into_the_release(host, app):
     assert host.file(f"{root}/.deployer-tree").user == "root"
 
 
-def test_units_written_and_loaded_but_not_started(host, app):
-    assert host.file(f"/etc/systemd/system/{app}.socket").exists
-    assert host.file(f"/etc/systemd/system/{app}.service").exists
+def test_units_kept_with_the_release_and_nothing_installed_or_started(host, app):
+    units = f"/srv/{app}/releases/v1/.deployer/units"
+    for name in (f"{app}.socket", f"{app}.service"):
+        assert host.file(f"{units}/{name}").user == "root"
+        assert not host.file(f"/etc/systemd/system/{name}").exists  # the switch installs them
     assert not host.service(f"{app}.socket").is_running
 
 

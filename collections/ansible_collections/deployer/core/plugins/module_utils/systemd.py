@@ -8,7 +8,7 @@ import datetime
 import os
 
 PROPS = ("Id", "LoadState", "ActiveState", "SubState", "UnitFileState", "Result",
-         "ExecMainStartTimestamp", "ActiveEnterTimestamp", "ExecMainStatus")
+         "ExecMainStartTimestamp", "ActiveEnterTimestamp", "ExecMainStatus", "NRestarts")
 
 
 class Systemd(object):

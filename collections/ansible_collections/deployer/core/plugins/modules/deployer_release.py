@@ -36,8 +36,8 @@ description:
     created through it.
   - Writes C(.deployer/env) (systemd EnvironmentFile, mode 0600, root's alone, since systemd
     reads it as root and hands the variables to the service) and C(.deployer/meta.json)
-    (state C(staged)), writes the systemd unit files in O(units) (daemon-reload when any
-    changed), prunes old releases and removes the archive.
+    (state C(staged)), keeps the systemd unit files of O(units) with the release (in
+    C(.deployer/units/); nothing under C(/etc) changes), prunes old releases and removes the archive.
   - O(deploy_to) is created root:root 0755 with a C(.deployer-tree) marker naming O(app)
     when missing. An existing one is used when its marker names O(app); an empty directory,
     or a tree staged by an older deployer (C(releases/) whose entries hold
@@ -105,8 +105,20 @@ options:
         occurrence of short values (such as C(1) or the app name) in the result.
     type: raw
     default: {}
+  secret_names:
+    description:
+      - Names of the variables of O(env) whose values are secret. Only the names are
+        written (in a comment of the env file), so that the app's journal lines quoted in a
+        failed switch's report can be masked on the host.
+    type: list
+    elements: str
+    default: []
   units:
-    description: systemd unit file name -> content, written under C(/etc/systemd/system).
+    description:
+      - systemd unit file name -> content. They are kept with the release, in
+        C(.deployer/units/), and installed under C(/etc/systemd/system) by
+        M(deployer.core.deployer_switch) when the release is switched to, so staging never
+        changes what runs and a rollback brings back the units its release came with.
     type: dict
     default: {}
   keep_releases:
@@ -180,7 +192,7 @@ deployer:
       type: list
       elements: str
     units_changed:
-      description: Unit files written (daemon-reload ran when not empty).
+      description: Unit files of the release written or removed (in C(.deployer/units/)).
       type: list
       elements: str
     pruned:
@@ -234,14 +246,20 @@ from ansible_collections.deployer.core.plugins.module_utils.layout import (
     remove_path,
     write_atomic,
 )
+from ansible_collections.deployer.core.plugins.module_utils.explain import (
+    SECRET_NAMES_COMMENT,
+)
+from ansible_collections.deployer.core.plugins.module_utils.units import (
+    UnitError,
+    encode as encode_units,
+    stage as stage_units,
+)
 from ansible_collections.deployer.core.plugins.module_utils.unpack import (
     UnsafeArchive,
     sha256_of,
     unpack,
 )
 
-UNITS_DIR = "/etc/systemd/system"
-UNIT_NAME = re.compile(r"^[A-Za-z0-9:_.@-]+\.(service|socket|timer|target|path|slice)$")
 ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 # What an empty deploy_to may hold: a fresh filesystem's lost+found, a streamed upload
@@ -274,9 +292,14 @@ def env_value(value):
     return str(value)
 
 
-def render_env(env):
-    """systemd EnvironmentFile: KEY="value", with \\ " ` $ escaped inside double quotes."""
+def render_env(env, secret_names=()):
+    """systemd EnvironmentFile: KEY="value", with \\ " ` $ escaped inside double quotes.
+    The names (never the values) of the secret variables go in a comment, so that what
+    reads the app's output on the host (the switch's failure report) can mask them."""
     lines = ["# Written by deployer; do not edit.\n"]
+    secret = sorted(n for n in set(secret_names or ()) if n in env)
+    if secret:
+        lines.append("%s%s\n" % (SECRET_NAMES_COMMENT, " ".join(secret)))
     for key in sorted(env):
         if not ENV_KEY.match(key):
             raise StageError("invalid environment variable name %r: use letters, digits and _"
@@ -310,7 +333,11 @@ class Stager(object):
         self.user = p["service_user"]
         self.group = p["service_group"]
         self.env = parse_env(p["env"])
-        self.units = p["units"] or {}
+        self.secret_names = p.get("secret_names") or []
+        try:
+            self.units = encode_units(p["units"])
+        except UnitError as exc:
+            raise StageError(str(exc))
         self.keep = p["keep_releases"]
         self.required = p["required_bytes"] or 0
         self.shared_dirs = [clean_relpath(d, "shared dir") for d in p["shared_dirs"] or []]
@@ -489,6 +516,7 @@ class Stager(object):
         ensure_dir(os.path.join(self.partial, META_DIR), 0o755)
         self.link_shared(self.partial)
         self.write_env(self.partial)
+        self.write_units(self.partial)
         meta = dict(version=self.version, sha256=self.sha, staged_at=now_iso(),
                     switched_at=None, state=STAGED, reason=None)
         self.tree.write_meta(self.version, meta, base=self.partial)
@@ -594,7 +622,7 @@ class Stager(object):
             os.close(fd)
 
     def write_env(self, base):
-        content = render_env(self.env)
+        content = render_env(self.env, self.secret_names)
         path = os.path.join(base, META_DIR, "env")
         st = None
         try:
@@ -610,27 +638,12 @@ class Stager(object):
         if not self.check:
             write_atomic(path, content, 0o600, 0, 0)
 
-    def write_units(self):
-        changed = []
-        for name in sorted(self.units):
-            if not UNIT_NAME.match(name):
-                raise StageError("invalid systemd unit file name %r" % name)
-            content = self.units[name]
-            if not isinstance(content, str):
-                raise StageError("unit %s: content must be a string" % name)
-            data = (content.rstrip("\n") + "\n").encode("utf-8")
-            path = os.path.join(UNITS_DIR, name)
-            if read_bytes(path) == data:
-                continue
-            changed.append(name)
-            if not self.check:
-                write_atomic(path, data, 0o644, 0, 0)
-        self.result["units_changed"] = changed
-        if changed and not self.check:
-            systemctl = self.module.get_bin_path("systemctl", required=True)
-            rc, out, err = self.module.run_command([systemctl, "daemon-reload"])
-            if rc != 0:
-                raise StageError("systemctl daemon-reload failed: %s" % (err or out).strip())
+    def write_units(self, base):
+        """The release's own units, in its .deployer/units/ (the switch installs them)."""
+        try:
+            self.result["units_changed"] = stage_units(base, self.units, self.check)
+        except UnitError as exc:
+            raise StageError(str(exc))
 
     def prune(self):
         releases = self.tree.releases_info()
@@ -674,12 +687,14 @@ class Stager(object):
                 if not self.check or os.path.isdir(base):
                     self.link_shared(base)
                     self.write_env(base)
+                    self.write_units(base)
             else:
                 self.stage_new(replacing=state == "other")
                 if self.check:
                     self.result["env_changed"] = True
                     self.result["links_changed"] = self.shared_dirs + self.shared_files
-            self.write_units()
+            if self.check and state != "same":
+                self.result["units_changed"] = sorted(self.units)
             self.prune()
         except BaseException:
             self.cleanup(failed=True)
@@ -723,6 +738,7 @@ MODULE_SPEC = dict(
         shared_dirs=dict(type="list", elements="str", default=[]),
         shared_files=dict(type="list", elements="str", default=[]),
         env=dict(type="raw", default={}, no_log=True),
+        secret_names=dict(type="list", elements="str", default=[]),
         units=dict(type="dict", default={}),
         keep_releases=dict(type="int", default=5),
         required_bytes=dict(type="int", default=0),

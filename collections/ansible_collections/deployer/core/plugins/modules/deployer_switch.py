@@ -13,24 +13,33 @@ version_added: "0.1.0"
 description:
   - Optionally marks O(mark_bad) as bad first (state C(bad), O(reason)), whether or not the switch succeeds.
   - Atomically points C(<deploy_to>/current) at C(releases/<version>) (new link + rename),
-    enables and starts C(<app>.socket), restarts C(<app>.service) (the socket stays up, so
-    requests wait in its backlog), then runs the health checks on the host against
-    127.0.0.1 with retries. Every attempt is bounded by the checks' timeouts.
+    installs the release's own systemd units (kept with it in C(.deployer/units/) by
+    M(deployer.core.deployer_release)) under C(/etc/systemd/system), removing an app unit
+    the release does not have, and restarts the service. With a C(<app>.socket) unit the
+    app is socket-activated (the socket stays up, so requests wait in its backlog);
+    without one it binds its port itself and is restarted in place (the old process
+    releases the port, then the new one binds it). A release staged before units were kept
+    with releases uses the units already installed.
+  - Then runs the health checks on the host against 127.0.0.1 with retries. Every attempt
+    is bounded by the checks' timeouts.
   - When healthy the release's state becomes C(good) and C(switched_at) is set.
-  - When unhealthy the task fails with a message naming the check and the last result.
-    It does not switch back by itself; the caller decides for the whole fleet.
-  - Idempotent; when current already is O(version), both units are active, the env and
-    unit files are not newer than the running service and one health attempt passes,
-    nothing is restarted and C(changed=false).
-  - With an empty O(version) (nothing to roll back to) the service and socket are stopped,
-    the socket disabled and C(current) removed.
+  - When the service does not come up or stays unhealthy the task fails, saying why - the
+    cause (port in use and who holds it, missing command, exit code, signal, out of memory,
+    unhealthy answer or timeout), the last health result and the service's last journal
+    lines, the values of the release's secret variables masked. It does not switch back
+    by itself; the caller decides for the whole fleet.
+  - Idempotent; when current already is O(version), the release's units are installed and
+    active, the env and unit files are not newer than the running service and one health
+    attempt passes, nothing is restarted and C(changed=false).
+  - With an empty O(version) (nothing to roll back to) the app's units are stopped,
+    disabled and removed and C(current) is removed, so the host runs nothing.
 options:
   deploy_to:
     description: Root of the release tree.
     type: path
     required: true
   app:
-    description: Application name; the units are C(<app>.socket) and C(<app>.service).
+    description: Application name; the units are C(<app>.service) and, when the release has it, C(<app>.socket).
     type: str
     required: true
   version:
@@ -144,11 +153,21 @@ deployer:
     marked_bad:
       description: The version marked bad by this run, or null.
       type: str
+    failure:
+      description: When the switch failed, why (C(cause), C(summary), C(journal) lines).
+      type: dict
+      returned: on failure
 """
 
 import os
+import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.deployer.core.plugins.module_utils.explain import (
+    describe_failure,
+    journal,
+    secret_values,
+)
 from ansible_collections.deployer.core.plugins.module_utils.health import attempt, with_retries
 from ansible_collections.deployer.core.plugins.module_utils.layout import (
     BAD,
@@ -166,8 +185,13 @@ from ansible_collections.deployer.core.plugins.module_utils.systemd import (
     newer_than,
     timestamp,
 )
-
-UNITS_DIR = "/etc/systemd/system"
+from ansible_collections.deployer.core.plugins.module_utils.units import (
+    UNITS_DIR,
+    app_units,
+    of_release as release_units,
+    differences as unit_differences,
+    install as install_units,
+)
 
 
 def _label(value):
@@ -254,20 +278,7 @@ def main():
 
     # 2. Nothing to switch to: stop the application.
     if not version:
-        props = systemd.show(socket_unit, service_unit)
-        running = any(props[u].get("ActiveState") not in (None, "", "inactive", "failed")
-                      for u in (socket_unit, service_unit))
-        if running or data["previous"] is not None or os.path.lexists(tree.current_link):
-            changed = True
-            if not check:
-                systemd.run("disable", "--now", socket_unit)
-                systemd.run("stop", service_unit)
-                remove_path(tree.current_link)
-        data.update(current=None, switched=data["previous"] is not None,
-                    health_message="no version to switch to: %s stopped" % app)
-        if not check:
-            record_release(p["release_info"], app, None)
-        module.exit_json(changed=changed, deployer=data)
+        stop_application(module, systemd, tree, app, p, data)
 
     release = tree.release(version)
     if not os.path.isdir(release) or os.path.islink(release):
@@ -285,6 +296,17 @@ def main():
             return True, ""
         return False, "%s is %s" % (service_unit, describe(props))
 
+    # The release's own units (None: staged before units belonged to releases, so /etc
+    # holds them). With a socket unit the app is socket-activated; without, it binds its
+    # port itself.
+    units = release_units(release)
+    if units is None:
+        to_write, to_remove = [], []
+        socket_mode = os.path.exists(os.path.join(UNITS_DIR, socket_unit))
+    else:
+        to_write, to_remove = unit_differences(app, units)
+        socket_mode = socket_unit in units
+
     # 3. Already live and fine: leave it alone.
     props = systemd.show(socket_unit, service_unit)
     sock, svc = props[socket_unit], props[service_unit]
@@ -294,7 +316,9 @@ def main():
                  and not newer_than(unit_files[:1], timestamp(sock.get("ActiveEnterTimestamp"))))
     service_fresh = (svc.get("ActiveState") == "active" and not newer_than(
         unit_files + [env_file], timestamp(svc.get("ExecMainStartTimestamp"))))
-    if data["previous"] == version and socket_ok and service_fresh:
+    enabled = socket_ok if socket_mode else svc.get("UnitFileState") == "enabled"
+    if (data["previous"] == version and enabled and service_fresh and not to_write
+            and not to_remove):
         ok, message = attempt(health, service_active)
         if ok:
             if meta.get("state") != GOOD:
@@ -308,51 +332,103 @@ def main():
                 record_release(p["release_info"], app, version)
             module.exit_json(changed=changed, deployer=data)
 
-    # 4. Switch and restart.
+    # 4. Switch, install the release's units and restart.
     changed = True
     data.update(current=version, switched=data["previous"] != version, restarted=True)
     if check:
         data["health_message"] = "check mode: health not checked"
         module.exit_json(changed=True, deployer=data)
+    started = time.time()
     if data["switched"]:
         point_current(tree, version)
     record_release(p["release_info"], app, version)
+    if to_remove:  # e.g. the socket of a release that was socket-activated: free the port
+        systemd.run("disable", "--now", *to_remove)
+    if to_write or to_remove:
+        install_units(units, to_write, to_remove)
+        rc, out = systemd.run("daemon-reload")
+        if rc != 0:
+            fail_start(module, systemd, tree, app, version, data, health, started,
+                       "systemctl daemon-reload failed: %s" % out)
     # The version being left may be crash-looping (a rollback from it): systemd's start limit
     # can be hit, or an automatic restart of the old code begin, at any moment, not only
     # before the state read above. Clear the failed state whatever it was read as, and
     # retry a restart that fails once (below), so the new `current` gets a clean start.
     systemd.run("reset-failed", socket_unit, service_unit)
-    if not socket_ok:
+    if socket_mode and not socket_ok:
         if sock.get("ActiveState") == "active":
             rc, out = systemd.run("restart", socket_unit)   # unit file changed (e.g. the port)
             if rc == 0:
                 rc, out = systemd.run("enable", socket_unit)
         else:
+            if svc.get("ActiveState") == "active":  # it bound the port itself until now
+                systemd.run("stop", service_unit)
             rc, out = systemd.run("enable", "--now", socket_unit)
         if rc != 0:
-            data["health_message"] = "systemctl could not start %s: %s" % (socket_unit, out)
-            module.fail_json(msg="switched to %s but %s" % (version, data["health_message"]),
-                             deployer=data)
+            fail_start(module, systemd, tree, app, version, data, health, started,
+                       "systemctl could not start %s: %s" % (socket_unit, out))
+    elif not socket_mode and svc.get("UnitFileState") != "enabled":
+        systemd.run("enable", service_unit)  # it starts at boot on its own
     rc, out = systemd.run("restart", service_unit)
     if rc != 0:
         systemd.run("reset-failed", socket_unit, service_unit)
         rc, out = systemd.run("restart", service_unit)
     if rc != 0:
         state = describe(systemd.show(service_unit)[service_unit])
-        data["health_message"] = "systemctl restart %s failed (%s): %s" % (service_unit, state, out)
-        module.fail_json(msg="switched to %s but %s" % (version, data["health_message"]),
-                         deployer=data)
+        fail_start(module, systemd, tree, app, version, data, health, started,
+                   "systemctl restart %s failed (%s): %s" % (service_unit, state, out))
 
     # 5. Health, on the host itself.
     healthy, attempts, message = with_retries(health, service_active)
     data.update(healthy=healthy, attempts=attempts, health_message=message)
     if not healthy:
-        module.fail_json(msg="%s is unhealthy after switching to it: %s" % (version, message),
-                         changed=True, deployer=data)
+        fail_start(module, systemd, tree, app, version, data, health, started, message)
     meta = tree.read_meta(version) or meta
     meta.update(state=GOOD, switched_at=now_iso(), reason=None)
     tree.write_meta(version, meta)
     module.exit_json(changed=changed, deployer=data)
+
+
+def stop_application(module, systemd, tree, app, p, data):
+    """Nothing to switch to (a first release that failed, or a rollback with no previous
+    release): stop and disable the app's units, remove them and `current`, so no broken
+    process keeps restarting and the host plainly runs nothing."""
+    names = app_units(app)
+    props = systemd.show(*names)
+    running = any(props[u].get("ActiveState") not in (None, "", "inactive", "failed")
+                  for u in names)
+    installed = [n for n in names if os.path.lexists(os.path.join(UNITS_DIR, n))]
+    changed = bool(running or installed or data["previous"] is not None
+                   or os.path.lexists(tree.current_link))
+    if changed and not module.check_mode:
+        systemd.run("disable", "--now", *names)
+        systemd.run("stop", *names)
+        remove_path(tree.current_link)
+        if installed:
+            install_units({}, [], installed)
+            systemd.run("daemon-reload")
+        systemd.run("reset-failed", *names)
+    data.update(current=None, switched=data["previous"] is not None,
+                health_message="no version to switch to: %s stopped" % app)
+    if not module.check_mode:
+        record_release(p["release_info"], app, None)
+    module.exit_json(changed=changed or bool(data["marked_bad"]), deployer=data)
+
+
+def fail_start(module, systemd, tree, app, version, data, health, started, message):
+    """Fail the switch with why: the cause systemd and the journal show, the last health
+    result, and the service's last journal lines."""
+    service_unit = app + ".service"
+    props = systemd.show(service_unit)[service_unit]
+    lines = journal(service_unit, started, secret_values(tree.env_path(version)))
+    port = (health.get("http") or {}).get("port") or (health.get("tcp") or {}).get("port")
+    failure = describe_failure(props, lines, message, port)
+    data.update(health_message=message, failure=failure)
+    tail = " | ".join(lines[-5:])
+    module.fail_json(
+        msg="%s failed on this host: %s (%s)%s" % (
+            version, failure["summary"], message, "; journal: " + tail if tail else ""),
+        changed=True, deployer=data)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,166 @@
+# Copyright: deployer contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""Why a service failed after a switch: what systemd and the journal say, in one sentence.
+
+Read on the host right after a failed start or health check. The cause is one of:
+
+- ``port_in_use``: the app could not bind its port (the process holding it is named);
+- ``no_command``: systemd could not execute the command (missing, not executable);
+- ``oom``: the kernel killed it for memory;
+- ``signal``: it was killed by a signal (or dumped core);
+- ``exit``: it exited with a non-zero code;
+- ``unhealthy``: it runs, but its health checks did not pass (``timeout`` when they timed
+  out).
+
+Stdlib only: this runs on the target host. Journal lines are the app's own output: the
+controller masks secrets in them and treats them as text, never as code.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+JOURNAL_LINES = 12
+LINE_CHARS = 200
+MASK = "********"
+MIN_SECRET = 4  # as the controller's redaction: shorter values would mask ordinary words
+SECRET_NAMES_COMMENT = "# deployer secret variables: "
+_ENV_LINE = re.compile(r'^([A-Za-z_][A-Za-z0-9_]*)="(.*)"$')
+
+_IN_USE = re.compile(r"address already in use|errno 98\b|eaddrinuse", re.IGNORECASE)
+_NO_COMMAND = re.compile(
+    r"failed to (locate|execute|spawn)|no such file or directory|permission denied", re.IGNORECASE
+)
+_HOLDER = re.compile(r'\("([^"]+)",pid=(\d+)')
+
+
+def _run(argv, timeout=5):
+    try:
+        proc = subprocess.run(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            timeout=timeout,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return proc.stdout.decode("utf-8", "replace")
+
+
+def journal(unit, since, secrets=()):
+    """The unit's last journal lines since `since` (unix seconds), secrets masked, each
+    capped."""
+    out = _run(
+        [
+            "journalctl",
+            "--no-pager",
+            "-o",
+            "cat",
+            "-q",
+            "-u",
+            unit,
+            "--since",
+            "@%d" % int(since),
+            "-n",
+            str(JOURNAL_LINES),
+        ]
+    )
+    lines = masked([line.rstrip() for line in out.splitlines() if line.strip()], secrets)
+    return [line[:LINE_CHARS] for line in lines[-JOURNAL_LINES:]]
+
+
+def secret_values(env_file):
+    """The values of the secret variables an env file (written by deployer_release) names."""
+    try:
+        with open(env_file, "rb") as handle:
+            text = handle.read(1 << 20).decode("utf-8", "replace")
+    except OSError:
+        return []
+    names, values = set(), {}
+    for line in text.splitlines():
+        if line.startswith(SECRET_NAMES_COMMENT):
+            names.update(line[len(SECRET_NAMES_COMMENT):].split())
+        match = _ENV_LINE.match(line)
+        if match:
+            values[match.group(1)] = re.sub(r"\\(.)", r"\1", match.group(2))
+    found = [values[n] for n in names if len(values.get(n, "")) >= MIN_SECRET]
+    return sorted(found, key=len, reverse=True)
+
+
+def masked(lines, secrets):
+    """`lines` with every secret value replaced by a mask."""
+    out = []
+    for line in lines:
+        for value in secrets:
+            line = line.replace(value, MASK)
+        out.append(line)
+    return out
+
+
+def port_holders(port):
+    """'python3 (pid 123)' for every process listening on TCP `port`."""
+    out = _run(["ss", "-H", "-ltnp", "sport = :%d" % int(port)])
+    seen = []
+    for name, pid in _HOLDER.findall(out):
+        entry = "%s (pid %s)" % (name, pid)
+        if entry not in seen:
+            seen.append(entry)
+    return seen
+
+
+def _own_system_lines(lines):
+    """Lines systemd wrote about the unit (not the app's), for telling a missing command."""
+    return [
+        line
+        for line in lines
+        if line.startswith(("Failed to", "Started", "Stopped")) or "status=203" in line
+    ]
+
+
+def explain(props, lines, health_message="", port=None, holders=None):
+    """(cause, sentence) from the service's systemd properties after the failure, its
+    journal lines and the last health message. `holders`: processes on the port (looked up
+    only when the cause is a port in use, by the caller or here)."""
+    result = props.get("Result") or ""
+    status = props.get("ExecMainStatus") or "0"
+    restarts = props.get("NRestarts") or "0"
+    active = props.get("ActiveState") == "active"
+    text = "\n".join(lines)
+    again = "" if restarts in ("", "0") else ", restarted %s times" % restarts
+    if _IN_USE.search(text):
+        if holders is None and port:
+            holders = port_holders(port)
+        held = (" (held by %s)" % ", ".join(holders)) if holders else ""
+        where = ("port %s" % port) if port else "its port"
+        return "port_in_use", "the app could not bind %s: address already in use%s" % (where, held)
+    if (
+        status == "203"
+        or result == "exec"
+        or (not active and _NO_COMMAND.search("\n".join(_own_system_lines(lines))))
+    ):
+        return (
+            "no_command",
+            "systemd could not execute the command (exit status 203: "
+            "missing, not executable or not permitted)",
+        )
+    if result == "oom-kill":
+        return "oom", "killed by the kernel for memory (out of memory)%s" % again
+    if result in ("signal", "core-dump"):
+        return "signal", "killed by signal %s%s%s" % (
+            status,
+            " (core dumped)" if result == "core-dump" else "",
+            again,
+        )
+    if result == "exit-code" or (not active and status not in ("", "0")):
+        return "exit", "exited with code %s%s" % (status, again)
+    if "timed out" in (health_message or ""):
+        return "timeout", "it runs, but its health check timed out"
+    return "unhealthy", "it runs, but its health checks did not pass"
+
+
+def describe_failure(props, lines, health_message="", port=None):
+    """The explanation as a reply: {cause, summary, journal}."""
+    cause, summary = explain(props, lines, health_message, port)
+    return {"cause": cause, "summary": summary, "journal": list(lines)}

@@ -1,0 +1,86 @@
+"""The failure explanation the switch gives when a service does not come up: one cause per
+common failure, from what systemd and the journal say (no lab: the inputs are what a host
+reports)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "collections"))
+
+from ansible_collections.deployer.core.plugins.module_utils import explain
+
+FAILED = {"ActiveState": "failed", "Result": "exit-code", "ExecMainStatus": "1", "NRestarts": "0"}
+
+
+def test_a_port_in_use_names_the_process_that_holds_it() -> None:
+    lines = ["Traceback (most recent call last):", "OSError: [Errno 98] Address already in use"]
+    cause, summary = explain.explain(FAILED, lines, port=8080, holders=["python3 (pid 77)"])
+    assert cause == "port_in_use"
+    assert summary == (
+        "the app could not bind port 8080: address already in use (held by python3 (pid 77))"
+    )
+
+
+def test_the_holder_of_a_real_port_is_found() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        holders = explain.port_holders(port)
+    if not holders:
+        pytest.skip("ss cannot see process names here")
+    assert any(h.endswith(f"(pid {os.getpid()})") for h in holders)
+
+
+@pytest.mark.parametrize(
+    ("props", "lines", "cause", "words"),
+    [
+        (
+            {"ActiveState": "failed", "Result": "exit-code", "ExecMainStatus": "203"},
+            ["hello.service: Failed to locate executable /usr/bin/nope: No such file"],
+            "no_command",
+            "could not execute the command",
+        ),
+        (
+            {"ActiveState": "failed", "Result": "oom-kill", "ExecMainStatus": "9"},
+            [],
+            "oom",
+            "out of memory",
+        ),
+        (
+            {"ActiveState": "activating", "Result": "exit-code", "ExecMainStatus": "3",
+             "NRestarts": "4"},
+            ["ValueError: no config"],
+            "exit",
+            "exited with code 3, restarted 4 times",
+        ),
+        (
+            {"ActiveState": "failed", "Result": "core-dump", "ExecMainStatus": "11"},
+            [],
+            "signal",
+            "killed by signal 11 (core dumped)",
+        ),
+        ({"ActiveState": "active", "Result": "success"}, [], "unhealthy", "did not pass"),
+    ],
+)  # fmt: skip
+def test_each_common_cause(props: dict[str, str], lines: list[str], cause: str, words: str) -> None:
+    found, summary = explain.explain(props, lines)
+    assert found == cause
+    assert words in summary
+
+
+def test_a_timed_out_check_is_said_so() -> None:
+    props = {"ActiveState": "active", "Result": "success"}
+    assert explain.explain(props, [], "HTTP GET http://x/ timed out after 2s")[0] == "timeout"
+
+
+def test_an_app_that_prints_no_such_file_while_running_is_not_a_missing_command() -> None:
+    props = {"ActiveState": "active", "Result": "success"}
+    lines = ["open('data.json'): No such file or directory"]
+    assert explain.explain(props, lines)[0] == "unhealthy"
