@@ -513,7 +513,14 @@ def _rollback(
 ) -> list[str]:
     """Put `hosts` back on their previous versions. Returns the hosts where that failed."""
     session, target = rollout.session, rollout.session.target
-    to = {h: v for h in hosts if (v := rollout.before.get(h)) and v != rollout.version}
+    # A host that ran nothing before goes back to running nothing (None: the switch stops
+    # the app and removes `current`), so no broken first release keeps restarting there.
+    to: dict[str, str | None] = {}
+    for host in hosts:
+        if host in rollout.before and rollout.before[host] is None:
+            to[host] = None
+        elif (previous := rollout.before.get(host)) and previous != rollout.version:
+            to[host] = previous
     stuck = [h for h in hosts if h not in to]
     for host in stuck:
         prior = rollout.hosts.get(host)
@@ -542,7 +549,9 @@ def _rollback(
         prior = rollout.hosts.get(host)
         why = prior.message if prior else ""
         if outcome is not None and outcome.good:
-            rollout.note(host, HostStatus.ROLLED_BACK, "rollback", version, why)
+            if version is None:
+                why = f"{why}; no previous release here: stopped, nothing runs on this host"
+            rollout.note(host, HostStatus.ROLLED_BACK, "rollback", version, why.lstrip("; "))
         else:
             failed.append(host)
             unreachable = outcome is None or outcome.unreachable

@@ -135,8 +135,9 @@ def first_batch_vars(target: Target, batch: Sequence[str]) -> dict[str, Any]:
 
 
 def rollback_vars(
-    target: Target, to: Mapping[str, str], mark_bad: str | None, reason: str
+    target: Target, to: Mapping[str, str | None], mark_bad: str | None, reason: str
 ) -> dict[str, Any]:
+    """Each host of `to` back to its version; a host mapped to None stops the app."""
     return {
         **base_vars(target, list(to)),
         "deployer_rollback_to": dict(to),
