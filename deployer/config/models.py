@@ -177,6 +177,15 @@ class Service(Section):
     port: int | None = Field(
         default=None, ge=1, le=65535, description="TCP port the service listens on."
     )
+    listen: Literal["port", "socket"] = Field(
+        default="port",
+        description="How the service gets its port. `port`: the app binds `port` itself "
+        "(deployer passes it as $PORT); a restart closes the port for as long as the old "
+        "process takes to stop and the new one to bind. `socket`: systemd holds the port and "
+        "hands it to the app as fd 3 (socket activation: the app must accept an inherited "
+        "listening socket, e.g. gunicorn --bind fd://3, uvicorn --fd 3); requests wait in "
+        "the socket's backlog across a restart.",
+    )
     user: UserName | None = Field(
         default=None, description="System user the service runs as (default: the app name)."
     )

@@ -26,6 +26,7 @@ from deployer.config.models import (
     Health,
     Host,
     Monitoring,
+    Project,
     Resources,
     Rollback,
     Secrets,
@@ -155,6 +156,40 @@ def unknown_environment(loaded: LoadedProject, environment: str) -> ConfigError:
     )
 
 
+def _service_loc(env: Environment, base: tuple[str, ...], *key: str) -> str:
+    """Where a service key was set: the environment's override, or the top level."""
+    in_env = env.service is not None and key[0] in env.service.model_fields_set
+    return format_loc((*base, "service", *key) if in_env else ("service", *key))
+
+
+def _listen_problems(
+    project: Project, env: Environment, service: Service, base: tuple[str, ...]
+) -> list[str]:
+    """`service.listen` and the PORT the service is given must agree with `service.port`."""
+    problems: list[str] = []
+    if service.listen == "socket" and service.port is None:
+        problems.append(
+            f"{_service_loc(env, base, 'listen')}: socket activation needs service.port "
+            "(the port systemd listens on for the app)"
+        )
+    if service.listen == "socket" and env.target != "ssh":
+        problems.append(
+            f"{_service_loc(env, base, 'listen')}: socket activation is for target ssh; "
+            f"target {env.target!r} runs containers that bind their own port"
+        )
+    given = service.env.get("PORT")
+    if given is not None and given != str(service.port):
+        problems.append(
+            f"{_service_loc(env, base, 'env', 'PORT')}: {given!r} disagrees with service.port "
+            f"({service.port}); deployer passes service.port as PORT: remove it here"
+        )
+    if "PORT" in project.secrets.env:
+        problems.append(
+            "secrets.env.PORT: PORT is not a secret; deployer passes service.port as PORT"
+        )
+    return problems
+
+
 def resolve(loaded: LoadedProject, environment: str, lab: LabInfo | None = None) -> Target:
     """The effective settings of `environment`. Raises ConfigError naming the bad path."""
     project = loaded.project
@@ -168,6 +203,7 @@ def resolve(loaded: LoadedProject, environment: str, lab: LabInfo | None = None)
         problems.append(
             "service.command: required (set it at the top level or in every environment's service)"
         )
+    problems += _listen_problems(project, env, service, base)
     health = overlay(project.health, env.health)
     if health.http is None and health.tcp is None and health.command is None:
         problems.append("health: configure at least one of http, tcp or command")

@@ -53,6 +53,7 @@ def unit_vars(target: Target, host: ResolvedHost) -> dict[str, Any]:
         "service_user": target.service_user,
         "service_command": target.service.command,
         "service_port": target.service.port,
+        "service_listen": target.service.listen,
         "service_resources": systemd_limits(host.resources),
     }
 
@@ -61,10 +62,10 @@ def render_units(target: Target, host: ResolvedHost) -> dict[str, str]:
     """Unit file name -> content for one host."""
     values = unit_vars(target, host)
     app = target.app.name
-    return {
-        f"{app}.socket": _templates().get_template("app.socket.j2").render(values),
-        f"{app}.service": _templates().get_template("app.service.j2").render(values),
-    }
+    units = {f"{app}.service": _templates().get_template("app.service.j2").render(values)}
+    if target.service.listen == "socket":
+        units[f"{app}.socket"] = _templates().get_template("app.socket.j2").render(values)
+    return units
 
 
 def units_by_host(target: Target, hosts: Iterable[str]) -> dict[str, dict[str, str]]:

@@ -157,7 +157,8 @@ def test_prepare_vars_carry_the_service_and_release(tmp_path: Path) -> None:
     assert set(out["deployer_units"]) == {"web1", "web2"}
     units = out["deployer_units"]["web1"]
     assert "ExecStart=/usr/bin/python3 app.py\n" in units["myapp.service"]
-    assert "ListenStream=8000\n" in units["myapp.socket"]
+    assert "Environment=PORT=8000\n" in units["myapp.service"]
+    assert set(units) == {"myapp.service"}  # the app binds its own port: no socket unit
     assert out["deployer_service_user"] == "myapp"
     assert out["deployer_keep_releases"] == 5
 
