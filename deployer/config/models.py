@@ -183,8 +183,9 @@ class Service(Section):
         "(deployer passes it as $PORT); a restart closes the port for as long as the old "
         "process takes to stop and the new one to bind. `socket`: systemd holds the port and "
         "hands it to the app as fd 3 (socket activation: the app must accept an inherited "
-        "listening socket, e.g. gunicorn --bind fd://3, uvicorn --fd 3); requests wait in "
-        "the socket's backlog across a restart.",
+        "listening socket: gunicorn does by itself, uvicorn with --fd 3); requests wait in "
+        "the socket's backlog across a restart. In the command, write ${PORT} inside a word "
+        "(--bind 0.0.0.0:${PORT}); systemd expands $PORT only as a word of its own.",
     )
     user: UserName | None = Field(
         default=None, description="System user the service runs as (default: the app name)."

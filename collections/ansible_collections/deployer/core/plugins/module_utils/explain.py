@@ -22,6 +22,7 @@ import re
 import subprocess
 
 JOURNAL_LINES = 12
+JOURNAL_SCAN = 300
 LINE_CHARS = 200
 MASK = "********"
 MIN_SECRET = 4  # as the controller's redaction: shorter values would mask ordinary words
@@ -49,26 +50,19 @@ def _run(argv, timeout=5):
     return proc.stdout.decode("utf-8", "replace")
 
 
-def journal(unit, since, secrets=()):
-    """The unit's last journal lines since `since` (unix seconds), secrets masked, each
-    capped."""
-    out = _run(
-        [
-            "journalctl",
-            "--no-pager",
-            "-o",
-            "cat",
-            "-q",
-            "-u",
-            unit,
-            "--since",
-            "@%d" % int(since),
-            "-n",
-            str(JOURNAL_LINES),
-        ]
-    )
+def journal(unit, since, secrets=(), limit=None):
+    """The unit's journal lines since `since` (unix seconds), at most the last `limit`
+    (JOURNAL_SCAN), secrets masked, each capped. A crash loop repeats its traceback between
+    systemd's own lines: the cause is looked for in all of them, the last JOURNAL_LINES
+    are shown."""
+    limit = limit or JOURNAL_SCAN
+    # The app's own output (its processes' lines), not systemd's lines about the unit:
+    # what systemd says is in the unit's properties already.
+    argv = ["journalctl", "--no-pager", "-o", "cat", "-q", "_SYSTEMD_UNIT=" + unit,
+            "--since", "@%d" % int(since), "-n", str(limit)]
+    out = _run(argv)
     lines = masked([line.rstrip() for line in out.splitlines() if line.strip()], secrets)
-    return [line[:LINE_CHARS] for line in lines[-JOURNAL_LINES:]]
+    return [line[:LINE_CHARS] for line in lines[-limit:]]
 
 
 def secret_values(env_file):
@@ -128,7 +122,8 @@ def explain(props, lines, health_message="", port=None, holders=None):
     restarts = props.get("NRestarts") or "0"
     active = props.get("ActiveState") == "active"
     text = "\n".join(lines)
-    again = "" if restarts in ("", "0") else ", restarted %s times" % restarts
+    again = "" if restarts in ("", "0") else ", restarted %s time%s" % (
+        restarts, "" if restarts == "1" else "s")
     if _IN_USE.search(text):
         if holders is None and port:
             holders = port_holders(port)
@@ -161,6 +156,6 @@ def explain(props, lines, health_message="", port=None, holders=None):
 
 
 def describe_failure(props, lines, health_message="", port=None):
-    """The explanation as a reply: {cause, summary, journal}."""
+    """The explanation as a reply: {cause, summary, journal (the last JOURNAL_LINES)}."""
     cause, summary = explain(props, lines, health_message, port)
-    return {"cause": cause, "summary": summary, "journal": list(lines)}
+    return {"cause": cause, "summary": summary, "journal": list(lines[-JOURNAL_LINES:])}

@@ -424,7 +424,7 @@ def fail_start(module, systemd, tree, app, version, data, health, started, messa
     port = (health.get("http") or {}).get("port") or (health.get("tcp") or {}).get("port")
     failure = describe_failure(props, lines, message, port)
     data.update(health_message=message, failure=failure)
-    tail = " | ".join(lines[-5:])
+    tail = " | ".join(failure["journal"][-5:])
     module.fail_json(
         msg="%s failed on this host: %s (%s)%s" % (
             version, failure["summary"], message, "; journal: " + tail if tail else ""),
