@@ -19,7 +19,7 @@ from deployer.lab import LabState, ssh_argv
 
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "examples" / "hello" / "app"
-DEPLOYER_PORT, PLAIN_PORT, FLOOR_PORT = 18000, 18001, 18002
+DEPLOYER_PORT, PLAIN_PORT, FLOOR_PORT, PORT_MODE_PORT = 18000, 18001, 18002, 18003
 
 
 @dataclass
@@ -31,6 +31,9 @@ class Bench:
     n: int
     tarball: Path = Path()
     inventory: Path = Path()
+    listen: str = "socket"  # the example app takes the systemd socket, or binds its port
+    app: str = "bench"
+    port: int = DEPLOYER_PORT
 
     @property
     def hosts(self) -> list:  # type: ignore[type-arg]
@@ -42,9 +45,13 @@ class Bench:
             for h in self.hosts
         ]
         config = {
-            "app": {"name": "bench"},
+            "app": {"name": self.app},
             "artifact": {"path": str(APP)},
-            "service": {"command": "/usr/bin/python3 app.py", "port": DEPLOYER_PORT},
+            "service": {
+                "command": "/usr/bin/python3 app.py",
+                "port": self.port,
+                "listen": self.listen,
+            },
             "health": {"http": {"path": "/healthz", "timeout": 2}, "retries": 50, "interval": 0.2},
             "strategy": {"kind": "all_at_once"},
             "keep_releases": 3,

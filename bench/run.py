@@ -7,7 +7,9 @@
 1. deploy wall time at N hosts: deployer vs a plain one-task-per-step playbook vs the floor
    (one ssh per host), same tarball and hosts, runs alternated; medians and ratios;
 2. rollback wall time at N; 3. failed requests and the longest gap between successes under a
-   constant HTTP load during a deploy and during a rollback; 4. deploy time at each scale
+   constant HTTP load during a deploy and during a rollback (the example app on its systemd
+   socket), and during a deploy of the same app binding its own port (no proxy in front:
+   reported, not a target); 4. deploy time at each scale
    (table + PNG); 5. CLI overhead before the first SSH connection and the control process's
    peak memory at the largest scale. Results: <out>/results.json, <out>/scaling.png.
 This is not a test: it measures. tests/bench/test_bench_smoke.py runs it at N=2 so it
@@ -28,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.contenders import DEPLOYER_PORT, Bench, floor, floor_setup, plain
+from bench.contenders import PORT_MODE_PORT, Bench, floor, floor_setup, plain
 from bench.load import Load
 from deployer import lab as labs
 
@@ -78,14 +80,17 @@ def rollbacks(bench: Bench, runs: int) -> dict[str, Any]:
     return {"runs": seconds, "median": median(seconds)}
 
 
-def under_load(bench: Bench, rate: int) -> dict[str, Any]:
+def under_load(
+    bench: Bench, rate: int, phases: tuple[str, ...] = ("deploy", "rollback")
+) -> dict[str, Any]:
     """Failed requests and the longest gap while deploying, then while rolling back."""
-    targets = [(h.ip, DEPLOYER_PORT) for h in bench.hosts if h.ip]
+    targets = [(h.ip, bench.port) for h in bench.hosts if h.ip]
     out: dict[str, Any] = {}
-    for phase, args in (
-        ("deploy", ("deploy", "bench", "--version", f"load-{int(time.time())}")),
-        ("rollback", ("rollback", "bench")),
-    ):
+    commands = {
+        "deploy": ("deploy", "bench", "--version", f"load-{int(time.time())}"),
+        "rollback": ("rollback", "bench"),
+    }
+    for phase, args in ((p, commands[p]) for p in phases):
         load = Load(targets, rate=rate, max_seconds=120).start()
         time.sleep(1.0)  # a baseline second before the change
         bench.deployer(*args)
@@ -218,6 +223,18 @@ def main() -> int:
             results["rollback"] = rollbacks(bench, args.runs)
             say("3. downtime under load")
             results["load"] = under_load(bench, args.rate)
+            say("3b. downtime under load, an app that binds its own port (no proxy)")
+            own = Bench(
+                Path(tmp) / "port",
+                lab,
+                args.hosts,
+                listen="port",
+                app="benchport",
+                port=PORT_MODE_PORT,
+            )
+            own.prepare()
+            own.deployer("deploy", "bench", "--version", "warm")
+            results["load_port"] = under_load(own, args.rate, phases=("deploy",))
             say("5. CLI overhead")
             results["cli"] = cli_overhead(bench)
             say("4. scaling")
@@ -250,6 +267,12 @@ def report(r: dict[str, Any]) -> str:
         f"deployer/plain {r['compare']['deployer_vs_plain']:.2f}, "
         f"deployer/floor {r['compare']['deployer_vs_floor']:.2f}",
         f"rollback at {r['hosts']} hosts: median {r['rollback']['median']:.2f}s",
+        *(
+            f"{phase} under load, listen {mode}: {n['failed']} failed of {n['sent']}, "
+            f"longest gap {n['longest_gap_s']:.3f}s"
+            for mode, key in (("socket", "load"), ("port", "load_port"))
+            for phase, n in r.get(key, {}).items()
+        ),
         "scaling: " + ", ".join(f"{k} hosts {v:.2f}s" for k, v in r["scaling"].items()),
         f"CLI overhead before SSH: {r['cli']['median_ms']:.0f} ms; "
         f"control process peak memory at {max(int(k) for k in r['scaling'])} hosts: "

@@ -51,5 +51,8 @@ def test_bench_harness_runs_end_to_end_at_two_hosts(tmp_path: Path) -> None:
         load = results["load"][phase]
         assert load["sent"] > 0
         assert load["failed"] == 0, load  # zero downtime is the product's promise
+    own = results["load_port"]["deploy"]  # an app binding its own port: measured, not promised
+    assert own["sent"] > 0
+    assert own["ok"] > 0
     assert any(line.startswith(("PASS", "MISS")) for line in results["verdicts"])
     assert "deployer/plain" in proc.stdout
