@@ -101,16 +101,19 @@ def _loaded(ctx: typer.Context) -> Any:
 def _target(ctx: typer.Context, environment: str) -> Any:
     from deployer.config.labhosts import load_lab, uses_lab
     from deployer.config.resolve import resolve
+    from deployer.targets import check_supported
 
     loaded = _loaded(ctx)
     lab = load_lab() if uses_lab(loaded, environment) else None
-    return resolve(loaded, environment, lab)
+    target = resolve(loaded, environment, lab)
+    check_supported(target.kind, environment)  # every command refuses a target not built yet
+    return target
 
 
 def _session(ctx: typer.Context, environment: str, *, secrets: bool = False) -> Any:
     from deployer import secrets as secret_values
-    from deployer.commands.context import Session
     from deployer.config.notify import notify_path, secret_refs
+    from deployer.session import Session
 
     target = _target(ctx, environment)
     values: dict[str, str] = {}
@@ -166,21 +169,21 @@ def _run(
         from deployer.ledger import check_readable
 
         check_readable(session.target.ledger_path)
+    from deployer.targets import for_session
+
+    driver = for_session(session)
     with _live(session, title):
-        return call(session)
+        return call(driver)
 
 
-def _by_target(session: Any, ssh: Callable[[Any], T], swarm: Callable[[Any], T] | None) -> T:
-    """Run the command the environment's target kind calls for."""
-    kind = session.target.kind
-    if kind == "ssh":
-        return ssh(session)
-    if kind == "swarm" and swarm is not None:
-        return swarm(session)
-    raise BadRequest(
-        f"environments.{session.target.environment}.target: this command is not available "
-        f"for target {kind!r}" + (" (Nomad is not implemented yet)" if kind == "nomad" else "")
-    )
+def _ssh_only(driver: Any, what: str) -> Any:
+    """The SSH target's own session, for the commands only servers have."""
+    if driver.kind != "ssh":
+        raise BadRequest(
+            f"environments.{driver.session.target.environment}.target: {what} is not "
+            f"available for target {driver.kind!r}"
+        )
+    return driver.session
 
 
 # --- project -----------------------------------------------------------------------------
@@ -285,14 +288,14 @@ def plan(
     as_json: JsonOpt = False,
 ) -> None:
     """Show hosts, batches and current -> new version per host. Changes nothing."""
-    from deployer.commands.plan import plan as run_plan
+    from deployer.targets.ssh.plan import plan as run_plan
 
     with _errors(as_json):
         result = _run(
             ctx,
             environment,
             f"plan {environment}",
-            lambda s: run_plan(s, version=version, artifact_path=artifact),
+            lambda d: run_plan(_ssh_only(d, "plan"), version=version, artifact_path=artifact),
             ledger=True,
         )
         _finish(result, as_json)
@@ -310,19 +313,14 @@ def deploy(
     as_json: JsonOpt = False,
 ) -> None:
     """Deploy a release: stage, switch in batches, health-check; roll back on failure."""
-    from deployer import swarm
-    from deployer.commands.deploy import deploy as run_deploy
+    from deployer.engine.lifecycle import deploy as run_deploy
 
     with _errors(as_json):
         result = _run(
             ctx,
             environment,
             f"deploy {environment}",
-            lambda s: _by_target(
-                s,
-                lambda s: run_deploy(s, version=version, artifact_path=artifact, wait=wait),
-                None if artifact else lambda s: swarm.deploy(s, version=version, wait=wait),
-            ),
+            lambda d: run_deploy(d.session, d, version=version, artifact_path=artifact, wait=wait),
             secrets=True,
             ledger=True,
         )
@@ -334,23 +332,18 @@ def build(
     ctx: typer.Context, environment: EnvArg, version: VersionOpt = None, as_json: JsonOpt = False
 ) -> None:
     """Build the release's container images (target swarm), tagged with the version."""
-    from deployer import swarm
-
     with _errors(as_json):
-        result = _run(
-            ctx,
-            environment,
-            f"build {environment}",
-            lambda s: _by_target(s, _no_build, lambda s: swarm.build(s, version=version)),
-        )
+        result = _run(ctx, environment, f"build {environment}", lambda d: _build(d, version))
         _finish(result, as_json)
 
 
-def _no_build(session: Any) -> Any:
-    raise BadRequest(
-        f"environments.{session.target.environment}.target: `build` makes container images "
-        "for target swarm; SSH targets ship a tarball that `deploy` builds"
-    )
+def _build(driver: Any, version: str | None) -> Any:
+    if not hasattr(driver, "build"):
+        raise BadRequest(
+            f"environments.{driver.session.target.environment}.target: `build` makes "
+            "container images for target swarm; SSH targets ship a tarball that `deploy` builds"
+        )
+    return driver.build(version)
 
 
 @app.command()
@@ -363,17 +356,12 @@ def rollback(
     as_json: JsonOpt = False,
 ) -> None:
     """Put every host back on a stored good version."""
-    from deployer import swarm
-    from deployer.commands.rollback import rollback as run_rollback
-
     with _errors(as_json):
         result = _run(
             ctx,
             environment,
             f"rollback {environment}",
-            lambda s: _by_target(
-                s, lambda s: run_rollback(s, to=to), lambda s: swarm.rollback(s, to=to)
-            ),
+            lambda d: d.rollback(to),
             secrets=True,
             ledger=True,
         )
@@ -383,21 +371,16 @@ def rollback(
 @app.command()
 def status(ctx: typer.Context, environment: EnvArg, as_json: JsonOpt = False) -> None:
     """Per host: current version and health; drift when hosts disagree."""
-    from deployer import swarm
-    from deployer.commands.state import status as run_status
-
     with _errors(as_json):
-        call = lambda s: _by_target(s, run_status, swarm.status)  # noqa: E731
+        call = lambda d: d.status()  # noqa: E731
         _finish(_run(ctx, environment, f"status {environment}", call, ledger=True), as_json)
 
 
 @app.command()
 def releases(ctx: typer.Context, environment: EnvArg, as_json: JsonOpt = False) -> None:
     """Versions stored on the hosts, marked current / good / bad."""
-    from deployer.commands.state import releases as run_releases
-
     with _errors(as_json):
-        call = lambda s: _by_target(s, run_releases, None)  # noqa: E731
+        call = lambda d: d.releases()  # noqa: E731
         title = f"releases {environment}"
         _finish(_run(ctx, environment, title, call, ledger=True), as_json)
 
@@ -457,19 +440,19 @@ def stats(
 def monitoring_setup(ctx: typer.Context, environment: EnvArg, as_json: JsonOpt = False) -> None:
     """Install node exporter on every host and Prometheus on the monitoring server
     (deploy does this by itself when features.monitoring is on)."""
-    from deployer.commands.monitoring import setup
+    from deployer.targets.ssh.monitoring import setup
 
     with _errors(as_json):
         title = f"monitoring setup {environment}"
-        result = _run(ctx, environment, title, lambda s: _by_target(s, setup, None))
+        result = _run(ctx, environment, title, lambda d: setup(_ssh_only(d, "monitoring setup")))
         _finish(result, as_json, result.exit_code)
 
 
 @monitoring_app.command("config")
 def monitoring_config(ctx: typer.Context, environment: EnvArg, as_json: JsonOpt = False) -> None:
     """Print the prometheus.yml generated from the environment's hosts."""
-    from deployer.commands.monitoring import monitored
     from deployer.plan.monitoring import scrape_config, scrape_config_yaml
+    from deployer.targets.ssh.monitoring import monitored
 
     with _errors(as_json):
         target = monitored(_target(ctx, environment))
@@ -488,8 +471,8 @@ def monitoring_dashboard(
     ] = None,
 ) -> None:
     """Print the Grafana dashboard (JSON, for Grafana's import) of the environment."""
-    from deployer.commands.monitoring import monitored
     from deployer.plan.monitoring import dashboard_json
+    from deployer.targets.ssh.monitoring import monitored
 
     with _errors(False):
         text = dashboard_json(monitored(_target(ctx, environment)))
@@ -503,7 +486,7 @@ def monitoring_dashboard(
 @lock_app.command("status")
 def lock_status(ctx: typer.Context, environment: EnvArg, as_json: JsonOpt = False) -> None:
     """Who holds the environment's lock, and whether it is stale."""
-    from deployer.commands.lock import status as run_lock_status
+    from deployer.engine.locks import status as run_lock_status
 
     with _errors(as_json):
         _finish(_run(ctx, environment, f"lock status {environment}", run_lock_status), as_json)
@@ -517,11 +500,11 @@ def lock_release(
     as_json: JsonOpt = False,
 ) -> None:
     """Break a stale lock (a live one only with --force)."""
-    from deployer.commands.lock import release as run_release
+    from deployer.engine.locks import release as run_release
 
     with _errors(as_json):
         before = _run(
-            ctx, environment, f"lock release {environment}", lambda s: run_release(s, force=force)
+            ctx, environment, f"lock release {environment}", lambda d: run_release(d, force=force)
         )
         if as_json:
             _finish({"released": before.held, "was": before}, True)

@@ -15,15 +15,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from deployer.commands.deploy import DeployResult
-from deployer.commands.lock import LockInfo
-from deployer.commands.monitoring import MonitoringResult
-from deployer.commands.plan import PlanResult
-from deployer.commands.rollback import RollbackResult
-from deployer.commands.state import ReleasesResult, StatusResult
+from deployer.engine.results import DeployResult
 from deployer.errors import DeployerError
 from deployer.ledger import Deployment
 from deployer.stats import Durations, Stats
+from deployer.targets.base import LockInfo, ReleasesResult, RollbackResult, StatusResult
+from deployer.targets.ssh.monitoring import MonitoringResult
+from deployer.targets.ssh.plan import PlanResult
 
 
 def jsonable(value: Any) -> Any:

@@ -27,7 +27,7 @@ class _Section(BaseModel):
 
 class BaseImages(_Section):
     """Base images of generated Dockerfiles. Nothing is pulled: they must exist locally.
-    The defaults are built from Debian packages by `deployer.swarm.bases` when missing."""
+    The defaults are built from Debian packages by `deployer.targets.swarm.bases` when missing."""
 
     python: SingleLine = Field(default=DEFAULT_PYTHON_BASE, description="python3 + venv.")
     node: SingleLine = Field(default=DEFAULT_NODE_BASE, description="nodejs + npm (build stage).")

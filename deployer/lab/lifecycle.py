@@ -181,14 +181,14 @@ def up(
     """Scale lab `name` to exactly `hosts` hosts, ready for SSH; return its state.
 
     With `swarm`, the hosts run dockerd (SWARM profile, swarm node image) and form one
-    swarm: host 1 manages, the others are workers (see deployer.swarm.lab).
+    swarm: host 1 manages, the others are workers (see deployer.lab.swarm).
     """
     check_name(name)
     if not 0 <= hosts <= MAX_HOSTS:
         raise LabError(f"--hosts must be between 0 and {MAX_HOSTS}, not {hosts}")
     say = progress or (lambda _message: None)
     if swarm:
-        from deployer.swarm.lab import ensure_swarm_image, form_swarm
+        from deployer.lab.swarm import ensure_swarm_image, form_swarm
 
         profile, image = SWARM, ensure_swarm_image(say)
     else:

@@ -278,7 +278,7 @@ LOCK_CLI = """
 import os
 import sys
 from deployer.cli import main
-from deployer.commands import lock
+from deployer.targets.ssh import lock
 
 read = lock.status
 

@@ -15,7 +15,7 @@ from deployer.config.models import Host
 from deployer.config.resolve import LabInfo, Target, resolve
 from deployer.lab import LabState
 from deployer.plan.inventory import build_inventory
-from deployer.runner import Runner
+from deployer.targets.ssh.runner import Runner
 
 pytestmark = pytest.mark.integration
 

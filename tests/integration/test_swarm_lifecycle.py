@@ -34,7 +34,7 @@ import docker
 import docker.errors
 import pytest
 
-from deployer.commands.context import Session
+from deployer.session import Session
 from deployer.config.base import SecretRef
 from deployer.config.labhosts import load_lab
 from deployer.config.loader import load_project
@@ -200,7 +200,7 @@ class Load:
 
 
 def test_v1_to_v2_without_a_failed_request(stack: Stack) -> None:
-    from deployer import swarm
+    from deployer.targets import swarm
 
     first = swarm.deploy(stack.session(), version="v1")
     assert (first.status, first.exit_code) == (Status.SUCCEEDED, 0), first.reason
@@ -253,7 +253,7 @@ def test_replicas_and_resources_reach_the_services(stack: Stack) -> None:
 
 
 def test_broken_version_is_rolled_back_by_swarm_and_fails(stack: Stack) -> None:
-    from deployer import swarm
+    from deployer.targets import swarm
 
     shutil.copy(stack.root / "broken" / "app.py", stack.root / "web" / "app.py")
     received: list[dict[str, Any]] = []
@@ -304,7 +304,7 @@ def _webhook_receiver(received: list[dict[str, Any]]) -> Iterator[str]:
 
 
 def test_rollback_to_a_stored_version(stack: Stack) -> None:
-    from deployer import swarm
+    from deployer.targets import swarm
 
     result = swarm.rollback(stack.session(), to="v1")
     assert (result.status, result.exit_code) == (Status.SUCCEEDED, 0), result.reason
@@ -315,7 +315,7 @@ def test_rollback_to_a_stored_version(stack: Stack) -> None:
 
 
 def test_status_reads_the_tasks(stack: Stack) -> None:
-    from deployer import swarm
+    from deployer.targets import swarm
 
     result = swarm.status(stack.session())
     assert result.healthy, result.problems

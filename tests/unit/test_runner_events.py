@@ -1,4 +1,4 @@
-"""deployer.runner without a playbook: folding ansible-runner events into per-host and
+"""deployer.targets.ssh.runner without a playbook: folding ansible-runner events into per-host and
 per-phase outcomes, and closing a reaped ansible-playbook child without waiting."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 
 import pexpect
 
-from deployer.runner import _close_reaped_without_delay, _Collector
+from deployer.targets.ssh.runner import _close_reaped_without_delay, _Collector
 
 
 def event(kind: str, play: str, host: str, task: str, res: dict[str, Any]) -> dict[str, Any]:

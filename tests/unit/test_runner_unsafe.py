@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from deployer.runner import UNSAFE, unsafe, vars_json
+from deployer.targets.ssh.runner import UNSAFE, unsafe, vars_json
 
 pytestmark = pytest.mark.hostile
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from deployer.config.models import Strategy
-from deployer.plan.batches import batch_size, batches
+from deployer.plan.strategy import batch_size, batches
 
 
 def _rolling(size: int | str) -> Strategy:

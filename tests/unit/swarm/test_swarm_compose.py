@@ -25,8 +25,8 @@ from deployer.config.loader import load_project
 from deployer.config.models import Health, HttpCheck, TcpCheck
 from deployer.config.resolve import Target, resolve
 from deployer.config.swarm import SwarmSettings
-from deployer.swarm import compose
-from deployer.swarm.build import specs_of
+from deployer.targets.swarm import compose
+from deployer.targets.swarm.build import specs_of
 
 GOLDEN = Path(__file__).parents[2] / "golden" / "swarm" / "compose"
 CASES = sorted(p.parent for p in GOLDEN.glob("*/deploy.yml"))

@@ -7,7 +7,7 @@ import json
 import tarfile
 from pathlib import Path
 
-from deployer.swarm.deliver import skippable
+from deployer.targets.swarm.deliver import skippable
 
 
 def _archive(path: Path) -> None:

@@ -19,8 +19,8 @@ import yaml
 
 from deployer.config.swarm import BaseImages
 from deployer.errors import BadRequest
-from deployer.swarm import dockerfiles
-from deployer.swarm.build import context_tar, default_version
+from deployer.targets.swarm import dockerfiles
+from deployer.targets.swarm.build import context_tar, default_version
 
 GOLDEN = Path(__file__).parents[2] / "golden" / "swarm" / "dockerfiles"
 CASES = sorted(p.parent for p in GOLDEN.glob("*/input.yml"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from deployer.swarm import observe, rollout
+from deployer.targets.swarm import observe, rollout
 
 TEMPLATE = {
     "ContainerSpec": {"Image": "app-web:v2", "Labels": {"io.deployer.version": "v2"}},

@@ -10,8 +10,8 @@ from deployer.config.loader import load_project
 from deployer.config.resolve import resolve
 from deployer.config.swarm import SwarmComponent, SwarmSettings, settings_of
 from deployer.errors import BadRequest
-from deployer.swarm.build import locate, specs_of
-from deployer.swarm.spec import docker_name, image_tag
+from deployer.targets.swarm.build import locate, specs_of
+from deployer.targets.swarm.spec import docker_name, image_tag
 
 GOLDEN = Path(__file__).parents[2] / "golden" / "swarm" / "compose"
 

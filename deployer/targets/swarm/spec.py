@@ -1,7 +1,7 @@
 """One environment's components as Swarm services: names, images, ports, health, sizes.
 
 Pure: the caller says where each component's build context is and which stack it is
-(`deployer.swarm.build.locate` looks at the files); everything else follows from the target
+(`deployer.targets.swarm.build.locate` looks at the files); everything else follows from the target
 and the swarm settings. Shared by build, compose, deliver and the lifecycle so that they
 never disagree about a name.
 """

@@ -27,7 +27,7 @@ from deployer.config.models import Health, Resources, cpu_cores
 from deployer.config.resolve import Target
 from deployer.config.swarm import SwarmSettings
 from deployer.plan.inventory import systemd_memory
-from deployer.swarm.spec import (
+from deployer.targets.swarm.spec import (
     LABEL_COMPONENT,
     LABEL_ENVIRONMENT,
     LABEL_VERSION,

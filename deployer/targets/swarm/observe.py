@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from deployer.errors import DeployerError
-from deployer.swarm.remote import Nodes
-from deployer.swarm.spec import LABEL_VERSION
+from deployer.targets.swarm.remote import Nodes
+from deployer.targets.swarm.spec import LABEL_VERSION
 
 _SCRIPT = """\
 set -e

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import IO
 
 from deployer.errors import DeployerError
-from deployer.swarm.remote import SSH_UNREACHABLE, Nodes
+from deployer.targets.swarm.remote import SSH_UNREACHABLE, Nodes
 
 LOAD_TIMEOUT = 600.0
 

@@ -12,6 +12,7 @@ capped in length: it is only ever shown, stored or passed on as an unsafe string
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from deployer.config.names import check_version
@@ -92,3 +93,77 @@ def checked(data: Mapping[str, Any]) -> dict[str, Any]:
 def rejected(data: Mapping[str, Any]) -> list[str]:
     """Versions a reply carried that were not versions (see `checked`)."""
     return list(data.get(_REJECTED) or [])
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A host's merged `deployer` replies of one run, typed: the one schema every playbook
+    answers in. Built from `checked` data only, so every version here obeys the rule."""
+
+    current: str | None = None
+    previous_good: str | None = None
+    stage: str = ""
+    """Where the host failed, as the role that failed says (lock, preflight, upload, stage,
+    monitoring, switch, health, rollback); empty when nothing said."""
+    switched: bool = False
+    released: bool = False
+    lock_action: str = ""
+    acquired: bool = False
+    held: bool = False
+    mine: bool = False
+    holder: Mapping[str, Any] = field(default_factory=dict)
+    token: str = ""
+    age_seconds: float = 0.0
+    stale: bool = False
+    healthy: bool | None = None
+    message: str = ""
+    breach: bool | None = None
+    last: Mapping[str, float] = field(default_factory=dict)
+    releases: tuple[Mapping[str, Any], ...] = ()
+    rejected: tuple[str, ...] = ()
+
+    @staticmethod
+    def of(data: Mapping[str, Any]) -> Reply:
+        holder = data.get("holder")
+        last = data.get("last")
+        healthy = data.get("healthy")
+        return Reply(
+            current=data.get("current"),
+            previous_good=data.get("previous_good"),
+            stage=str(data.get("stage") or ""),
+            switched=bool(data.get("switched")),
+            released=bool(data.get("released")),
+            lock_action=str(data.get("action") or ""),
+            acquired=bool(data.get("acquired")),
+            held=bool(data.get("held")),
+            mine=bool(data.get("mine")),
+            holder=holder if isinstance(holder, Mapping) else {},
+            token=str(data.get("token") or ""),
+            age_seconds=_number(data.get("age_seconds")),
+            stale=bool(data.get("stale")),
+            healthy=None if healthy is None else bool(healthy),
+            message=str(data.get("message") or data.get("health_message") or ""),
+            breach=None if data.get("breach") is None else bool(data.get("breach")),
+            last={
+                str(k): float(v)
+                for k, v in (last.items() if isinstance(last, Mapping) else ())
+                if isinstance(v, int | float) and not isinstance(v, bool)
+            },
+            releases=tuple(r for r in data.get("releases") or () if isinstance(r, Mapping)),
+            rejected=tuple(rejected(data)),
+        )
+
+    def lock_report(self) -> dict[str, Any]:
+        """The lock module's fields, for `targets.base.lock_info`."""
+        return {
+            "held": self.held,
+            "mine": self.mine,
+            "holder": dict(self.holder),
+            "token": self.token,
+            "age_seconds": self.age_seconds,
+            "stale": self.stale,
+        }
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0

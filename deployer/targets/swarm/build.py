@@ -21,14 +21,14 @@ from pathlib import Path
 import docker
 from docker.errors import BuildError, DockerException, ImageNotFound
 
-from deployer.commands.context import Session
 from deployer.config.names import check_version
 from deployer.config.resolve import Target
 from deployer.config.swarm import SwarmSettings, settings_of
 from deployer.errors import BadRequest, DeployerError
-from deployer.swarm import dockerfiles
-from deployer.swarm.bases import ensure_bases
-from deployer.swarm.spec import ComponentSpec, Located, component_specs, image_tag
+from deployer.session import Session
+from deployer.targets.swarm import dockerfiles
+from deployer.targets.swarm.bases import ensure_bases
+from deployer.targets.swarm.spec import ComponentSpec, Located, component_specs, image_tag
 
 _EPOCH = 1_600_000_000
 BUILD_LABEL = "io.deployer.build"
@@ -61,13 +61,15 @@ def _key(image: BuiltImage) -> str:
     return image.component
 
 
-def locate(target: Target, settings: SwarmSettings) -> dict[str, Located]:
-    """Each component's build folder and stack (see the settings module for the defaults)."""
-    root = target.project_dir / target.artifact.path
+def locate(target: Target, settings: SwarmSettings, root: Path | None = None) -> dict[str, Located]:
+    """Each component's build folder and stack (see the settings module for the defaults);
+    `root` (`deploy --artifact DIR`) replaces the artifact path and every component path."""
+    given = root is not None
+    root = root if root is not None else target.project_dir / target.artifact.path
     found: dict[str, Located] = {}
     for name in target.components:
         own = settings.component(name)
-        if own.path is not None:
+        if own.path is not None and not given:
             folder = target.project_dir / own.path
         else:
             folder = root / name if (root / name).is_dir() else root
@@ -78,8 +80,10 @@ def locate(target: Target, settings: SwarmSettings) -> dict[str, Located]:
     return found
 
 
-def specs_of(target: Target, settings: SwarmSettings) -> tuple[ComponentSpec, ...]:
-    return component_specs(target, settings, locate(target, settings))
+def specs_of(
+    target: Target, settings: SwarmSettings, root: Path | None = None
+) -> tuple[ComponentSpec, ...]:
+    return component_specs(target, settings, locate(target, settings, root))
 
 
 def _excluded(rel: str, patterns: Sequence[str]) -> bool:
@@ -196,8 +200,10 @@ def build_images(
     version: str | None = None,
     progress: Callable[[str], None] | None = None,
     settings: SwarmSettings | None = None,
+    root: Path | None = None,
 ) -> BuildResult:
-    """Build every component's image; `version` defaults to the content hash."""
+    """Build every component's image; `version` defaults to the content hash; `root`: the
+    folder to build from instead of the configured artifact path (`--artifact DIR`)."""
     started = time.monotonic()
     settings = settings or settings_of(target)
     say = progress or (lambda _message: None)
@@ -207,7 +213,12 @@ def build_images(
         except ValueError as exc:
             raise BadRequest(f"--version: {exc}") from None
         image_tag(version)
-    specs = specs_of(target, settings)
+    if root is not None and not root.is_dir():
+        raise BadRequest(
+            f"--artifact {root}: a Swarm release is built from a directory (the build "
+            "context of its components); a tarball cannot be given here"
+        )
+    specs = specs_of(target, settings, root)
     try:
         client = docker.from_env()
         bases = [b for s in specs for b in dockerfiles.bases_needed(s.stack, settings.bases)]

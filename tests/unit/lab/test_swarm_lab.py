@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from deployer.lab.profiles import PROFILES, SERVER, SWARM
-from deployer.swarm.lab import swarm_image_tag
+from deployer.lab.swarm import swarm_image_tag
 
 
 def test_swarm_profile_runs_dockerd_without_privileged() -> None:

@@ -16,10 +16,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from deployer.swarm import observe
-from deployer.swarm.compose import to_yaml
-from deployer.swarm.observe import ServiceView
-from deployer.swarm.remote import Nodes
+from deployer.targets.swarm import observe
+from deployer.targets.swarm.compose import to_yaml
+from deployer.targets.swarm.observe import ServiceView
+from deployer.targets.swarm.remote import Nodes
 
 POLL_SECONDS = 1.0
 

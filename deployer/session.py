@@ -1,4 +1,6 @@
-"""What every remote command shares: the target, the runner, the ledger, who is acting."""
+"""What every command shares, whatever the target: the resolved environment, the ledger,
+who is acting, notifications, redaction and the operator's interrupt. Target-specific
+machinery (the Ansible runner, Docker connections) lives with each target."""
 
 from __future__ import annotations
 
@@ -6,20 +8,24 @@ import getpass
 import os
 import socket
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from deployer.config.resolve import Target
 from deployer.ledger import Deployment, Ledger
-from deployer.plan.inventory import build_inventory
-from deployer.runner import ProgressSink, Runner, RunResult
 from deployer.secrets import Redactor
 
 if TYPE_CHECKING:  # the notifier's imports (smtplib, ssl) load only when it sends
     from deployer.notify import Delivery
+
+
+class ProgressSink(Protocol):
+    """Receives per-host (or per-service) events while a target works."""
+
+    def task(self, host: str, task: str, state: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -66,10 +72,6 @@ class Session:
         return path
 
     @cached_property
-    def runner(self) -> Runner:
-        return Runner(self.state_dir, verbosity=self.verbosity, redact=self.redact)
-
-    @cached_property
     def ledger(self) -> Ledger:
         return Ledger(self.target.ledger_path, redact=self.redact)
 
@@ -82,36 +84,3 @@ class Session:
 
         event = event_from_deployment(self.target.app.name, deployment)
         return tuple(notify(self.target.notifications, event, self.notify_secrets, self.redact))
-
-    @cached_property
-    def inventory(self) -> dict[str, Any]:
-        return build_inventory(self.target)
-
-    def run(
-        self,
-        playbook: str,
-        extravars: Mapping[str, Any],
-        *,
-        hosts: Sequence[str] | None = None,
-        secrets: bool = False,
-        cancellable: bool = True,
-        phases: Mapping[str, str] | None = None,
-        on_phase: Callable[[str], None] | None = None,
-    ) -> RunResult:
-        count = len(hosts) if hosts is not None else len(self.target.hosts)
-        cancel: Callable[[], bool] | None = self.interrupted.is_set if cancellable else None
-        return self.runner.run(
-            playbook,
-            self.inventory,
-            extravars,
-            secret_vars=(
-                {"deployer_secret_env": dict(self.secret_env)}
-                if secrets and self.secret_env
-                else None
-            ),
-            progress=self.progress,
-            cancel=cancel,
-            forks=max(1, min(count, 50)),
-            phases=phases,
-            on_phase=on_phase,
-        )

@@ -26,20 +26,15 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from deployer.paths import collections_dir, playbooks_dir, ssh_control_dir
-from deployer.replies import cap, checked
+from deployer.session import ProgressSink
+from deployer.targets.ssh.replies import Reply, cap, checked
 
 KEEP_ARTIFACTS = 30
 _ENV_ALLOW = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TERM", "SSH_AUTH_SOCK", "TZ")
 _VAULT_PROMPT = r"Vault password( \([^)]*\))?:\s*?$"
-
-
-class ProgressSink(Protocol):
-    """Receives per-host task events while a playbook runs."""
-
-    def task(self, host: str, task: str, state: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -57,6 +52,11 @@ class HostOutcome:
     @property
     def good(self) -> bool:
         return not (self.failed or self.unreachable)
+
+    @property
+    def reply(self) -> Reply:
+        """What the host replied, typed."""
+        return Reply.of(self.data)
 
 
 @dataclass(frozen=True)

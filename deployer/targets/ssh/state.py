@@ -4,41 +4,23 @@ puts both side by side and says when they disagree."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
-from deployer.commands.context import Session
-from deployer.commands.lock import lock_info, locked_error
 from deployer.errors import UnreachableError
-from deployer.ledger import Deployment, Ledger, pid_is_alive
+from deployer.ledger import pid_is_alive
 from deployer.plan.extravars import facts_vars
-from deployer.replies import rejected
-
-
-@dataclass(frozen=True)
-class ReleaseOnHost:
-    version: str
-    state: str  # staged | good | bad
-    staged_at: str | None
-    switched_at: str | None
-
-
-@dataclass(frozen=True)
-class HostState:
-    host: str
-    reachable: bool
-    current: str | None
-    previous_good: str | None
-    healthy: bool | None
-    message: str
-    releases: tuple[ReleaseOnHost, ...]
-
-    def has(self, version: str) -> bool:
-        return any(r.version == version for r in self.releases)
-
-    def state_of(self, version: str) -> str | None:
-        return next((r.state for r in self.releases if r.version == version), None)
+from deployer.targets.base import (
+    HostState,
+    ReleaseOnHost,
+    ReleasesResult,
+    StatusResult,
+    compare_with_ledger,
+    release_rows,
+)
+from deployer.targets.ssh.context import SshSession as Session
+from deployer.targets.ssh.lock import lock_info, locked_error
+from deployer.targets.ssh.replies import rejected
 
 
 def _releases(data: Mapping[str, Any]) -> tuple[ReleaseOnHost, ...]:
@@ -93,37 +75,6 @@ def read_hosts(
     return states
 
 
-def compare_with_ledger(
-    ledger: Ledger, environment: str, running: Mapping[str, Sequence[str]], what: str
-) -> tuple[str | None, list[str], Deployment | None]:
-    """What the ledger expects, the problems of a fleet that disagrees with it or with
-    itself, and the last deployment (flagged when it was interrupted or never finished)."""
-    problems: list[str] = []
-    expected = ledger.current(environment)
-    if len(running) > 1:
-        split = "; ".join(f"{v} on {', '.join(h)}" for v, h in running.items())
-        problems.append(f"{what} disagree: {split}")
-    elif expected is not None and running and expected not in running:
-        problems.append(f"the ledger expects {expected}, {what} run {', '.join(running)}")
-    history = ledger.history(environment, limit=1)
-    last = history[0] if history else None
-    if last is not None and last.status.value in {"INTERRUPTED", "RUNNING"}:
-        problems.append(f"last deployment #{last.id} is {last.status.value}: {last.reason}")
-    return expected, problems, last
-
-
-@dataclass(frozen=True)
-class StatusResult:
-    environment: str
-    hosts: tuple[HostState, ...]
-    versions: Mapping[str, tuple[str, ...]]  # version -> hosts running it
-    expected: str | None  # what the ledger says should be live
-    drift: bool
-    healthy: bool
-    problems: tuple[str, ...]
-    last: Deployment | None
-
-
 def status(session: Session) -> StatusResult:
     target, ledger = session.target, session.ledger
     ledger.reconcile_orphans(session.identity.control_host, pid_is_alive)
@@ -154,45 +105,8 @@ def status(session: Session) -> StatusResult:
     )
 
 
-@dataclass(frozen=True)
-class ReleaseRow:
-    version: str
-    marks: tuple[str, ...]  # current, good, bad, staged, partial
-    hosts: tuple[str, ...]  # hosts that store it
-    missing: tuple[str, ...]  # hosts that do not
-
-
-@dataclass(frozen=True)
-class ReleasesResult:
-    environment: str
-    releases: tuple[ReleaseRow, ...]
-
-
 def releases(session: Session) -> ReleasesResult:
     target = session.target
     states = read_hosts(session, health=False)
     bad = session.ledger.bad_versions(target.environment)
-    order: dict[str, str] = {}
-    for state in states.values():
-        for rel in state.releases:
-            stamp = rel.switched_at or rel.staged_at or ""
-            order[rel.version] = max(order.get(rel.version, ""), stamp)
-    rows: list[ReleaseRow] = []
-    reachable = [s for s in states.values() if s.reachable]
-    for version in sorted(order, key=lambda v: order[v], reverse=True):
-        holders = tuple(s.host for s in reachable if s.has(version))
-        host_states = {s.state_of(version) for s in reachable if s.has(version)}
-        marks: list[str] = []
-        if any(s.current == version for s in reachable):
-            marks.append("current")
-        if version in bad or "bad" in host_states:
-            marks.append("bad")
-        elif "good" in host_states:
-            marks.append("good")
-        else:
-            marks.append("staged")
-        missing = tuple(s.host for s in reachable if not s.has(version))
-        if missing:
-            marks.append("partial")
-        rows.append(ReleaseRow(version, tuple(marks), holders, missing))
-    return ReleasesResult(target.environment, tuple(rows))
+    return ReleasesResult(target.environment, release_rows(states, bad))

@@ -10,24 +10,33 @@ from __future__ import annotations
 
 import contextlib
 import time
+from typing import TYPE_CHECKING
 
 import docker
 from docker.errors import DockerException, ImageNotFound
 
-from deployer.commands.context import Session
-from deployer.commands.deploy import HostReport
-from deployer.commands.lock import acquire, new_token, release_own
-from deployer.commands.rollback import RollbackResult
-from deployer.commands.state import HostState, StatusResult, compare_with_ledger
 from deployer.config.names import check_version
-from deployer.config.swarm import settings_of
 from deployer.errors import BadRequest, DeployerError
 from deployer.exitcodes import ExitCode
 from deployer.ledger import HostResult, HostStatus, Kind, Status, pid_is_alive
-from deployer.swarm import compose, deliver, observe, rollout
-from deployer.swarm.build import specs_of
-from deployer.swarm.remote import Nodes
-from deployer.swarm.spec import ComponentSpec, stack_name
+from deployer.session import Session
+from deployer.targets.base import (
+    HostReport,
+    HostState,
+    ReleaseOnHost,
+    ReleasesResult,
+    RollbackResult,
+    StatusResult,
+    compare_with_ledger,
+    new_token,
+    release_rows,
+)
+from deployer.targets.swarm import compose, deliver, observe, rollout
+from deployer.targets.swarm.remote import Nodes
+from deployer.targets.swarm.spec import ComponentSpec
+
+if TYPE_CHECKING:
+    from deployer.targets.swarm.target import SwarmTarget
 
 
 def _local_ids(refs: list[str]) -> dict[str, str] | None:
@@ -74,20 +83,17 @@ def _choose(session: Session, running: set[str | None], to: str | None) -> str:
     raise BadRequest("no previous good version in the ledger; name one with --to")
 
 
-def rollback(session: Session, *, to: str | None = None) -> RollbackResult:
+def rollback(session: Session, driver: SwarmTarget, *, to: str | None = None) -> RollbackResult:
     target, ledger = session.target, session.ledger
     if to is not None:
         try:
             check_version(to)
         except ValueError as exc:
             raise BadRequest(f"--to: {exc}") from None
-    settings = settings_of(target)
-    specs = specs_of(target, settings)
-    nodes = Nodes(target, settings.docker)
-    stack = stack_name(target, settings)
+    settings, specs, nodes, stack = driver.settings, driver.specs, driver.nodes, driver.stack
     ledger.reconcile_orphans(session.identity.control_host, pid_is_alive)
     token = new_token()
-    acquire(session, token)
+    driver.lock("acquire", token)
     try:
         before = observe.read(nodes, stack)
         running = {v.version for v in before.values()}
@@ -117,7 +123,7 @@ def rollback(session: Session, *, to: str | None = None) -> RollbackResult:
             raise
     finally:
         with contextlib.suppress(DeployerError):
-            release_own(session, token)
+            driver.lock("release", token)
     reports = []
     for service in services:
         prior = before.get(service)
@@ -154,13 +160,12 @@ def rollback(session: Session, *, to: str | None = None) -> RollbackResult:
     )
 
 
-def status(session: Session) -> StatusResult:
+def status(session: Session, driver: SwarmTarget) -> StatusResult:
     """The stack's services as HostStates (one per service), with the ledger's view."""
     target, ledger = session.target, session.ledger
-    settings = settings_of(target)
     ledger.reconcile_orphans(session.identity.control_host, pid_is_alive)
-    specs = specs_of(target, settings)
-    views = observe.read(Nodes(target, settings.docker), stack_name(target, settings))
+    specs = driver.specs
+    views = observe.read(driver.nodes, driver.stack)
     states: list[HostState] = []
     problems: list[str] = []
     for spec in specs:
@@ -189,3 +194,47 @@ def status(session: Session) -> StatusResult:
         problems=tuple(problems),
         last=last,
     )
+
+
+def releases(session: Session, driver: SwarmTarget) -> ReleasesResult:
+    """The versions whose images the manager stores, per service (the "hosts" of a Swarm
+    environment), marked as the SSH target marks releases: current, good, bad, staged and
+    partial when some service lacks that version's image."""
+    env = session.target
+    views = observe.read(driver.nodes, driver.stack)
+    good = set(session.ledger.good_versions(env.environment))
+    bad = session.ledger.bad_versions(env.environment)
+    script = "; ".join(
+        driver.nodes.docker_cmd(
+            "image", "ls", "--format", spec.service + " {{.Tag}} {{.CreatedAt}}", spec.repository
+        )
+        for spec in driver.specs
+    )
+    stored: dict[str, list[ReleaseOnHost]] = {s.service: [] for s in driver.specs}
+    for line in driver.nodes.manage_script(script, what="docker image ls").splitlines():
+        service, _, rest = line.partition(" ")
+        tag, _, created = rest.partition(" ")
+        version = valid_version(tag)
+        if service in stored and version is not None:
+            state = "bad" if version in bad else "good" if version in good else "staged"
+            stored[service].append(ReleaseOnHost(version, state, created or None, None))
+    states = {
+        service: HostState(
+            service,
+            True,
+            views[service].version if service in views else None,
+            None,
+            None,
+            "",
+            tuple(rels),
+        )
+        for service, rels in stored.items()
+    }
+    return ReleasesResult(env.environment, release_rows(states, bad))
+
+
+def valid_version(text: str) -> str | None:
+    try:
+        return check_version(text)
+    except ValueError:
+        return None

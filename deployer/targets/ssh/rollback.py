@@ -16,35 +16,21 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from deployer.commands.context import Session
-from deployer.commands.deploy import HostReport
-from deployer.commands.lock import lock_info, locked_error, new_token, release_own
-from deployer.commands.state import HostState, read_hosts
 from deployer.config.names import check_version
 from deployer.errors import BadRequest, DeployerError, UnreachableError
 from deployer.exitcodes import ExitCode
 from deployer.ledger import HostResult, HostStatus, Kind, Status, pid_is_alive
 from deployer.plan.extravars import lock_release_vars, lock_vars, rollback_vars
-from deployer.runner import RunResult
+from deployer.targets.base import HostReport, HostState, RollbackResult
+from deployer.targets.ssh.context import SshSession as Session
+from deployer.targets.ssh.lock import lock_info, locked_error, new_token, release_own
+from deployer.targets.ssh.runner import RunResult
+from deployer.targets.ssh.state import read_hosts
 
 if TYPE_CHECKING:  # the notifier's imports (smtplib, ssl) load only when it sends
     from deployer.notify import Delivery
-
-
-@dataclass(frozen=True)
-class RollbackResult:
-    deployment_id: int
-    environment: str
-    version: str
-    status: Status
-    exit_code: ExitCode
-    reason: str
-    hosts: tuple[HostReport, ...]
-    seconds: float
-    notifications: tuple[Delivery, ...] = ()
 
 
 def choose_version(

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from deployer.commands.context import Session
 from deployer.config.resolve import Target
 from deployer.errors import BadRequest
 from deployer.exitcodes import ExitCode
 from deployer.plan.extravars import base_vars, monitoring_vars
 from deployer.plan.monitoring import prometheus_url
+from deployer.targets.ssh.context import SshSession as Session
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deployer import artifact as artifacts
-from deployer.commands.context import Session
-from deployer.commands.state import read_hosts
 from deployer.config.names import check_version
 from deployer.errors import BadRequest
-from deployer.plan.batches import batches
+from deployer.plan.strategy import batches
+from deployer.targets.ssh.context import SshSession as Session
+from deployer.targets.ssh.state import read_hosts
 
 
 @dataclass(frozen=True)

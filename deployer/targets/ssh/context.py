@@ -1,0 +1,60 @@
+"""The SSH target's view of a session: the Ansible runner and the inventory it runs with."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from functools import cached_property
+from typing import Any
+
+from deployer.plan.inventory import build_inventory
+from deployer.session import Session
+from deployer.targets.ssh.runner import Runner, RunResult
+
+
+@dataclass
+class SshSession(Session):
+    """A Session that runs playbooks on the environment's hosts."""
+
+    @staticmethod
+    def of(session: Session) -> SshSession:
+        if isinstance(session, SshSession):
+            return session
+        return SshSession(**{f.name: getattr(session, f.name) for f in fields(session)})
+
+    @cached_property
+    def runner(self) -> Runner:
+        return Runner(self.state_dir, verbosity=self.verbosity, redact=self.redact)
+
+    @cached_property
+    def inventory(self) -> dict[str, Any]:
+        return build_inventory(self.target)
+
+    def run(
+        self,
+        playbook: str,
+        extravars: Mapping[str, Any],
+        *,
+        hosts: Sequence[str] | None = None,
+        secrets: bool = False,
+        cancellable: bool = True,
+        phases: Mapping[str, str] | None = None,
+        on_phase: Callable[[str], None] | None = None,
+    ) -> RunResult:
+        count = len(hosts) if hosts is not None else len(self.target.hosts)
+        cancel: Callable[[], bool] | None = self.interrupted.is_set if cancellable else None
+        return self.runner.run(
+            playbook,
+            self.inventory,
+            extravars,
+            secret_vars=(
+                {"deployer_secret_env": dict(self.secret_env)}
+                if secrets and self.secret_env
+                else None
+            ),
+            progress=self.progress,
+            cancel=cancel,
+            forks=max(1, min(count, 50)),
+            phases=phases,
+            on_phase=on_phase,
+        )

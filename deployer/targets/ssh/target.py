@@ -1,0 +1,234 @@
+"""The SSH target: servers reached over SSH, each step an Ansible run of one playbook.
+
+It fuses: the prepare run takes the lock, reaches every host, stages the release and (once
+every host got through) switches the first batch; the last run of a deployment gives the
+lock back itself. So an all-at-once deploy with no watch window is one Ansible run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from deployer import artifact as artifacts
+from deployer.config.models import Strategy
+from deployer.plan.extravars import (
+    first_batch_vars,
+    lock_release_vars,
+    lock_vars,
+    monitoring_vars,
+    prepare_vars,
+    rollback_vars,
+    switch_vars,
+    watch_vars,
+)
+from deployer.plan.strategy import HostFacts
+from deployer.session import Session
+from deployer.targets.base import (
+    BatchReply,
+    HostReply,
+    LockInfo,
+    Release,
+    ReleasesResult,
+    RollbackResult,
+    StageReply,
+    StatusResult,
+    WatchReply,
+    lock_info,
+)
+from deployer.targets.ssh import lock as ssh_lock
+from deployer.targets.ssh import rollback as ssh_rollback
+from deployer.targets.ssh import state
+from deployer.targets.ssh.context import SshSession
+from deployer.targets.ssh.runner import HostOutcome, RunResult
+
+# Phases of the prepare run, by play name: the first batch's switch (switch.yml's play) and
+# prepare.yml's guard before it, whose refusal only echoes the host failures it saw.
+PHASES = {"switch": "Switch the batch", "guard": "Guard |"}
+
+
+def _host(outcome: HostOutcome, default_stage: str) -> HostReply:
+    reply = outcome.reply
+    return HostReply(
+        host=outcome.host,
+        ok=not outcome.failed,
+        unreachable=outcome.unreachable,
+        changed=outcome.changed > 0,
+        message=outcome.message,
+        stage="" if outcome.good else (reply.stage or default_stage),
+        current=reply.current,
+        previous_good=reply.previous_good,
+        switched=reply.switched,
+    )
+
+
+def _switched(outcomes: Mapping[str, HostOutcome]) -> dict[str, HostReply]:
+    return {h: _host(o, "health" if o.reply.switched else "switch") for h, o in outcomes.items()}
+
+
+def _released(result: RunResult) -> bool:
+    return any(o.reply.released for o in result.hosts.values())
+
+
+class SshTarget:
+    kind: ClassVar[str] = "ssh"
+    fuse: ClassVar[bool] = True
+
+    def __init__(self, session: Session) -> None:
+        self.session = SshSession.of(session)
+
+    @property
+    def env(self) -> Any:
+        return self.session.target
+
+    def hosts(self) -> tuple[str, ...]:
+        return tuple(self.env.host_names)
+
+    def strategy(self) -> Strategy:
+        return self.env.strategy  # type: ignore[no-any-return]
+
+    def prepare(self, version: str | None, artifact: Path | None) -> Release:
+        env = self.session.target
+        source = artifact or (env.project_dir / env.artifact.path)
+        build = None if artifact else env.artifact.build
+        art = artifacts.for_target(env, source, self.session.state_dir / "artifacts", build)
+        self.session.runner  # noqa: B018 - the controller's own checks run before the row opens
+        return Release(version or art.default_version, art.sha256, art)
+
+    def facts(self) -> dict[str, HostFacts]:
+        return {
+            h: HostFacts(s.current, s.previous_good, tuple(r.version for r in s.releases))
+            for h, s in state.read_hosts(self.session, health=False).items()
+            if s.reachable
+        }
+
+    def _unlock(self, extravars: dict[str, Any], token: str | None) -> dict[str, Any]:
+        return {**extravars, **lock_release_vars(self.env, token)} if token else extravars
+
+    def lock(self, action: str, token: str = "", deployment: int | None = None) -> LockInfo:
+        if action == "status":
+            return ssh_lock.status(self.session)
+        if action == "acquire":
+            ssh_lock.acquire(self.session, token, deployment)
+        elif action == "release":
+            ssh_lock.release_own(self.session, token)
+        elif action == "break":
+            ssh_lock.break_lock(self.session, token)
+        else:
+            raise ValueError(f"unknown lock action {action!r}")
+        return lock_info(self.session, {"held": action == "acquire", "mine": True})
+
+    def stage(
+        self,
+        release: Release,
+        hosts: Sequence[str],
+        *,
+        lock: tuple[str, int] | None,
+        switch: Sequence[str] | None,
+        unlock: str | None,
+        on_switch: Callable[[], None] | None = None,
+    ) -> StageReply:
+        session, env = self.session, self.env
+        art = release.payload
+        extravars: dict[str, Any] = prepare_vars(
+            env,
+            list(hosts),
+            version=release.version,
+            artifact=str(art.path),
+            sha256=art.sha256,
+            required_bytes=art.required_bytes,
+            lock=(
+                lock_vars(env, lock[0], session.identity.holder(lock[1]), env.lock_ttl)
+                if lock
+                else {}
+            ),
+        ) | monitoring_vars(env)
+        if switch:
+            extravars |= first_batch_vars(env, switch)
+        result = session.run(
+            "prepare.yml",
+            self._unlock(extravars, unlock),
+            secrets=True,
+            phases=PHASES,
+            on_phase=lambda phase: on_switch() if phase == "switch" and on_switch else None,
+        )
+        prep = result.phase("")
+        primary = prep.get(env.primary) or HostOutcome(env.primary)
+        found = primary.reply
+        if primary.failed and found.held and not found.mine:
+            return StageReply(
+                hosts={},
+                lock=lock_info(session, found.lock_report()),
+                lock_taken=False,
+                interrupted=result.canceled,
+            )
+        if primary.failed and found.lock_action == "acquire" and not found.acquired:
+            return StageReply(
+                hosts={},
+                lock_error=(
+                    f"taking the lock on {env.primary} failed: {primary.message}; "
+                    "nothing was changed"
+                ),
+                lock_taken=False,
+                interrupted=result.canceled,
+            )
+        began = "switch" in result.phase_started
+        return StageReply(
+            hosts={h: _host(o, "stage") for h, o in prep.items()},
+            switched=_switched(result.phase("switch")) if began else None,
+            switch_started=result.phase_started.get("switch"),
+            complete=result.status == "successful",
+            detail=result.status,
+            lock_taken=not primary.unreachable,
+            released=_released(result),
+            interrupted=result.canceled,
+        )
+
+    def activate(self, release: Release, batch: Sequence[str], *, unlock: str | None) -> BatchReply:
+        extravars = switch_vars(self.env, batch, release.version)
+        result = self.session.run("switch.yml", self._unlock(extravars, unlock), hosts=batch)
+        return BatchReply(_switched(result.hosts), _released(result), result.canceled)
+
+    def watch(
+        self, release: Release, hosts: Sequence[str], since: float, *, unlock: str | None
+    ) -> WatchReply:
+        env = self.env
+        extravars = watch_vars(env, hosts, since=since)
+        result = self.session.run("watch.yml", self._unlock(extravars, unlock), hosts=hosts)
+        server = env.monitoring_server or ""
+        verdict = result.hosts.get(server)
+        judge = _host(verdict, "watch") if verdict is not None else None
+        return WatchReply(
+            hosts={h: _host(o, "watch") for h, o in result.hosts.items() if h in hosts},
+            judge=judge,
+            judge_host=server,
+            breach=bool(verdict is not None and verdict.reply.breach),
+            measured=dict(verdict.reply.last) if verdict is not None else {},
+            released=_released(result),
+            interrupted=result.canceled,
+        )
+
+    def roll_back(
+        self,
+        to: Mapping[str, str | None],
+        *,
+        mark_bad: str | None,
+        reason: str,
+        unlock: str | None,
+    ) -> BatchReply:
+        extravars = rollback_vars(self.env, dict(to), mark_bad, reason)
+        result = self.session.run(
+            "rollback.yml", self._unlock(extravars, unlock), hosts=list(to), cancellable=False
+        )
+        replies = {h: _host(o, "rollback") for h, o in result.hosts.items()}
+        return BatchReply(replies, _released(result))
+
+    def status(self) -> StatusResult:
+        return state.status(self.session)
+
+    def releases(self) -> ReleasesResult:
+        return state.releases(self.session)
+
+    def rollback(self, to: str | None) -> RollbackResult:
+        return ssh_rollback.rollback(self.session, to=to)
