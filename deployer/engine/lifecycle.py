@@ -31,9 +31,9 @@ from deployer.targets.base import (
     LockInfo,
     Release,
     Target,
+    cap,
     new_token,
 )
-from deployer.targets.ssh.replies import cap
 
 LOCK_POLL_SECONDS = 2.0
 REASON_HOSTS = 10

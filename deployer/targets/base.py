@@ -24,6 +24,15 @@ if TYPE_CHECKING:
     from deployer.session import Session
 
 
+MAX_TEXT = 2000
+"""Characters kept of one free-text value a host sends (a message, a reason, a body)."""
+
+
+def cap(text: str, limit: int = MAX_TEXT) -> str:
+    """At most `limit` characters, marked when cut."""
+    return text if len(text) <= limit else text[: limit - 15] + " ...[truncated]"
+
+
 # --- typed replies --------------------------------------------------------------------------
 
 

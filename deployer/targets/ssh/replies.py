@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deployer.config.names import check_version
+from deployer.targets.base import MAX_TEXT, cap
 
-MAX_TEXT = 2000
-"""Characters kept of one free-text value a host sends (a message, a reason, a body)."""
+__all__ = ["MAX_TEXT", "Reply", "cap", "checked", "rejected", "valid_version"]
+
 
 VERSION_KEYS = frozenset({"current", "previous", "previous_good", "version", "marked_bad"})
 """Reply keys whose value names a release on the host."""
@@ -34,11 +35,6 @@ def valid_version(value: object) -> str | None:
         return check_version(value)
     except ValueError:
         return None
-
-
-def cap(text: str, limit: int = MAX_TEXT) -> str:
-    """At most `limit` characters, marked when cut."""
-    return text if len(text) <= limit else text[: limit - 15] + " ...[truncated]"
 
 
 def _text(value: Any, depth: int = 0) -> Any:
