@@ -346,9 +346,10 @@ def _switch(
     if reply is None:
         if rollout.live_since is None:
             rollout.live_since = time.time()
-        reply = rollout.driver.activate(
-            rollout.release, step.hosts, unlock=rollout.unlock_with(step)
-        )
+        # With hosts already broken (within the budget), their rollback still follows and
+        # must run under the lock: this run keeps it, the rollback gives it back.
+        unlock = None if broken else rollout.unlock_with(step)
+        reply = rollout.driver.activate(rollout.release, step.hosts, unlock=unlock)
     version = rollout.version
     for host in step.hosts:
         outcome = reply.hosts.get(host) or HostReply(
