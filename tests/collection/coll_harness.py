@@ -53,6 +53,19 @@ class Run:
         assert found, f"no {action} result with `deployer` for {host}: {self.stdout[-3000:]}"
         return found[-1]["result"]["deployer"]
 
+    def reply(self, host: str) -> dict[str, Any]:
+        """Every `deployer` dict of `host`'s results merged in order, as the orchestrator
+        folds them (deployer/runner.py): what it knows of the host after the run."""
+        merged: dict[str, Any] = {}
+        for e in self.events:
+            if e["host"] == host and isinstance(e["result"].get("deployer"), dict):
+                merged.update(e["result"]["deployer"])
+        return merged
+
+    def stage(self, host: str) -> str | None:
+        """The step `host` reported as failed (`deployer.stage`), or None."""
+        return self.reply(host).get("stage")
+
     def changed(self) -> list[str]:
         return [
             f"{e['host']}: {e['task']}"
@@ -137,19 +150,21 @@ class Deployment:
         }
 
     def play(
-        self, playbook: str, extravars: dict[str, Any], *args: str, timeout: float = 300
+        self, playbook: str | Path, extravars: dict[str, Any], *args: str, timeout: float = 300
     ) -> Run:
-        """ansible-playbook playbooks/<playbook>.yml with extravars from a JSON file."""
+        """ansible-playbook playbooks/<playbook>.yml (or the playbook file given as a Path)
+        with extravars from a JSON file."""
+        path = playbook if isinstance(playbook, Path) else PLAYBOOKS / f"{playbook}.yml"
         tag = secrets.token_hex(3)
-        varsfile = self.workdir / f"{playbook}-{tag}.json"
+        varsfile = self.workdir / f"{path.stem}-{tag}.json"
         varsfile.write_text(json.dumps(extravars))
-        events = self.workdir / f"{playbook}-{tag}.events.jsonl"
+        events = self.workdir / f"{path.stem}-{tag}.events.jsonl"
         proc = subprocess.run(
             [
                 tool("ansible-playbook"),
                 "-i",
                 str(self.inventory()),
-                str(PLAYBOOKS / f"{playbook}.yml"),
+                str(path),
                 "-e",
                 f"@{varsfile}",
                 *args,

@@ -6,10 +6,12 @@ ansible-playbook, host key checking on, and looks at the hosts with docker exec.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import subprocess
 import tarfile
+from pathlib import Path
 
 import pytest
 from coll_harness import Deployment, Run
@@ -47,6 +49,7 @@ def test_stage_switch_rollback_prune(deployment: Deployment) -> None:
         assert staged["units_changed"] == [f"{d.app}.service", f"{d.app}.socket"]
         assert d.current(host) == ""
         assert d.meta(host, "v1")["state"] == "staged"
+        assert run.stage(host) is None  # only a failure reports a stage
     assert run.deployer("deployer_lock", lab1)["acquired"] is True
 
     run = d.switch("v1")
@@ -100,10 +103,14 @@ def test_stage_switch_rollback_prune(deployment: Deployment) -> None:
     assert run.rc != 0
     expected = f"HTTP GET http://127.0.0.1:{d.port}/healthz returned 500, expected 200 (3 attempts)"
     assert all(expected in msg for msg in failed_msgs(run)), failed_msgs(run)
-    assert len(failed_msgs(run)) == 2
+    # the module's failure, then the role's rescue failing with the same message
+    assert sorted(e["host"] for e in run.events if e["status"] == "failed") == sorted(d.hosts * 2)
     result = run.deployer("deployer_switch", lab2)
     assert (result["healthy"], result["current"]) == (False, "v3")
     assert (result["previous"], result["attempts"]) == ("v2", 3)
+    # switched, then unhealthy: the health check's failure, said by a field, not a task name
+    for host in d.hosts:
+        assert (run.reply(host)["switched"], run.stage(host)) == (True, "health")
 
     # facts see v3 live, v2 as the previous good one, and v3 unhealthy
     facts = d.play(
@@ -146,6 +153,7 @@ def test_stage_switch_rollback_prune(deployment: Deployment) -> None:
     assert any("v3 is marked bad on this host" in m for m in failed_msgs(run)), failed_msgs(run)
     for host in d.hosts:
         assert d.uploads(host) == []
+        assert run.stage(host) == "stage"
 
     # prune (keep 3, counting current): bad first, then the oldest good; never current
     # nor the previous good one
@@ -194,6 +202,7 @@ def test_sha256_mismatch_is_rejected_and_leaves_nothing(deployment: Deployment) 
     assert len(msgs) == 2, msgs
     assert all("sha256 mismatch" in m for m in msgs), msgs
     for host in d.hosts:
+        assert run.stage(host) == "upload"
         assert d.ls(host, f"{d.deploy_to}/releases") == []
         assert d.uploads(host) == []
 
@@ -219,6 +228,7 @@ def test_unsafe_archive_is_rejected(
     run = d.prepare("v1", artifact, deployer_hosts=d.hosts[:1])
     assert run.rc != 0
     assert any(expected in m for m in failed_msgs(run)), failed_msgs(run)
+    assert run.stage(d.hosts[0]) == "stage"
     assert d.ls(d.hosts[0], f"{d.deploy_to}/releases") == []
     assert d.uploads(d.hosts[0]) == []
     assert d.sh(d.hosts[0], "test -e /etc/evil").returncode != 0
@@ -232,6 +242,7 @@ def test_disk_full_during_unpack_leaves_the_host_as_it_was(deployment: Deploymen
     run = d.prepare("v1", artifact, deployer_hosts=[host], deployer_required_bytes=10**15)
     assert run.rc != 0
     assert any("not enough disk space" in m for m in failed_msgs(run)), failed_msgs(run)
+    assert run.stage(host) == "preflight"
     assert d.ls(host, f"{d.deploy_to}/releases") == []
     assert d.uploads(host) == []
     # and a disk that fills up while unpacking leaves no trace
@@ -242,10 +253,63 @@ def test_disk_full_during_unpack_leaves_the_host_as_it_was(deployment: Deploymen
         assert run.rc != 0
         msgs = failed_msgs(run)
         assert any("No space left on device" in m for m in msgs), msgs
+        assert run.stage(host) == "upload"  # the streamed tarball did not fit: never arrived
         assert d.ls(host, f"{d.deploy_to}/releases") == []
         assert d.uploads(host) == []
     finally:
         d.sh(host, f"umount {d.deploy_to}")
+
+
+def test_a_tarball_that_does_not_unpack_fails_in_the_stage_step(deployment: Deployment) -> None:
+    """Right sha256, not a tarball: it arrived (no upload failure), unpacking failed."""
+    d = deployment
+    host = d.hosts[0]
+    junk = d.workdir / "junk.tar.gz"
+    junk.write_bytes(b"not a tarball\n" * 100)
+    run = d.prepare(
+        "v1",
+        junk,
+        deployer_hosts=[host],
+        deployer_artifact_sha256=hashlib.sha256(junk.read_bytes()).hexdigest(),
+    )
+    assert run.rc != 0
+    assert any("unpacking" in m for m in failed_msgs(run)), failed_msgs(run)
+    assert run.stage(host) == "stage"
+    assert d.ls(host, f"{d.deploy_to}/releases") == []
+
+
+def test_a_monitoring_failure_reports_the_monitoring_stage(deployment: Deployment) -> None:
+    """Any failure inside the monitoring role (here its first task cannot be templated, so
+    nothing runs on the host) is reported as monitoring's, with the original message."""
+    d = deployment
+    host = d.hosts[0]
+    playbook = d.workdir / "monitoring_fails.yml"
+    playbook.write_text(
+        f"""---
+- name: Set up monitoring that cannot be
+  hosts: {host}
+  gather_facts: false
+  become: true
+  tasks:
+    - name: Set up monitoring
+      ansible.builtin.import_role:
+        name: deployer.core.monitoring
+        rolespec_validate: false
+      vars:
+        monitoring_server: "{{{{ deployer_no_such_variable }}}}"
+"""
+    )
+    run = d.play(Path(playbook), {})
+    assert run.rc != 0
+    msgs = failed_msgs(run)
+    assert len(msgs) == 2, msgs
+    assert "deployer_no_such_variable" in msgs[0]
+    assert msgs[1] == msgs[0]  # the rescue fails with the original message
+    assert run.stage(host) == "monitoring"
+    assert [e["action"] for e in run.events if e["status"] == "failed"] == [
+        "ansible.builtin.apt",
+        "ansible.builtin.fail",
+    ]
 
 
 def test_unreachable_host_stops_prepare_before_any_change(deployment: Deployment) -> None:
@@ -281,6 +345,7 @@ def test_lock_acquire_release_status(deployment: Deployment) -> None:
     assert (held["held"], held["mine"], held["stale"]) == (True, False, False)
     assert held["holder"]["user"] == "alice"
     assert "held by alice" in failed_msgs(second)[0]
+    assert second.stage(d.hosts[0]) == "lock"
 
     again = lock("acquire", "token-a")
     ok(again, "re-acquire a")
@@ -290,6 +355,7 @@ def test_lock_acquire_release_status(deployment: Deployment) -> None:
     run = d.prepare("v1", d.tarball("v1"), deployer_lock=d.lock("token-b", user="bob"))
     assert run.rc != 0
     assert run.results("deployer_preflight") + run.results("deployer_release") == []
+    assert (run.reply(d.hosts[0])["held"], run.stage(d.hosts[0])) == (True, "lock")
 
     wrong = lock("release", "token-b")
     assert wrong.rc != 0
@@ -364,6 +430,22 @@ def test_switch_to_a_version_that_is_not_staged(deployment: Deployment) -> None:
     assert all(
         "version v9 is not staged on this host (staged: v1)" in m for m in failed_msgs(run)
     ), failed_msgs(run)
+    assert [run.stage(h) for h in d.hosts] == ["switch", "switch"]
+    # the same failure in a rollback is the rollback's
+    run = d.play(
+        "rollback",
+        {
+            "deployer_hosts": d.hosts[:1],
+            "deployer_rollback_to": {d.hosts[0]: "v9"},
+            "deployer_mark_bad": None,
+            "deployer_reason": "test",
+            "deployer_deploy_to": d.deploy_to,
+            "deployer_health": d.health(),
+        },
+    )
+    assert run.rc != 0
+    assert all("version v9 is not staged" in m for m in failed_msgs(run)), failed_msgs(run)
+    assert (run.reply(d.hosts[0])["switched"], run.stage(d.hosts[0])) == (False, "rollback")
     # a batch naming a host the inventory does not have fails instead of skipping it
     run = d.switch("v1", hosts=[d.hosts[0], "ghost"])
     assert run.rc != 0

@@ -14,6 +14,10 @@ Python): a host that already stores this version with this sha256, not marked ba
 upload, so deploying a version again moves no bytes.
 
 It also hands the module `env` as one JSON string (see run()).
+
+A failed result always carries `deployer.stage` (see the module's RETURN): the module's own,
+`upload` when the tarball could not be found or sent, `stage` for a failure that has no
+module result (arguments refused on the controller, a module that died without one).
 """
 
 from __future__ import annotations
@@ -38,6 +42,15 @@ class ActionModule(LeanAction):
     MODULE = "deployer_release"
 
     def run(self, tmp=None, task_vars=None):
+        result = self._run(tmp, task_vars)
+        if result.get("failed"):
+            deployer = result.get("deployer")
+            if not isinstance(deployer, dict):
+                deployer = result["deployer"] = {}
+            deployer.setdefault("stage", "stage")
+        return result
+
+    def _run(self, tmp, task_vars):
         result = ActionBase.run(self, tmp, task_vars)
         del tmp
         task_vars = task_vars or {}
@@ -65,7 +78,8 @@ class ActionModule(LeanAction):
             source = self._loader.get_real_file(self._find_needle("files", src), decrypt=False)
         except AnsibleError as exc:
             result.update(failed=True, msg="release tarball %s not found on the controller: %s"
-                          % (src, exc), deployer={"version": args.get("version")})
+                          % (src, exc), deployer={"version": args.get("version"),
+                                                  "stage": "upload"})
             return result
         if self.lean_interpreter(task_vars) and os.path.getsize(source) <= STREAM_LIMIT:
             with open(source, "rb") as handle:
@@ -79,7 +93,7 @@ class ActionModule(LeanAction):
                 self._fixup_perms2((remote_tmp, remote), execute=False)
             except AnsibleError as exc:
                 result.update(failed=True, msg="uploading %s failed: %s" % (src, exc),
-                              deployer={"version": args.get("version")})
+                              deployer={"version": args.get("version"), "stage": "upload"})
                 return result
             args["archive"] = remote
             result.update(self.run_module(args, task_vars))

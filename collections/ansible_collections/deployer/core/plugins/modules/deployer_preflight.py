@@ -91,6 +91,13 @@ deployer:
       description: systemd ActiveState / UnitFileState of C(<app>.socket) and C(<app>.service).
       type: dict
       sample: {socket: {active: active, enabled: enabled}, service: {active: active, enabled: static}}
+    stage:
+      description:
+        - On failure, the step of the deployment that failed, for the orchestrator (never
+          read from the task's name); always C(preflight).
+      type: str
+      choices: [preflight]
+      returned: on failure
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -102,6 +109,9 @@ from ansible_collections.deployer.core.plugins.module_utils.layout import (
     human_bytes,
     previous_good,
 )
+
+# The deployment step this module's failures belong to (RV(deployer.stage)).
+PREFLIGHT = "preflight"
 
 
 def unit_states(module, app):
@@ -140,7 +150,7 @@ def main():
     params = module.params
     version = params["version"] or ""
     if version and check_version(version):
-        module.fail_json(msg=check_version(version), deployer={})
+        module.fail_json(msg=check_version(version), deployer={"stage": PREFLIGHT})
     tree = Tree(params["deploy_to"])
     releases = tree.releases_info()
     current = tree.current()
@@ -164,13 +174,13 @@ def main():
         module.fail_json(
             msg="version %s is marked bad on this host (%s); refusing to deploy it again: "
                 "build a new version" % (version, mine.get("reason") or "no reason recorded"),
-            deployer=data)
+            deployer=dict(data, stage=PREFLIGHT))
     required = params["required_bytes"] or 0
     if required > 0 and not has_version and free < required:
         module.fail_json(
             msg="not enough disk space for %s at %s: %s free, %s required" % (
                 version or "the release", measured, human_bytes(free), human_bytes(required)),
-            deployer=data)
+            deployer=dict(data, stage=PREFLIGHT))
     module.exit_json(changed=False, deployer=data)
 
 

@@ -213,6 +213,17 @@ deployer:
       description: Releases left on the host, as deployer_preflight reports them.
       type: list
       elements: dict
+    stage:
+      description:
+        - On failure, the step of the deployment that failed, for the orchestrator (never
+          read from the task's name). C(preflight) when the room check refused the release
+          (not enough disk space), C(upload) when the tarball did not arrive or its sha256
+          did not match (the action plugin's own upload failures included), C(stage) for
+          anything else (the tree, the service user, unpacking, shared paths, env, units,
+          pruning, invalid parameters).
+      type: str
+      choices: [preflight, upload, stage]
+      returned: on failure
 """
 
 import grp
@@ -268,6 +279,10 @@ NOT_CONTENT = re.compile(r"^(lost\+found|\.deployer-upload-.*)$")
 
 class StageError(Exception):
     """A failure whose message is safe to show (never contains env values)."""
+
+
+# The deployment step a failure belongs to (RV(deployer.stage)); Stager.step tracks it.
+PREFLIGHT, UPLOAD, STAGE = "preflight", "upload", "stage"
 
 
 def parse_env(env):
@@ -352,6 +367,9 @@ class Stager(object):
         self.partial = None
         self.old = None
         self.created = False
+        # What a failure from here on is reported as (RV(deployer.stage)); stage_new moves
+        # it through the room check and the archive's arrival and sha256, then back.
+        self.step = STAGE
 
     # -- steps -------------------------------------------------------------------------
     def ensure_user(self):
@@ -487,19 +505,23 @@ class Stager(object):
             self.result["unpacked"] = True
             self.result["replaced"] = replacing
             return
+        self.step = UPLOAD  # the tarball did not arrive
         if not self.archive:
             raise StageError("version %s is not on this host and no archive was given"
                              % self.version)
         if not os.path.isfile(self.archive):
             raise StageError("archive %s does not exist on the host" % self.archive)
+        self.step = PREFLIGHT
         free, measured = free_bytes(self.tree.root)
         if free < self.required:
             raise StageError("not enough disk space at %s: %s free, %s required to unpack"
                              % (measured, human_bytes(free), human_bytes(self.required)))
+        self.step = UPLOAD
         actual = sha256_of(self.archive)
         if actual != self.sha:
             raise StageError("sha256 mismatch for %s: expected %s, got %s; the archive was "
                              "deleted and nothing was staged" % (self.archive, self.sha, actual))
+        self.step = STAGE
         self.partial = "%s%s%s" % (self.tree.release(self.version), PARTIAL, secrets.token_hex(4))
         # root's, readable by the service's group: the service cannot change its own code
         os.mkdir(self.partial, 0o755)
@@ -747,6 +769,13 @@ MODULE_SPEC = dict(
 )
 
 
+def failed(stager, version):
+    """The `deployer` dict of a failure: what the host runs and the step that failed."""
+    if stager is None:
+        return {"version": version, "stage": STAGE}
+    return dict(stager.result, stage=stager.step)
+
+
 def main():
     module = AnsibleModule(**MODULE_SPEC)
     version = module.params["version"]
@@ -756,7 +785,7 @@ def main():
     if problem:
         if module.params["archive"] and not module.check_mode:
             remove_path(module.params["archive"])
-        module.fail_json(msg=problem, deployer={"version": version})
+        module.fail_json(msg=problem, deployer={"version": version, "stage": STAGE})
     stager = None
     try:
         try:
@@ -768,10 +797,10 @@ def main():
         result = stager.run()
     except StageError as exc:
         module.fail_json(msg="staging %s failed: %s" % (version, exc),
-                         deployer=stager.result if stager else {"version": version})
+                         deployer=failed(stager, version))
     except Exception as exc:
         module.fail_json(msg="staging %s failed: %s: %s" % (version, type(exc).__name__, exc),
-                         deployer=stager.result if stager else {"version": version})
+                         deployer=failed(stager, version))
     module.exit_json(changed=stager.changed(), deployer=result)
 
 

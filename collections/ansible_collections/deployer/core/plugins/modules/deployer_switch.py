@@ -157,6 +157,17 @@ deployer:
       description: When the switch failed, why (C(cause), C(summary), C(journal) lines).
       type: dict
       returned: on failure
+    stage:
+      description:
+        - On failure, the step of the deployment that failed, for the orchestrator (never
+          read from the task's name). C(health) when C(current) was switched to O(version)
+          and the service then did not come up or stayed unhealthy (RV(deployer.switched)
+          is true); C(switch) for anything else (not staged, marked bad, invalid version,
+          or a failed restart of the version that already was current).
+        - The deployer.core.rollback role reports its failures as C(rollback) instead.
+      type: str
+      choices: [switch, health]
+      returned: on failure
 """
 
 import os
@@ -192,6 +203,10 @@ from ansible_collections.deployer.core.plugins.module_utils.units import (
     differences as unit_differences,
     install as install_units,
 )
+
+
+# The deployment steps this module's failures belong to (RV(deployer.stage)).
+SWITCH, HEALTH = "switch", "health"
 
 
 def _label(value):
@@ -262,7 +277,7 @@ def main():
     changed = False
 
     if version and check_version(version):
-        module.fail_json(msg=check_version(version), deployer=data)
+        module.fail_json(msg=check_version(version), deployer=dict(data, stage=SWITCH))
 
     # 1. Mark the failed version bad first: that must stick even if the switch fails.
     if p["mark_bad"] and p["mark_bad"] != version:
@@ -284,11 +299,12 @@ def main():
     if not os.path.isdir(release) or os.path.islink(release):
         staged = ", ".join(sorted(tree.versions())) or "none"
         module.fail_json(msg="version %s is not staged on this host (staged: %s)"
-                         % (version, staged), deployer=data)
+                         % (version, staged), deployer=dict(data, stage=SWITCH))
     meta = tree.read_meta(version) or {}
     if meta.get("state") == BAD:
         module.fail_json(msg="version %s is marked bad on this host (%s); refusing to switch to it"
-                         % (version, meta.get("reason") or "no reason recorded"), deployer=data)
+                         % (version, meta.get("reason") or "no reason recorded"),
+                         deployer=dict(data, stage=SWITCH))
 
     def service_active(_failing):
         props = systemd.show(service_unit)[service_unit]
@@ -423,7 +439,9 @@ def fail_start(module, systemd, tree, app, version, data, health, started, messa
     lines = journal(service_unit, started, secret_values(tree.env_path(version)))
     port = (health.get("http") or {}).get("port") or (health.get("tcp") or {}).get("port")
     failure = describe_failure(props, lines, message, port)
-    data.update(health_message=message, failure=failure)
+    # The new version is current and did not come up: a health failure, not a switch one.
+    data.update(health_message=message, failure=failure,
+                stage=HEALTH if data["switched"] else SWITCH)
     tail = " | ".join(failure["journal"][-5:])
     module.fail_json(
         msg="%s failed on this host: %s (%s)%s" % (

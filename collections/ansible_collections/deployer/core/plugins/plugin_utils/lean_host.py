@@ -153,7 +153,8 @@ def _archive(stream, params):
         except Exception:
             pass
         _emit({"failed": True, "msg": "receiving the release tarball failed: %s" % exc,
-               "deployer": {"version": params.get("version"), "current": current}}, 1)
+               "deployer": {"version": params.get("version"), "current": current,
+                            "stage": "upload"}}, 1)
     return path
 
 
