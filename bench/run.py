@@ -54,12 +54,12 @@ def compare(bench: Bench, runs: int) -> dict[str, Any]:
     """Alternate the three contenders `runs` times; every run ships a new version."""
     times: dict[str, list[float]] = {"deployer": [], "plain": [], "floor": []}
     floor_setup(bench)
-    bench.deployer("deploy", "bench", "--version", "warm")  # first install, not timed
+    bench.deploy("warm")  # first install, not timed
     plain(bench, "warm")
     floor(bench, "warm")
     for i in range(runs):
         version = f"r{i}-{int(time.time())}"
-        times["deployer"].append(bench.deployer("deploy", "bench", "--version", version)[0])
+        times["deployer"].append(bench.deploy(version))
         times["plain"].append(plain(bench, version))
         times["floor"].append(floor(bench, version))
         say(f"  run {i + 1}/{runs}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()))
@@ -75,8 +75,8 @@ def compare(bench: Bench, runs: int) -> dict[str, Any]:
 def rollbacks(bench: Bench, runs: int) -> dict[str, Any]:
     seconds = []
     for i in range(runs):
-        bench.deployer("deploy", "bench", "--version", f"rb{i}-{int(time.time())}")
-        seconds.append(bench.deployer("rollback", "bench")[0])
+        bench.deploy(f"rb{i}-{int(time.time())}")
+        seconds.append(bench.deployer("rollback", bench.environment)[0])
     return {"runs": seconds, "median": median(seconds)}
 
 
@@ -87,8 +87,8 @@ def under_load(
     targets = [(h.ip, bench.port) for h in bench.hosts if h.ip]
     out: dict[str, Any] = {}
     commands = {
-        "deploy": ("deploy", "bench", "--version", f"load-{int(time.time())}"),
-        "rollback": ("rollback", "bench"),
+        "deploy": ("deploy", bench.environment, "--version", f"load-{int(time.time())}"),
+        "rollback": ("rollback", bench.environment),
     }
     for phase, args in ((p, commands[p]) for p in phases):
         load = Load(targets, rate=rate, max_seconds=120).start()
@@ -116,8 +116,8 @@ def scaling(root: Path, lab: Any, sizes: list[int]) -> dict[int, float]:
     for n in sizes:
         bench = Bench(root / f"scale-{n}", lab, n)
         bench.prepare()
-        bench.deployer("deploy", "bench", "--version", "warm")
-        out[n] = bench.deployer("deploy", "bench", "--version", f"s{n}-{int(time.time())}")[0]
+        bench.deploy("warm")
+        out[n] = bench.deploy(f"s{n}-{int(time.time())}")
         say(f"  {n} hosts: {out[n]:.2f}s")
     return out
 
@@ -125,7 +125,7 @@ def scaling(root: Path, lab: Any, sizes: list[int]) -> dict[int, float]:
 def cli_overhead(bench: Bench) -> dict[str, float]:
     """Wall time of the work before any SSH connection: process start, config load,
     resolution, inventory generation (`deployer inventory`), median of 7."""
-    samples = [bench.deployer("inventory", "bench", "--json")[0] * 1000 for _ in range(7)]
+    samples = [bench.deployer("inventory", bench.environment, "--json")[0] * 1000 for _ in range(7)]
     return {"median_ms": median(samples), "min_ms": min(samples)}
 
 
@@ -138,7 +138,7 @@ def peak_memory(bench: Bench) -> float:
         "    for l in open('/proc/self/status'):\n"
         "        if l.startswith('VmHWM'): sys.stderr.write('VMHWM '+l.split()[1]+'\\n')\n"
         "atexit.register(hwm)\n"
-        f"sys.argv=['deployer','deploy','bench','--version','mem-{int(time.time())}']\n"
+        f"sys.argv=['deployer','deploy',{bench.environment!r},'--version','mem-{int(time.time())}']\n"
         "from deployer.cli import main; main()\n"
     )
     proc = subprocess.run(
@@ -233,7 +233,7 @@ def main() -> int:
                 port=PORT_MODE_PORT,
             )
             own.prepare()
-            own.deployer("deploy", "bench", "--version", "warm")
+            own.deploy("warm")
             results["load_port"] = under_load(own, args.rate, phases=("deploy",))
             say("5. CLI overhead")
             results["cli"] = cli_overhead(bench)
