@@ -1,5 +1,6 @@
-"""The three ways of shipping the same tarball to the same hosts that the benchmark compares:
-deployer itself, a plain one-task-per-step playbook, and the floor (one ssh per host)."""
+"""The ways of shipping the same tarball to the same hosts that the benchmark compares:
+deployer itself (the whole fleet at once, and rolling in two batches), a plain
+one-task-per-step playbook, and the floor (one ssh per host)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -20,6 +21,9 @@ from deployer.lab import LabState, ssh_argv
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "examples" / "hello" / "app"
 DEPLOYER_PORT, PLAIN_PORT, FLOOR_PORT, PORT_MODE_PORT = 18000, 18001, 18002, 18003
+ROLLING_PORT = 18004
+ALL_AT_ONCE: dict[str, str] = {"kind": "all_at_once"}
+TWO_BATCHES: dict[str, str] = {"kind": "rolling", "batch_size": "50%"}
 
 
 @dataclass
@@ -34,6 +38,8 @@ class Bench:
     listen: str = "socket"  # the example app takes the systemd socket, or binds its port
     app: str = "bench"
     port: int = DEPLOYER_PORT
+    environment: str = "bench"
+    strategy: dict[str, str] = field(default_factory=lambda: dict(ALL_AT_ONCE))
 
     @property
     def hosts(self) -> list:  # type: ignore[type-arg]
@@ -53,10 +59,10 @@ class Bench:
                 "listen": self.listen,
             },
             "health": {"http": {"path": "/healthz", "timeout": 2}, "retries": 50, "interval": 0.2},
-            "strategy": {"kind": "all_at_once"},
+            "strategy": dict(self.strategy),
             "keep_releases": 3,
             "environments": {
-                "bench": {
+                self.environment: {
                     "hosts": {"web": hosts},
                     "ssh": {
                         "private_key": str(self.lab.private_key),
@@ -84,13 +90,17 @@ class Bench:
             raise RuntimeError(f"deployer {' '.join(args)} failed: {proc.stderr[-2000:]}")
         return seconds, proc
 
+    def deploy(self, version: str) -> float:
+        """Wall time of one `deployer deploy` of `version` to this bench's environment."""
+        return self.deployer("deploy", self.environment, "--version", version)[0]
+
     def prepare(self) -> None:
         """Config, tarball and inventory, made once outside every timed window."""
         from deployer.artifact import pack_directory
 
         self.write_config()
         self.tarball = pack_directory(APP, self.root / ".bench", ("__pycache__", "*.pyc")).path
-        _, proc = self.deployer("inventory", "bench", "--json")
+        _, proc = self.deployer("inventory", self.environment, "--json")
         self.inventory = self.root / ".bench" / "inventory.json"
         self.inventory.write_text(proc.stdout)
 

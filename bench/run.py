@@ -4,8 +4,9 @@
     .venv/bin/python bench/run.py                 # the full run (10 hosts, 5 runs, up to 50)
     .venv/bin/python bench/run.py --hosts 2 --runs 1 --scale 1,2   # a quick check
 
-1. deploy wall time at N hosts: deployer vs a plain one-task-per-step playbook vs the floor
-   (one ssh per host), same tarball and hosts, runs alternated; medians and ratios;
+1. deploy wall time at N hosts: deployer (the whole fleet at once) vs deployer rolling in two
+   batches (`batch_size: 50%`, its own app and port) vs a plain one-task-per-step playbook vs
+   the floor (one ssh per host), same tarball and hosts, runs alternated; medians and ratios;
 2. rollback wall time at N; 3. failed requests and the longest gap between successes under a
    constant HTTP load during a deploy and during a rollback (the example app on its systemd
    socket), and during a deploy of the same app binding its own port (no proxy in front:
@@ -30,15 +31,24 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.contenders import PORT_MODE_PORT, Bench, floor, floor_setup, plain
+from bench.contenders import (
+    PORT_MODE_PORT,
+    ROLLING_PORT,
+    TWO_BATCHES,
+    Bench,
+    floor,
+    floor_setup,
+    plain,
+)
 from bench.load import Load
 from deployer import lab as labs
 
-TARGETS = {
+TARGETS = {  # issue 14's speed targets (deploy_vs_plain kept from before)
     "deploy_vs_plain": 0.35,  # at most this fraction of the plain playbook's median
-    "deploy_vs_floor": 4.0,  # at most this multiple of the floor's median
-    "rollback_seconds": 2.5,
-    "cli_overhead_ms": 300.0,
+    "deploy_vs_floor": 2.5,  # whole fleet at once: at most this multiple of the floor's median
+    "rolling_vs_floor": 3.0,  # rolling in two batches: at most this multiple of the floor's
+    "rollback_seconds": 1.5,  # median rollback at N hosts
+    "cli_overhead_ms": 250.0,
 }
 
 
@@ -50,16 +60,40 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def compare(bench: Bench, runs: int) -> dict[str, Any]:
-    """Alternate the three contenders `runs` times; every run ships a new version."""
-    times: dict[str, list[float]] = {"deployer": [], "plain": [], "floor": []}
+def rolling_bench(root: Path, lab: Any, n: int) -> Bench:
+    """deployer rolling in two batches to the same hosts: its own project, app,
+    environment and port, so it never shares a lock, a release or a socket with `bench`."""
+    return Bench(
+        root,
+        lab,
+        n,
+        app="benchroll",
+        environment="rolling",
+        port=ROLLING_PORT,
+        strategy=dict(TWO_BATCHES),
+    )
+
+
+def rolling_batches(rolling: Bench) -> int:
+    """How many batches deployer's own arithmetic makes of that strategy and those hosts."""
+    from deployer.config.models import Strategy
+    from deployer.plan.batches import batches
+
+    return len(batches(Strategy(**rolling.strategy), [h.name for h in rolling.hosts]))
+
+
+def compare(bench: Bench, rolling: Bench, runs: int) -> dict[str, Any]:
+    """Alternate the four contenders `runs` times; every run ships a new version to each."""
+    times: dict[str, list[float]] = {"deployer": [], "rolling": [], "plain": [], "floor": []}
     floor_setup(bench)
-    bench.deployer("deploy", "bench", "--version", "warm")  # first install, not timed
+    bench.deploy("warm")  # first installs, not timed
+    rolling.deploy("warm")
     plain(bench, "warm")
     floor(bench, "warm")
     for i in range(runs):
         version = f"r{i}-{int(time.time())}"
-        times["deployer"].append(bench.deployer("deploy", "bench", "--version", version)[0])
+        times["deployer"].append(bench.deploy(version))
+        times["rolling"].append(rolling.deploy(version))
         times["plain"].append(plain(bench, version))
         times["floor"].append(floor(bench, version))
         say(f"  run {i + 1}/{runs}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()))
@@ -69,14 +103,17 @@ def compare(bench: Bench, runs: int) -> dict[str, Any]:
         "median": medians,
         "deployer_vs_plain": medians["deployer"] / medians["plain"],
         "deployer_vs_floor": medians["deployer"] / medians["floor"],
+        "rolling_vs_floor": medians["rolling"] / medians["floor"],
+        "rolling_strategy": dict(rolling.strategy),
+        "rolling_batches": rolling_batches(rolling),
     }
 
 
 def rollbacks(bench: Bench, runs: int) -> dict[str, Any]:
     seconds = []
     for i in range(runs):
-        bench.deployer("deploy", "bench", "--version", f"rb{i}-{int(time.time())}")
-        seconds.append(bench.deployer("rollback", "bench")[0])
+        bench.deploy(f"rb{i}-{int(time.time())}")
+        seconds.append(bench.deployer("rollback", bench.environment)[0])
     return {"runs": seconds, "median": median(seconds)}
 
 
@@ -87,8 +124,8 @@ def under_load(
     targets = [(h.ip, bench.port) for h in bench.hosts if h.ip]
     out: dict[str, Any] = {}
     commands = {
-        "deploy": ("deploy", "bench", "--version", f"load-{int(time.time())}"),
-        "rollback": ("rollback", "bench"),
+        "deploy": ("deploy", bench.environment, "--version", f"load-{int(time.time())}"),
+        "rollback": ("rollback", bench.environment),
     }
     for phase, args in ((p, commands[p]) for p in phases):
         load = Load(targets, rate=rate, max_seconds=120).start()
@@ -116,8 +153,8 @@ def scaling(root: Path, lab: Any, sizes: list[int]) -> dict[int, float]:
     for n in sizes:
         bench = Bench(root / f"scale-{n}", lab, n)
         bench.prepare()
-        bench.deployer("deploy", "bench", "--version", "warm")
-        out[n] = bench.deployer("deploy", "bench", "--version", f"s{n}-{int(time.time())}")[0]
+        bench.deploy("warm")
+        out[n] = bench.deploy(f"s{n}-{int(time.time())}")
         say(f"  {n} hosts: {out[n]:.2f}s")
     return out
 
@@ -125,7 +162,7 @@ def scaling(root: Path, lab: Any, sizes: list[int]) -> dict[int, float]:
 def cli_overhead(bench: Bench) -> dict[str, float]:
     """Wall time of the work before any SSH connection: process start, config load,
     resolution, inventory generation (`deployer inventory`), median of 7."""
-    samples = [bench.deployer("inventory", "bench", "--json")[0] * 1000 for _ in range(7)]
+    samples = [bench.deployer("inventory", bench.environment, "--json")[0] * 1000 for _ in range(7)]
     return {"median_ms": median(samples), "min_ms": min(samples)}
 
 
@@ -138,7 +175,7 @@ def peak_memory(bench: Bench) -> float:
         "    for l in open('/proc/self/status'):\n"
         "        if l.startswith('VmHWM'): sys.stderr.write('VMHWM '+l.split()[1]+'\\n')\n"
         "atexit.register(hwm)\n"
-        f"sys.argv=['deployer','deploy','bench','--version','mem-{int(time.time())}']\n"
+        f"sys.argv=['deployer','deploy',{bench.environment!r},'--version','mem-{int(time.time())}']\n"
         "from deployer.cli import main; main()\n"
     )
     proc = subprocess.run(
@@ -175,6 +212,7 @@ def verdicts(results: dict[str, Any]) -> list[str]:
     for key, limit, value in (
         ("deploy_vs_plain", TARGETS["deploy_vs_plain"], cmp_["deployer_vs_plain"]),
         ("deploy_vs_floor", TARGETS["deploy_vs_floor"], cmp_["deployer_vs_floor"]),
+        ("rolling_vs_floor", TARGETS["rolling_vs_floor"], cmp_["rolling_vs_floor"]),
         ("rollback_seconds", TARGETS["rollback_seconds"], results["rollback"]["median"]),
         ("cli_overhead_ms", TARGETS["cli_overhead_ms"], results["cli"]["median_ms"]),
     ):
@@ -217,8 +255,10 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="deployer-bench-") as tmp:
             bench = Bench(Path(tmp) / "main", lab, args.hosts)
             bench.prepare()
+            rolling = rolling_bench(Path(tmp) / "rolling", lab, args.hosts)
+            rolling.prepare()
             say(f"1. deploy, {args.hosts} hosts, {args.runs} runs each")
-            results["compare"] = compare(bench, args.runs)
+            results["compare"] = compare(bench, rolling, args.runs)
             say("2. rollback")
             results["rollback"] = rollbacks(bench, args.runs)
             say("3. downtime under load")
@@ -233,7 +273,7 @@ def main() -> int:
                 port=PORT_MODE_PORT,
             )
             own.prepare()
-            own.deployer("deploy", "bench", "--version", "warm")
+            own.deploy("warm")
             results["load_port"] = under_load(own, args.rate, phases=("deploy",))
             say("5. CLI overhead")
             results["cli"] = cli_overhead(bench)
@@ -263,9 +303,11 @@ def report(r: dict[str, Any]) -> str:
     m = r["compare"]["median"]
     lines = [
         f"deploy at {r['hosts']} hosts (median of {r['runs']}): deployer {m['deployer']:.2f}s, "
+        f"rolling in two batches {m['rolling']:.2f}s, "
         f"plain playbook {m['plain']:.2f}s, floor {m['floor']:.2f}s; "
         f"deployer/plain {r['compare']['deployer_vs_plain']:.2f}, "
-        f"deployer/floor {r['compare']['deployer_vs_floor']:.2f}",
+        f"deployer/floor {r['compare']['deployer_vs_floor']:.2f}, "
+        f"rolling/floor {r['compare']['rolling_vs_floor']:.2f}",
         f"rollback at {r['hosts']} hosts: median {r['rollback']['median']:.2f}s",
         *(
             f"{phase} under load, listen {mode}: {n['failed']} failed of {n['sent']}, "

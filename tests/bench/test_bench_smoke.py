@@ -1,8 +1,13 @@
-"""The benchmark harness at N=2, once, so it cannot rot. It measures; it asserts no timing."""
+"""The benchmark harness at N=2, once, so it cannot rot. It measures; it asserts no timing.
+
+It brings up (and tears down) its own lab, `bench-smoke`; two sessions running at once would
+tear down each other's: give one another name with DEPLOYER_TEST_LAB.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +17,7 @@ import pytest
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
+LAB_NAME = os.environ.get("DEPLOYER_TEST_LAB", "bench-smoke")
 
 
 def test_bench_harness_runs_end_to_end_at_two_hosts(tmp_path: Path) -> None:
@@ -29,7 +35,7 @@ def test_bench_harness_runs_end_to_end_at_two_hosts(tmp_path: Path) -> None:
             "--rate",
             "40",
             "--lab",
-            "bench-smoke",
+            LAB_NAME,
             "--out",
             str(out),
         ],
@@ -41,8 +47,13 @@ def test_bench_harness_runs_end_to_end_at_two_hosts(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     medians = results["compare"]["median"]
-    assert set(medians) == {"deployer", "plain", "floor"}
+    assert set(medians) == {"deployer", "rolling", "plain", "floor"}
     assert all(value > 0 for value in medians.values())
+    compare = results["compare"]
+    assert len(compare["runs"]["rolling"]) == 1  # alternated with the others, one per run
+    assert compare["rolling_strategy"] == {"kind": "rolling", "batch_size": "50%"}
+    assert compare["rolling_batches"] == 2  # two batches of one at N=2
+    assert compare["rolling_vs_floor"] > 0
     assert results["rollback"]["median"] > 0
     assert set(results["scaling"]) == {"1", "2"}
     assert results["cli"]["median_ms"] > 0
@@ -55,4 +66,13 @@ def test_bench_harness_runs_end_to_end_at_two_hosts(tmp_path: Path) -> None:
     assert own["sent"] > 0
     assert own["ok"] > 0
     assert any(line.startswith(("PASS", "MISS")) for line in results["verdicts"])
+    for target in (
+        "deploy_vs_plain",
+        "deploy_vs_floor",
+        "rolling_vs_floor",
+        "rollback_seconds",
+        "cli_overhead_ms",
+    ):
+        assert any(line.split()[1] == f"{target}:" for line in results["verdicts"]), target
     assert "deployer/plain" in proc.stdout
+    assert "rolling/floor" in proc.stdout
