@@ -99,8 +99,8 @@ def _loaded(ctx: typer.Context) -> Any:
 
 
 def _target(ctx: typer.Context, environment: str) -> Any:
-    from deployer.config.labhosts import load_lab, uses_lab
     from deployer.config.resolve import resolve
+    from deployer.lab.hosts import load_lab, uses_lab
 
     loaded = _loaded(ctx)
     lab = load_lab() if uses_lab(loaded, environment) else None
@@ -219,8 +219,8 @@ def validate(
     as_json: JsonOpt = False,
 ) -> None:
     """Check deploy.yml; exit 2 naming every bad config path."""
-    from deployer.config.labhosts import load_lab, placeholder_lab, uses_lab
     from deployer.config.resolve import resolve
+    from deployer.lab.hosts import load_lab, placeholder_lab, uses_lab
 
     with _errors(as_json):
         loaded = _loaded(ctx)

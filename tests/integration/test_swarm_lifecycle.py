@@ -36,11 +36,11 @@ import pytest
 
 from deployer.commands.context import Session
 from deployer.config.base import SecretRef
-from deployer.config.labhosts import load_lab
 from deployer.config.loader import load_project
 from deployer.config.notify import Webhook
 from deployer.config.resolve import resolve
 from deployer.lab import LabState, down, up
+from deployer.lab.hosts import load_lab
 from deployer.ledger import Status
 
 pytestmark = [pytest.mark.integration, pytest.mark.swarm]
