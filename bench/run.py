@@ -77,7 +77,7 @@ def rolling_bench(root: Path, lab: Any, n: int) -> Bench:
 def rolling_batches(rolling: Bench) -> int:
     """How many batches deployer's own arithmetic makes of that strategy and those hosts."""
     from deployer.config.models import Strategy
-    from deployer.plan.batches import batches
+    from deployer.plan.strategy import batches
 
     return len(batches(Strategy(**rolling.strategy), [h.name for h in rolling.hosts]))
 

@@ -6,7 +6,6 @@ Exit codes are `deployer.exitcodes.ExitCode`. Progress goes to stderr, results t
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -16,7 +15,6 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-import yaml
 from rich.console import Console
 
 from deployer.errors import BadRequest, ConfigError, DeployerError
@@ -99,8 +97,8 @@ def _loaded(ctx: typer.Context) -> Any:
 
 
 def _target(ctx: typer.Context, environment: str) -> Any:
-    from deployer.config.labhosts import load_lab, uses_lab
     from deployer.config.resolve import resolve
+    from deployer.lab.hosts import load_lab, uses_lab
     from deployer.targets import check_supported
 
     loaded = _loaded(ctx)
@@ -196,6 +194,7 @@ def init(
     force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a commented starter deploy.yml."""
+    from deployer import render
     from deployer.config.names import Name
     from deployer.config.starter import starter
 
@@ -210,7 +209,9 @@ def init(
         if path.exists() and not force:
             raise BadRequest(f"{path} exists; use --force to overwrite it")
         path.write_text(starter(app_name))
-        out.print(f"wrote {path}: edit the environments, then `deployer validate`")
+        render.show_written(
+            path, "deploy.yml", out, "edit the environments, then `deployer validate`"
+        )
 
 
 @app.command()
@@ -222,8 +223,8 @@ def validate(
     as_json: JsonOpt = False,
 ) -> None:
     """Check deploy.yml; exit 2 naming every bad config path."""
-    from deployer.config.labhosts import load_lab, placeholder_lab, uses_lab
     from deployer.config.resolve import resolve
+    from deployer.lab.hosts import load_lab, placeholder_lab, uses_lab
 
     with _errors(as_json):
         loaded = _loaded(ctx)
@@ -245,30 +246,49 @@ def validate(
         result = {"config": str(loaded.path), "valid": True, "environments": names, "notes": notes}
         if as_json:
             _finish(result, True)
-        out.print(f"[green]ok[/]: {loaded.path} is valid ({', '.join(names)})")
-        for note in notes:
-            out.print(f"  note: {note}")
+        from deployer import render
+
+        render.show_validation(result, out)
 
 
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of deploy.yml (for editor completion)."""
+    from deployer import render
     from deployer.config.models import Project
 
-    out.out(json.dumps(Project.model_json_schema(), indent=2))
+    render.emit_json(out, Project.model_json_schema())
 
 
 @app.command()
-def inventory(ctx: typer.Context, environment: EnvArg, as_json: JsonOpt = False) -> None:
-    """Print the Ansible inventory generated for an environment."""
+def inventory(
+    ctx: typer.Context,
+    environment: EnvArg,
+    write: Annotated[
+        bool,
+        typer.Option(
+            "--write",
+            help="Write it to inventories/<env>/ next to deploy.yml (hosts.yml, group_vars/), "
+            "for plain ansible-playbook -i; prints what was written.",
+        ),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print the Ansible inventory generated for an environment (or write it, --write)."""
+    from deployer import render
     from deployer.plan.inventory import build_inventory
 
     with _errors(as_json):
-        data = build_inventory(_target(ctx, environment))
+        target = _target(ctx, environment)
+        if write:
+            from deployer.inventories import write_inventory
+
+            _finish(write_inventory(target, ctx.obj.config.name), as_json)
+        data = build_inventory(target)
         if as_json:
-            out.out(json.dumps(data, indent=2))
+            render.emit_json(out, data)
         else:
-            out.out(yaml.safe_dump(data, sort_keys=False), highlight=False)
+            render.show_inventory(data, out)
 
 
 # --- lifecycle ---------------------------------------------------------------------------
@@ -334,7 +354,11 @@ def build(
     """Build the release's container images (target swarm), tagged with the version."""
     with _errors(as_json):
         result = _run(ctx, environment, f"build {environment}", lambda d: _build(d, version))
-        _finish(result, as_json)
+        if as_json:
+            _finish(result, True)
+        from deployer import render
+
+        render.show_build(result, out)
 
 
 def _build(driver: Any, version: str | None) -> Any:
@@ -451,15 +475,16 @@ def monitoring_setup(ctx: typer.Context, environment: EnvArg, as_json: JsonOpt =
 @monitoring_app.command("config")
 def monitoring_config(ctx: typer.Context, environment: EnvArg, as_json: JsonOpt = False) -> None:
     """Print the prometheus.yml generated from the environment's hosts."""
+    from deployer import render
     from deployer.plan.monitoring import scrape_config, scrape_config_yaml
     from deployer.targets.ssh.monitoring import monitored
 
     with _errors(as_json):
         target = monitored(_target(ctx, environment))
         if as_json:
-            out.out(json.dumps(scrape_config(target), indent=2), highlight=False)
+            render.emit_json(out, scrape_config(target))
         else:
-            out.out(scrape_config_yaml(target), highlight=False, end="")
+            render.show_text(scrape_config_yaml(target), out)
 
 
 @monitoring_app.command("dashboard")
@@ -471,16 +496,17 @@ def monitoring_dashboard(
     ] = None,
 ) -> None:
     """Print the Grafana dashboard (JSON, for Grafana's import) of the environment."""
+    from deployer import render
     from deployer.plan.monitoring import dashboard_json
     from deployer.targets.ssh.monitoring import monitored
 
     with _errors(False):
         text = dashboard_json(monitored(_target(ctx, environment)))
         if output is None:
-            out.out(text, highlight=False)
+            render.show_text(text, out)
         else:
             output.write_text(text + "\n")
-            err.print(f"dashboard written to {output}")
+            render.show_written(output, "dashboard", err)
 
 
 @lock_app.command("status")
@@ -508,11 +534,9 @@ def lock_release(
         )
         if as_json:
             _finish({"released": before.held, "was": before}, True)
-        out.print(
-            "lock released (it was: " + before.describe() + ")"
-            if before.held
-            else f"{environment}: not locked"
-        )
+        from deployer import render
+
+        render.show_lock_release(environment, before, out)
 
 
 # --- lab ---------------------------------------------------------------------------------
@@ -521,17 +545,12 @@ LabName = Annotated[str, typer.Option("--name", envvar="DEPLOYER_LAB_NAME", help
 
 
 def _lab_state(state: Any, as_json: bool) -> None:
-    if as_json:
-        from deployer import render
+    from deployer import render
 
+    if as_json:
         render.emit_json(out, state)
-        return
-    if not state.hosts:
-        out.print(f"lab {state.name}: no hosts")
-        return
-    for host in state.hosts:
-        out.print(f"{host.name}  {host.user}@{host.address}:{host.port}  {host.state}")
-    out.print(f"hosts file: {state.hosts_file}  (use `hosts: {{<component>: lab}}` in deploy.yml)")
+    else:
+        render.show_lab(state, out)
 
 
 @lab_app.command("up")
@@ -578,7 +597,9 @@ def lab_down(name: LabName = "lab", as_json: JsonOpt = False) -> None:
         if as_json:
             _lab_state(state, True)
         else:
-            out.print(f"lab {name}: removed {len(state.hosts)} host(s)")
+            from deployer import render
+
+            render.show_lab_down(state, out)
 
 
 @contextmanager

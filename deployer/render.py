@@ -9,19 +9,25 @@ from datetime import datetime
 from enum import Enum
 from functools import singledispatch
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import yaml
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from deployer.engine.results import DeployResult
 from deployer.errors import DeployerError
+from deployer.inventories import WrittenInventory
 from deployer.ledger import Deployment
 from deployer.stats import Durations, Stats
 from deployer.targets.base import LockInfo, ReleasesResult, RollbackResult, StatusResult
 from deployer.targets.ssh.monitoring import MonitoringResult
 from deployer.targets.ssh.plan import PlanResult
+
+if TYPE_CHECKING:  # imported only where their commands ran: they pull in docker
+    from deployer.lab import LabState
+    from deployer.targets.swarm.build import BuildResult
 
 
 def jsonable(value: Any) -> Any:
@@ -61,8 +67,21 @@ def error(console: Console, exc: DeployerError, *, as_json: bool) -> None:
 
 @singledispatch
 def show(value: Any, console: Console) -> None:
-    """Human rendering of a command's result."""
-    console.print(escape(str(value)))
+    """Human rendering of a command's result. A value without a renderer of its own is shown
+    field by field, never as a Python repr."""
+    if isinstance(value, str):
+        console.print(escape(value))
+        return
+    data = jsonable(value)
+    if not isinstance(data, Mapping):
+        console.print(escape(_plain(data)))
+        return
+    for key, item in data.items():
+        console.print(f"{escape(str(key))}: {escape(_plain(item))}")
+
+
+def _plain(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 _STATUS_STYLE = {
@@ -184,6 +203,20 @@ def _(result: MonitoringResult, console: Console) -> None:
     )
 
 
+@show.register
+def _(result: WrittenInventory, console: Console) -> None:
+    files = ", ".join(result.files)
+    console.print(
+        f"inventory of {escape(result.environment)} written to {escape(str(result.directory))}: "
+        f"{escape(files)}"
+    )
+    console.print(
+        f"  use it: ansible-playbook -i {escape(str(result.directory))} playbooks/facts.yml "
+        "-e deployer_hosts=all  (from the deployer repository, whose ansible.cfg finds "
+        "deployer.core)"
+    )
+
+
 def show_history(rows: list[Deployment], console: Console) -> None:
     table = Table(box=None, pad_edge=False)
     for header in (
@@ -250,3 +283,68 @@ def show_stats(stats: Stats, console: Console) -> None:
             "-" if env.p95_ms.mean is None else f"{env.p95_ms.mean:.0f} ms",
         )
     console.print(table)
+
+
+def show_build(result: BuildResult, console: Console) -> None:
+    rows = [
+        (
+            i.component,
+            i.image,
+            i.image_id.removeprefix("sha256:")[:12],
+            i.stack,
+            "generated" if i.generated else "the app's",
+            "cached" if i.cached else "built",
+        )
+        for i in result.images
+    ]
+    console.print(_hosts_table(rows, "component", "image", "id", "stack", "Dockerfile", "build"))
+    cached = sum(1 for i in result.images if i.cached)
+    console.print(
+        f"build {escape(result.environment)} {escape(result.version)}: "
+        f"{len(result.images)} image(s), {cached} cached, in {result.seconds:.1f}s; "
+        f"deploy it with `deployer deploy {escape(result.environment)} "
+        f"--version {escape(result.version)}`"
+    )
+
+
+def show_text(text: str, console: Console) -> None:
+    """A generated document (YAML, JSON) exactly as it was generated."""
+    console.out(text, highlight=False, end="" if text.endswith("\n") else "\n")
+
+
+def show_inventory(inventory: Mapping[str, Any], console: Console) -> None:
+    show_text(yaml.safe_dump(dict(inventory), sort_keys=False), console)
+
+
+def show_validation(result: Mapping[str, Any], console: Console) -> None:
+    names = ", ".join(result["environments"])
+    console.print(f"[green]ok[/]: {escape(result['config'])} is valid ({escape(names)})")
+    for note in result["notes"]:
+        console.print(f"  note: {escape(note)}")
+
+
+def show_written(path: Path, what: str, console: Console, hint: str = "") -> None:
+    console.print(f"{escape(what)} written to {escape(str(path))}" + (f": {hint}" if hint else ""))
+
+
+def show_lock_release(environment: str, before: LockInfo, console: Console) -> None:
+    if before.held:
+        console.print(f"lock released (it was: {escape(before.describe())})")
+    else:
+        console.print(f"{escape(environment)}: not locked")
+
+
+def show_lab(state: LabState, console: Console) -> None:
+    if not state.hosts:
+        console.print(f"lab {escape(state.name)}: no hosts")
+        return
+    rows = [(h.name, f"{h.user}@{h.address}:{h.port}", h.state) for h in state.hosts]
+    console.print(_hosts_table(rows, "host", "ssh", "state"))
+    console.print(
+        f"hosts file: {escape(str(state.hosts_file))}  "
+        "(use `hosts: {<component>: lab}` in deploy.yml)"
+    )
+
+
+def show_lab_down(state: LabState, console: Console) -> None:
+    console.print(f"lab {escape(state.name)}: removed {len(state.hosts)} host(s)")

@@ -5,24 +5,28 @@ generated from these models and `deployer init` writes a starter file generated 
 Environments may override the project-level `service`, `health`, `strategy`, `rollback`,
 `monitoring` and `keep_releases`; only the keys an environment sets replace the project's
 (see `resolve.py`).
+
+`health` and `resources` live in modules of their own (re-exported here) so that `swarm`,
+which this module imports, uses them without importing this module back.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Annotated, Literal
 
 from pydantic import (
     BeforeValidator,
     Field,
-    StrictFloat,
-    StrictInt,
     field_validator,
     model_validator,
 )
 
 from deployer.config.base import SecretRef, Section
+from deployer.config.health import CommandCheck as CommandCheck
+from deployer.config.health import Health as Health
+from deployer.config.health import HttpCheck as HttpCheck
+from deployer.config.health import TcpCheck as TcpCheck
 from deployer.config.names import (
     AbsPath,
     Address,
@@ -36,6 +40,9 @@ from deployer.config.names import (
     single_line,
 )
 from deployer.config.notify import Notification
+from deployer.config.resources import Resources as Resources
+from deployer.config.resources import cpu_cores as cpu_cores
+from deployer.config.swarm import SwarmSettings
 
 LAB_HOSTS = "lab"
 """A component whose hosts are given as this string takes the hosts of `deployer lab up`."""
@@ -93,48 +100,6 @@ class SharedPaths(Section):
     files: tuple[RelPath, ...] = Field(
         default=(), description="Files kept across releases, linked into each release."
     )
-
-
-_CPU = re.compile(r"^(\d+(\.\d+)?|\d+m)$")
-_MEMORY = re.compile(r"^\d+(Ki|Mi|Gi|Ti|K|M|G|T)?$")
-
-
-class Resources(Section):
-    cpu: StrictFloat | StrictInt | str | None = Field(
-        default=None, description="CPU limit in cores: 0.5, 2, or 500m.", examples=[0.5]
-    )
-    memory: str | None = Field(
-        default=None, description="Memory limit: 512Mi, 1Gi.", examples=["512Mi"]
-    )
-
-    @field_validator("cpu")
-    @classmethod
-    def _cpu(cls, value: float | str | None) -> float | str | None:
-        if value is None:
-            return None
-        if isinstance(value, str) and not _CPU.fullmatch(value):
-            raise ValueError(f"{value!r} is not a CPU amount (0.5, 2, 500m)")
-        cores = cpu_cores(value)
-        if not math.isfinite(cores) or cores <= 0:
-            raise ValueError("must be more than 0")
-        if cores < 0.01:
-            raise ValueError("must be at least 0.01 (10m): systemd's smallest CPUQuota is 1%")
-        return value
-
-    @field_validator("memory")
-    @classmethod
-    def _memory(cls, value: str | None) -> str | None:
-        if value is not None and not _MEMORY.fullmatch(value):
-            raise ValueError(f"{value!r} is not a memory size (512Mi, 1Gi)")
-        if value is not None and int(value.rstrip("KMGTi")) == 0:
-            raise ValueError("must be more than 0")
-        return value
-
-
-def cpu_cores(value: float | str) -> float:
-    if isinstance(value, str) and value.endswith("m"):
-        return int(value[:-1]) / 1000
-    return float(value)
 
 
 # deploy_to may be none of these nor inside one: staging owns and resets the directory (and
@@ -221,39 +186,6 @@ class Service(Section):
                 "the app's own, such as /srv/<app name>"
             )
         return value
-
-
-class HttpCheck(Section):
-    path: str = Field(default="/", pattern=r"^/[A-Za-z0-9._~/?=&%+-]*$")
-    port: int | None = Field(default=None, ge=1, le=65535, description="Default: service.port.")
-    status: int = Field(default=200, ge=100, le=599)
-    body: SingleLine | None = Field(
-        default=None, description="Text the response body must contain."
-    )
-    timeout: float = Field(default=2.0, gt=0, le=60, description="Seconds per request.")
-
-
-class TcpCheck(Section):
-    port: int | None = Field(default=None, ge=1, le=65535, description="Default: service.port.")
-    timeout: float = Field(default=2.0, gt=0, le=60)
-
-
-class CommandCheck(Section):
-    run: SingleLine = Field(description="Command run on the host; exit 0 means healthy.")
-    timeout: float = Field(default=10.0, gt=0, le=300)
-    user: UserName | None = Field(
-        default=None,
-        description="User the command runs as (default: the service user; `root` to run "
-        "it as root).",
-    )
-
-
-class Health(Section):
-    http: HttpCheck | None = Field(default=None, description="HTTP check on the host.")
-    tcp: TcpCheck | None = None
-    command: CommandCheck | None = None
-    retries: int = Field(default=10, ge=1, le=1000, description="Attempts before failing.")
-    interval: float = Field(default=1.0, ge=0, le=300, description="Seconds between attempts.")
 
 
 _PERCENT = re.compile(r"([1-9]\d?|100)%")
@@ -519,11 +451,3 @@ class Project(Section):
                     "secrets.vault_file is not set"
                 )
         return self
-
-
-# Swarm settings reuse Health and Resources from this module, so they are imported last and
-# the models that mention them are completed here.
-from deployer.config.swarm import SwarmSettings  # noqa: E402
-
-Environment.model_rebuild()
-Project.model_rebuild()

@@ -13,8 +13,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from deployer.config.models import Health, Resources
+from deployer.config.health import Health
 from deployer.config.names import Ident, Name, SingleLine
+from deployer.config.resources import Resources
 
 DEFAULT_PYTHON_BASE = "deployer-base-python:bookworm"
 DEFAULT_NODE_BASE = "deployer-base-node:bookworm"

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from deployer.config.labhosts import load_lab
 from deployer.config.loader import load_project
 from deployer.config.resolve import resolve
+from deployer.lab.hosts import load_lab
 from deployer.plan.monitoring import RATE_INTERVAL, dashboard
 
 if TYPE_CHECKING:

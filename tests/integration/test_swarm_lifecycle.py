@@ -34,16 +34,24 @@ import docker
 import docker.errors
 import pytest
 
-from deployer.session import Session
 from deployer.config.base import SecretRef
-from deployer.config.labhosts import load_lab
 from deployer.config.loader import load_project
 from deployer.config.notify import Webhook
 from deployer.config.resolve import resolve
+from deployer.engine.lifecycle import deploy
 from deployer.lab import LabState, down, up
+from deployer.lab.hosts import load_lab
 from deployer.ledger import Status
+from deployer.session import Session
+from deployer.targets import for_session
 
 pytestmark = [pytest.mark.integration, pytest.mark.swarm]
+
+
+def _deploy(session: Session, version: str) -> Any:
+    """The engine's deploy on the session's own target."""
+    return deploy(session, for_session(session), version=version)
+
 
 LAB = "swarm-test"
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "swarm-hello"
@@ -200,16 +208,15 @@ class Load:
 
 
 def test_v1_to_v2_without_a_failed_request(stack: Stack) -> None:
-    from deployer.targets import swarm
 
-    first = swarm.deploy(stack.session(), version="v1")
+    first = _deploy(stack.session(), "v1")
     assert (first.status, first.exit_code) == (Status.SUCCEEDED, 0), first.reason
     assert first.artifact_sha256.count("sha256:") == 2
     addresses = [h.ip for h in stack.lab.hosts]
     with Load(addresses, 8000) as load:
         time.sleep(3)  # some v1 traffic first
         started = time.monotonic()
-        second = swarm.deploy(stack.session(), version="v2")
+        second = _deploy(stack.session(), "v2")
         seconds = time.monotonic() - started
         time.sleep(3)  # and some v2 traffic after
     _measure(
@@ -253,7 +260,6 @@ def test_replicas_and_resources_reach_the_services(stack: Stack) -> None:
 
 
 def test_broken_version_is_rolled_back_by_swarm_and_fails(stack: Stack) -> None:
-    from deployer.targets import swarm
 
     shutil.copy(stack.root / "broken" / "app.py", stack.root / "web" / "app.py")
     received: list[dict[str, Any]] = []
@@ -265,7 +271,7 @@ def test_broken_version_is_rolled_back_by_swarm_and_fails(stack: Stack) -> None:
         )
         session.notify_secrets = {"notify.0.url": url}
         started = time.monotonic()
-        result = swarm.deploy(session, version="v3")
+        result = _deploy(session, "v3")
     assert [e["event"] for e in received] == ["start", "rollback"]  # swarm announces too
     assert all(e["version"] == "v3" for e in received)
     _measure(step="broken v3, rolled back", seconds=round(time.monotonic() - started, 1))
@@ -304,9 +310,8 @@ def _webhook_receiver(received: list[dict[str, Any]]) -> Iterator[str]:
 
 
 def test_rollback_to_a_stored_version(stack: Stack) -> None:
-    from deployer.targets import swarm
 
-    result = swarm.rollback(stack.session(), to="v1")
+    result = for_session(stack.session()).rollback("v1")
     assert (result.status, result.exit_code) == (Status.SUCCEEDED, 0), result.reason
     assert {h.after for h in result.hosts} == {"v1"}
     for component in ("web", "site"):
@@ -315,9 +320,8 @@ def test_rollback_to_a_stored_version(stack: Stack) -> None:
 
 
 def test_status_reads_the_tasks(stack: Stack) -> None:
-    from deployer.targets import swarm
 
-    result = swarm.status(stack.session())
+    result = for_session(stack.session()).status()
     assert result.healthy, result.problems
     assert {v: set(s) for v, s in result.versions.items()} == {
         "v1": {f"{stack.app}_web", f"{stack.app}_site"}

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 
-from deployer.config.labhosts import load_lab, uses_lab
 from deployer.config.loader import load_project
 from deployer.config.resolve import resolve
 from deployer.errors import ConfigError
 from deployer.exitcodes import ExitCode
+from deployer.lab.hosts import load_lab, uses_lab
 
 BAD = Path(__file__).parents[2] / "fixtures" / "configs" / "bad"
 

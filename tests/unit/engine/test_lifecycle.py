@@ -315,19 +315,12 @@ def test_a_failure_within_the_budget_apart(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="engine bug: with a fusing target the last batch's run gives the lock back, and the "
-    "within-budget rollback of a host that failed in an earlier batch then runs without the "
-    "lock (deployer/engine/lifecycle.py, _walk's last budget step -> _rollback)",
-)
 def test_a_failure_within_the_budget_in_an_earlier_batch_is_rolled_back_under_the_lock(
     tmp_path: Path,
 ) -> None:
     """web3 fails in batch 2 within a budget of 1; batch 3 (web5) then succeeds and its run,
     which the plan fused the unlock into, gives the lock back. web3 must still go back to v1
-    under the lock: today the fake refuses that roll_back (no lock held), which is the bug."""
+    under the lock (the fake refuses a roll_back while no lock is held)."""
     strategy = Strategy(kind="rolling", batch_size=2, failure_budget=1)
     result, fake, _ = _deploy(tmp_path, strategy, Scenario(fail_health=frozenset({"web3"})))
     rollbacks = [c for c in fake.calls if c.method == "roll_back"]

@@ -142,30 +142,6 @@ def _target_imports(module: str) -> set[str]:
     }
 
 
-LEAK = "deployer.targets.ssh.replies"
-LEAKING = "deployer.engine.lifecycle"
-
-
-@pytest.mark.parametrize(
-    "module",
-    [
-        pytest.param(
-            m,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=f"layering leak: {LEAKING} imports `cap` from {LEAK}, an SSH-target "
-                "module; move `cap` below the targets (e.g. deployer.targets.base) and this passes",
-            ),
-        )
-        if m == LEAKING
-        else m
-        for m in ENGINE
-    ],
-)
+@pytest.mark.parametrize("module", ENGINE)
 def test_the_engine_imports_no_target_but_the_protocol(module: str) -> None:
     assert _target_imports(module) == set()
-
-
-def test_the_known_leak_is_the_only_one() -> None:
-    """While the leak above stands, nothing more may join it."""
-    assert _target_imports(LEAKING) <= {LEAK}

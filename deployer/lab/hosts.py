@@ -1,7 +1,9 @@
 """The hosts of the local lab, as `deployer lab up` recorded them in its hosts.yml.
 
-An environment whose component lists its hosts as `lab` gets these. The lab is chosen by
-$DEPLOYER_LAB_NAME (default `lab`), so a test suite can run its own lab beside a user's.
+An environment whose component lists its hosts as `lab` gets these: the CLI loads them here
+and passes them to `deployer.config.resolve`, so the config package never imports the lab.
+The lab is chosen by $DEPLOYER_LAB_NAME (default `lab`), so a test suite can run its own lab
+beside a user's. Free of docker, like `model`: every command on a lab environment reads this.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from deployer.config.loader import LoadedProject
 from deployer.config.models import LAB_HOSTS, Host
 from deployer.config.resolve import LabInfo
 from deployer.errors import ConfigError
+from deployer.lab.model import lab_dir
 
 
 def lab_name() -> str:
@@ -28,8 +31,6 @@ def uses_lab(loaded: LoadedProject, environment: str) -> bool:
 
 def load_lab(name: str | None = None) -> LabInfo | None:
     """The lab's hosts, or None when that lab is not up."""
-    from deployer.lab.model import lab_dir
-
     name = name or lab_name()
     path: Path = lab_dir(name) / "hosts.yml"
     try:
