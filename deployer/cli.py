@@ -308,14 +308,14 @@ def plan(
     as_json: JsonOpt = False,
 ) -> None:
     """Show hosts, batches and current -> new version per host. Changes nothing."""
-    from deployer.targets.ssh.plan import plan as run_plan
+    from deployer.engine.preview import plan as run_plan
 
     with _errors(as_json):
         result = _run(
             ctx,
             environment,
             f"plan {environment}",
-            lambda d: run_plan(_ssh_only(d, "plan"), version=version, artifact_path=artifact),
+            lambda d: run_plan(d.session, d, version=version, artifact_path=artifact),
             ledger=True,
         )
         _finish(result, as_json)

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from deployer.engine.preview import PlanResult
 from deployer.engine.results import DeployResult
 from deployer.errors import DeployerError
 from deployer.inventories import WrittenInventory
@@ -23,7 +24,6 @@ from deployer.ledger import Deployment
 from deployer.stats import Durations, Stats
 from deployer.targets.base import LockInfo, ReleasesResult, RollbackResult, StatusResult
 from deployer.targets.ssh.monitoring import MonitoringResult
-from deployer.targets.ssh.plan import PlanResult
 
 if TYPE_CHECKING:  # imported only where their commands ran: they pull in docker
     from deployer.lab import LabState
@@ -179,7 +179,7 @@ def _(result: PlanResult, console: Console) -> None:
     changes = sum(1 for h in result.hosts if h.action == "deploy")
     console.print(
         f"plan for {escape(result.environment)}: {changes} host(s) to {escape(result.version)} "
-        f"in {result.batches} batch(es); nothing was changed"
+        f"in {result.batches} batch(es), {result.runs} remote run(s); nothing was changed"
     )
     if result.version_is_bad:
         console.print(f"[red]![/] {escape(result.version)} is marked bad: deploy would refuse it")

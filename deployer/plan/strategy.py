@@ -36,6 +36,9 @@ class HostFacts:
     current: str | None = None
     previous_good: str | None = None
     stored: tuple[str, ...] = ()
+    bad: tuple[str, ...] = ()
+    """Stored versions the host has marked bad."""
+    reachable: bool = True
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,7 @@ def rollback_targets(
     out: dict[str, str | None] = {}
     for host in hosts:
         fact = facts.get(host)
-        if fact is None:
+        if fact is None or not fact.reachable:
             continue
         out[host] = fact.previous_good if fact.current == version else fact.current
     return out
@@ -142,7 +145,9 @@ def plan(
     """
     facts = facts or {}
     order = list(hosts)
-    already = tuple(h for h in order if (f := facts.get(h)) is not None and f.current == version)
+    already = tuple(
+        h for h in order if (f := facts.get(h)) is not None and f.reachable and f.current == version
+    )
     groups = [tuple(b) for b in batches(strategy, order)]
     steps: list[Step] = []
     run = 0

@@ -313,8 +313,9 @@ class Target(Protocol):
         """The strategy the plan is made with (the environment's, or what the target can
         honour: one batch where the platform paces the update itself)."""
 
-    def prepare(self, version: str | None, artifact: Path | None) -> Release:
-        """Build (or take) what ships; the version defaults to a digest of it."""
+    def prepare(self, version: str | None, artifact: Path | None, *, build: bool = True) -> Release:
+        """Build (or take) what ships; the version defaults to a digest of it. `build`
+        False: skip the config's build command where the target can (`plan`)."""
 
     def facts(self) -> Mapping[str, HostFacts]:
         """What each host runs and stores now (one cheap read)."""

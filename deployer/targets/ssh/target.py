@@ -88,19 +88,24 @@ class SshTarget:
     def strategy(self) -> Strategy:
         return self.env.strategy  # type: ignore[no-any-return]
 
-    def prepare(self, version: str | None, artifact: Path | None) -> Release:
+    def prepare(self, version: str | None, artifact: Path | None, *, build: bool = True) -> Release:
         env = self.session.target
         source = artifact or (env.project_dir / env.artifact.path)
-        build = None if artifact else env.artifact.build
-        art = artifacts.for_target(env, source, self.session.state_dir / "artifacts", build)
+        command = env.artifact.build if build and not artifact else None
+        art = artifacts.for_target(env, source, self.session.state_dir / "artifacts", command)
         self.session.runner  # noqa: B018 - the controller's own checks run before the row opens
         return Release(version or art.default_version, art.sha256, art)
 
     def facts(self) -> dict[str, HostFacts]:
         return {
-            h: HostFacts(s.current, s.previous_good, tuple(r.version for r in s.releases))
+            h: HostFacts(
+                s.current,
+                s.previous_good,
+                tuple(r.version for r in s.releases),
+                tuple(r.version for r in s.releases if r.state == "bad"),
+                s.reachable,
+            )
             for h, s in state.read_hosts(self.session, health=False).items()
-            if s.reachable
         }
 
     def _unlock(self, extravars: dict[str, Any], token: str | None) -> dict[str, Any]:

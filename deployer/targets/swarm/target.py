@@ -75,7 +75,9 @@ class SwarmTarget:
         budget = self.session.target.strategy.failure_budget
         return Strategy(kind="all_at_once", failure_budget=budget)
 
-    def prepare(self, version: str | None, artifact: Path | None) -> Release:
+    def prepare(self, version: str | None, artifact: Path | None, *, build: bool = True) -> Release:
+        """Images are the release: they are built (cache hits when unchanged) even for
+        `plan`, whose version is their content hash."""
         built = build_images(
             self.session.target, version, _say(self.session), settings=self.settings, root=artifact
         )

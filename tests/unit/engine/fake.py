@@ -275,7 +275,7 @@ class FakeTarget:
         self._record(Call("strategy"))
         return self.session.target.strategy
 
-    def prepare(self, version: str | None, artifact: Path | None) -> Release:
+    def prepare(self, version: str | None, artifact: Path | None, *, build: bool = True) -> Release:
         self._record(C.prepare())
         self.version = version or "sha-0123abcd"
         return Release(self.version, "0123abcd" * 8)

@@ -1,0 +1,81 @@
+"""`deployer plan ENV`: what a deploy would do, for every target: the hosts' facts read once,
+then the same pure plan the deploy walks (batches, steps, remote runs, where each host
+would go back to). Changes nothing on the hosts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from deployer.config.names import check_version
+from deployer.errors import BadRequest
+from deployer.plan.strategy import plan as make_plan
+from deployer.session import Session
+from deployer.targets.base import Target
+
+
+@dataclass(frozen=True)
+class PlannedHost:
+    host: str
+    batch: int
+    current: str | None
+    new: str
+    action: str  # deploy | unchanged | unreachable
+    rollback_to: str | None = None
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    environment: str
+    version: str
+    version_is_bad: bool
+    hosts: tuple[PlannedHost, ...]
+    batches: int
+    runs: int = 0
+    """Remote runs the deploy costs when it succeeds."""
+    steps: tuple[dict[str, Any], ...] = ()
+
+
+def plan(
+    session: Session, driver: Target, *, version: str | None, artifact_path: Path | None
+) -> PlanResult:
+    env = session.target
+    if version is not None:
+        try:
+            check_version(version)
+        except ValueError as exc:
+            raise BadRequest(f"--version: {exc}") from None
+    else:  # the version the artifact would get, without its build command
+        version = driver.prepare(None, artifact_path, build=False).version
+    facts = driver.facts()
+    steps = make_plan(
+        driver.strategy(),
+        driver.hosts(),
+        version,
+        watch=env.rollback.watch,
+        facts=facts,
+        fuse=driver.fuse,
+    )
+    rows: list[PlannedHost] = []
+    for number, group in enumerate(steps.batches, start=1):
+        for host in group:
+            fact = facts.get(host)
+            if fact is None or not fact.reachable:
+                rows.append(PlannedHost(host, number, None, version, "unreachable"))
+                continue
+            action = "unchanged" if fact.current == version else "deploy"
+            back = steps.rollback_to.get(host)
+            rows.append(PlannedHost(host, number, fact.current, version, action, back))
+    bad = version in session.ledger.bad_versions(env.environment) or any(
+        version in f.bad for f in facts.values()
+    )
+    return PlanResult(
+        env.environment,
+        version,
+        bad,
+        tuple(rows),
+        len(steps.batches),
+        steps.runs,
+        tuple(steps.to_dict()["steps"]),
+    )
