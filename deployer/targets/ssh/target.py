@@ -168,7 +168,7 @@ class SshTarget:
                 lock_taken=False,
                 interrupted=result.canceled,
             )
-        if primary.failed and found.lock_action == "acquire" and not found.acquired:
+        if primary.failed and found.stage == "lock" and not found.held:
             return StageReply(
                 hosts={},
                 lock_error=(

@@ -212,7 +212,10 @@ def main():
             info.update(held=True, mine=True, acquired=True, holder=p["holder"])
             module.exit_json(changed=True, deployer=info)
         # exist_ok: a deploy racing this one for the same lock may create the parent first
-        os.makedirs(os.path.dirname(path), 0o755, exist_ok=True)
+        try:
+            os.makedirs(os.path.dirname(path), 0o755, exist_ok=True)
+        except OSError as exc:  # its parent is not a directory: a clean failure, not a crash
+            module.fail_json(msg="cannot create lock %s: %s" % (path, exc), deployer=info)
         try:
             os.mkdir(path, 0o700)
         except OSError as exc:
