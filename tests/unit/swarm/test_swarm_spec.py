@@ -10,7 +10,7 @@ from deployer.config.loader import load_project
 from deployer.config.resolve import resolve
 from deployer.config.swarm import SwarmComponent, SwarmSettings, settings_of
 from deployer.errors import BadRequest
-from deployer.targets.swarm.build import locate, specs_of
+from deployer.targets.swarm.build import build_images, locate, specs_of
 from deployer.targets.swarm.spec import docker_name, image_tag
 
 GOLDEN = Path(__file__).parents[2] / "golden" / "swarm" / "compose"
@@ -53,3 +53,26 @@ def test_names_and_tags() -> None:
     assert image_tag("v1.2_rc-3") == "v1.2_rc-3"
     with pytest.raises(BadRequest, match="image tag"):
         image_tag("1.0+build5")
+
+
+def test_artifact_dir_replaces_the_configured_folders(tmp_path: Path) -> None:
+    """`deploy --artifact DIR` on Swarm: components build from DIR/<name> (or DIR itself)."""
+    target = resolve(load_project(GOLDEN / "hello" / "deploy.yml"), "swarm")
+    (tmp_path / "web").mkdir()
+    (tmp_path / "web" / "app.py").write_text("print('hi')\n")
+    (tmp_path / "web" / "requirements.txt").write_text("")
+    (tmp_path / "index.html").write_text("<h1>hi</h1>\n")
+    found = locate(target, SwarmSettings(), tmp_path)
+    assert found["web"].context == (tmp_path / "web").resolve()
+    assert found["site"].context == tmp_path.resolve()  # no site/ folder: DIR itself
+    # a component's own path is relative to the project; --artifact replaces it too
+    pinned = SwarmSettings(components={"web": SwarmComponent(path="nowhere")})
+    assert locate(target, pinned, tmp_path)["web"].context == (tmp_path / "web").resolve()
+
+
+def test_artifact_must_be_a_directory_for_swarm(tmp_path: Path) -> None:
+    target = resolve(load_project(GOLDEN / "hello" / "deploy.yml"), "swarm")
+    tarball = tmp_path / "release.tar.gz"
+    tarball.write_bytes(b"")
+    with pytest.raises(BadRequest, match="built from a directory"):
+        build_images(target, "v1", root=tarball)
