@@ -202,7 +202,7 @@ def test_sha256_mismatch_is_rejected_and_leaves_nothing(deployment: Deployment) 
     assert len(msgs) == 2, msgs
     assert all("sha256 mismatch" in m for m in msgs), msgs
     for host in d.hosts:
-        assert run.stage(host) == "upload"
+        assert run.stage(host) == "stage"  # it arrived: verifying it is staging's check
         assert d.ls(host, f"{d.deploy_to}/releases") == []
         assert d.uploads(host) == []
 

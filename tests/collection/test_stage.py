@@ -64,7 +64,7 @@ def test_release_reports_preflight_upload_or_stage(tmp_path: Path) -> None:
     assert result["deployer"]["current"] is None  # what the host runs, as before
 
     rc, result = release(tmp_path, tarball(tmp_path / "good.tar.gz"), sha256="1" * 64)
-    assert (rc, result["deployer"]["stage"]) == (1, "upload"), result
+    assert (rc, result["deployer"]["stage"]) == (1, "stage"), result  # it arrived
     assert "sha256 mismatch" in result["msg"]
 
     rc, result = release(tmp_path, None)

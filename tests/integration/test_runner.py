@@ -141,7 +141,7 @@ def test_cancel_stops_a_running_playbook(tmp_path, lab):
 
 
 def test_artifacts_are_rotated(tmp_path, lab):
-    from deployer import runner as runner_module
+    from deployer.targets.ssh import runner as runner_module
 
     target = lab_target(tmp_path, lab)
     keep = 3

@@ -217,9 +217,9 @@ deployer:
       description:
         - On failure, the step of the deployment that failed, for the orchestrator (never
           read from the task's name). C(preflight) when the room check refused the release
-          (not enough disk space), C(upload) when the tarball did not arrive or its sha256
-          did not match (the action plugin's own upload failures included), C(stage) for
-          anything else (the tree, the service user, unpacking, shared paths, env, units,
+          (not enough disk space), C(upload) when the tarball did not arrive (the action
+          plugin's own upload failures included), C(stage) for anything else (its sha256
+          not matching, the tree, the service user, unpacking, shared paths, env, units,
           pruning, invalid parameters).
       type: str
       choices: [preflight, upload, stage]
@@ -516,7 +516,7 @@ class Stager(object):
         if free < self.required:
             raise StageError("not enough disk space at %s: %s free, %s required to unpack"
                              % (measured, human_bytes(free), human_bytes(self.required)))
-        self.step = UPLOAD
+        self.step = STAGE  # the archive arrived: verifying it is staging's first check
         actual = sha256_of(self.archive)
         if actual != self.sha:
             raise StageError("sha256 mismatch for %s: expected %s, got %s; the archive was "
