@@ -262,7 +262,7 @@ def _stage(rollout: _Rollout, step: Step, wait: float, started: float) -> BatchR
     driver, plan = rollout.driver, rollout.plan
     rollout.stage("prepare")
     with_lock = plan.fused(step, "lock")
-    first = next(s for s in plan.steps if s.action == "switch") if plan.steps else None
+    first = next((s for s in plan.steps if s.action == "switch"), None)
     switch = first.hosts if first is not None and plan.fused(step, "switch") else None
     unlock = rollout.token if with_lock and plan.fused(step, "unlock") else None
 

@@ -27,6 +27,7 @@ from deployer.targets.base import (
     ReleasesResult,
     RollbackResult,
     StatusResult,
+    cap,
     compare_with_ledger,
     new_token,
     release_rows,
@@ -217,7 +218,9 @@ def releases(session: Session, driver: SwarmTarget) -> ReleasesResult:
         version = valid_version(tag)
         if service in stored and version is not None:
             state = "bad" if version in bad else "good" if version in good else "staged"
-            stored[service].append(ReleaseOnHost(version, state, created or None, None))
+            # the creation time is the manager's text: shown, never trusted, so capped
+            stamp = cap(created, 40) if created else None
+            stored[service].append(ReleaseOnHost(version, state, stamp, None))
     states = {
         service: HostState(
             service,
