@@ -19,7 +19,7 @@ from typing import Any
 from deployer.errors import DeployerError, LockedError
 from deployer.plan.extravars import lock_path
 from deployer.session import Session
-from deployer.targets.base import LockInfo, lock_info
+from deployer.targets.base import LockInfo, cap, lock_info
 from deployer.targets.swarm.remote import Nodes
 
 _TOKEN = re.compile(r"[0-9a-f]{16,64}")
@@ -55,13 +55,17 @@ def _record(raw: str) -> dict[str, Any]:
 
 def _report(state: str, record: dict[str, Any], token: str) -> dict[str, Any]:
     held = state in {"held", "acquired"}
+    holder = record.get("holder")
     epoch = record.get("acquired_epoch")
     age = max(0.0, time.time() - float(epoch)) if isinstance(epoch, int | float) else 0.0
     ttl = record.get("ttl")
     return {
         "held": held,
         "mine": bool(token) and record.get("token") == token,
-        "holder": record.get("holder") if isinstance(record.get("holder"), dict) else {},
+        "holder": {  # the manager's file: shown to the operator, so every text capped
+            str(k): cap(v, 200) if isinstance(v, str) else v
+            for k, v in (holder.items() if isinstance(holder, dict) else ())
+        },
         "token": str(record.get("token") or ""),
         "age_seconds": round(age, 1),
         "stale": held and isinstance(ttl, int | float) and age > ttl,

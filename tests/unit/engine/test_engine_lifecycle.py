@@ -17,11 +17,11 @@ from deployer.config.models import Strategy
 from deployer.engine import lifecycle
 from deployer.engine.lifecycle import deploy
 from deployer.engine.results import DeployResult
-from deployer.errors import BadRequest
+from deployer.errors import BadRequest, DeployerError
 from deployer.exitcodes import ExitCode
 from deployer.ledger import HostStatus, Status
 from deployer.session import Session
-from deployer.targets.base import HostReport
+from deployer.targets.base import HostReport, LockInfo
 
 ALL = Strategy(kind="all_at_once")
 ROLLING_2 = Strategy(kind="rolling", batch_size=2)  # web1 web2 | web3 web4 | web5
@@ -449,3 +449,31 @@ def test_an_interrupt_stops_the_rollout_and_gives_the_lock_back(tmp_path: Path) 
     assert list(result.hosts) == _changed("web1", "web2", "web3", "web4")  # left where they are
     row = s.ledger.get(result.deployment_id)
     assert (row.status, row.stage) == (Status.INTERRUPTED, "switch 2/3")
+
+
+class _FlakyRelease(ApartTarget):
+    """The first lock release fails (the lock host's channel dropped)."""
+
+    failed = False
+
+    def lock(self, action: str, token: str = "", deployment: int | None = None) -> LockInfo:
+        if action == "release" and not self.failed:
+            self.failed = True
+            self._record(C.lock(action))
+            raise DeployerError("lock release on lab1 failed: connection reset")
+        return super().lock(action, token, deployment)
+
+
+def test_a_failed_lock_release_after_a_good_rollout_keeps_it_succeeded(tmp_path: Path) -> None:
+    """The hosts run v2 and the ledger must say so: the release is tried again at the end
+    and its failure is reported in the reason, not turned into a failed deployment."""
+    s = session(tmp_path, ALL)
+    fake = _FlakyRelease(s, Scenario())
+    result = deploy(s, fake, version="v2")
+    assert [c for c in fake.calls if c.method == "lock"] == [
+        C.lock("acquire"),
+        C.lock("release"),
+        C.lock("release"),
+    ]
+    assert (result.status, result.exit_code) == (Status.SUCCEEDED, ExitCode.OK)
+    assert s.ledger.current(s.target.environment) == "v2"
