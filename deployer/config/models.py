@@ -215,9 +215,16 @@ class Strategy(Section):
 
 
 class HealthRule(Section):
+    """How the health checks judge the fleet during the watch window (`rollback.watch`)."""
+
     threshold: int = Field(default=3, ge=1, description="Consecutive failed checks.")
     period: int = Field(default=60, ge=1, description="Seconds between checks.")
-    grace: int = Field(default=120, ge=0, description="Seconds after start before counting.")
+    grace: int = Field(
+        default=0,
+        ge=0,
+        description="Seconds at the start of the watch window whose failed checks are "
+        "reported but not counted (the app warming up); shorter than `rollback.watch`.",
+    )
 
 
 class RateRule(Section):
@@ -342,12 +349,34 @@ class Monitoring(Section):
     )
 
 
+FEATURE_ENV = {"debug": "DEPLOYER_DEBUG", "logging": "DEPLOYER_LOGGING"}
+"""The environment variable through which each of these features reaches the services."""
+
+
 class Features(Section):
-    debug: bool = False
-    monitoring: bool = False
-    logging: bool = True
-    cdn: bool = False
-    ssl: bool = False
+    debug: bool = Field(
+        default=False,
+        description="Passed to the services as DEPLOYER_DEBUG=1 (or 0): the app turns its "
+        "debug mode on with it. Never on in production.",
+    )
+    monitoring: bool = Field(
+        default=False,
+        description="Prometheus and node exporter set up by deployer, and the watch window's "
+        "error-rate and response-time rules (target ssh).",
+    )
+    logging: bool = Field(
+        default=True,
+        description="Passed to the services as DEPLOYER_LOGGING=1 (or 0): the app writes its "
+        "request log with it.",
+    )
+    cdn: bool = Field(
+        default=False,
+        description="Long-lived cache headers for fingerprinted static assets (needs the "
+        "edge proxy; refused until it exists).",
+    )
+    ssl: bool = Field(
+        default=False, description="HTTPS at the edge proxy (refused until it exists)."
+    )
 
 
 ComponentHosts = Annotated[list[Host], Field(min_length=1)] | Literal["lab"]

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from deployer.config.loader import LoadedProject, format_loc
 from deployer.config.models import (
+    FEATURE_ENV,
     LAB_HOSTS,
     App,
     Artifact,
@@ -190,6 +191,64 @@ def _listen_problems(
     return problems
 
 
+def _feature_env(
+    project: Project, env: Environment, service: Service, base: tuple[str, ...]
+) -> tuple[dict[str, str], list[str]]:
+    """The variables through which `features.debug` and `features.logging` reach the
+    services, and the problems of a service or secret that sets them itself."""
+    problems: list[str] = []
+    out: dict[str, str] = {}
+    for feature, variable in FEATURE_ENV.items():
+        out[variable] = "1" if getattr(env.features, feature) else "0"
+        if variable in service.env:
+            problems.append(
+                f"{_service_loc(env, base, 'env', variable)}: set by "
+                f"{format_loc((*base, 'features', feature))}; remove it here"
+            )
+        if variable in project.secrets.env:
+            problems.append(
+                f"secrets.env.{variable}: set by {format_loc((*base, 'features', feature))}; "
+                "it is not a secret"
+            )
+    return out, problems
+
+
+def _not_built(env: Environment, base: tuple[str, ...], rollback: Rollback) -> list[str]:
+    """Keys of the environment model that deployer does not act on yet: refused, never
+    accepted and ignored."""
+    problems: list[str] = []
+    if env.database is not None:
+        problems.append(
+            f"{format_loc((*base, 'database'))}: database accessories are not built yet, so "
+            "deployer would not set one up; remove the key and pass the database's address "
+            "through service.env or secrets.env"
+        )
+    edge = "the edge proxy it needs is not built yet"
+    if env.domain is not None:
+        problems.append(f"{format_loc((*base, 'domain'))}: {edge}; remove the key")
+    for feature in ("ssl", "cdn"):
+        if getattr(env.features, feature):
+            problems.append(f"{format_loc((*base, 'features', feature))}: {edge}; turn it off")
+    if env.replicas and env.target == "ssh":
+        problems.append(
+            f"{format_loc((*base, 'replicas'))}: several instances per host are not built yet "
+            "for target ssh: each host of a component runs one instance; remove the key"
+        )
+    rule = rollback.health_checks
+    if rule.grace and rule.grace >= rollback.watch:
+        in_env = (
+            env.rollback is not None
+            and "health_checks" in env.rollback.model_fields_set
+            and "grace" in env.rollback.health_checks.model_fields_set
+        )
+        loc = (*base, "rollback") if in_env else ("rollback",)
+        problems.append(
+            f"{format_loc((*loc, 'health_checks', 'grace'))}: {rule.grace} s is not shorter "
+            f"than rollback.watch ({rollback.watch} s), so no failed check would ever count"
+        )
+    return problems
+
+
 def resolve(loaded: LoadedProject, environment: str, lab: LabInfo | None = None) -> Target:
     """The effective settings of `environment`. Raises ConfigError naming the bad path."""
     project = loaded.project
@@ -204,6 +263,11 @@ def resolve(loaded: LoadedProject, environment: str, lab: LabInfo | None = None)
             "service.command: required (set it at the top level or in every environment's service)"
         )
     problems += _listen_problems(project, env, service, base)
+    feature_env, feature_problems = _feature_env(project, env, service, base)
+    problems += feature_problems
+    service = service.model_copy(update={"env": {**service.env, **feature_env}})
+    rollback = overlay(project.rollback, env.rollback)
+    problems += _not_built(env, base, rollback)
     health = overlay(project.health, env.health)
     if health.http is None and health.tcp is None and health.command is None:
         problems.append("health: configure at least one of http, tcp or command")
@@ -264,7 +328,7 @@ def resolve(loaded: LoadedProject, environment: str, lab: LabInfo | None = None)
         service=service,
         health=health,
         strategy=overlay(project.strategy, env.strategy),
-        rollback=overlay(project.rollback, env.rollback),
+        rollback=rollback,
         keep_releases=env.keep_releases or project.keep_releases,
         secrets=project.secrets,
         hosts=tuple(hosts),

@@ -32,9 +32,8 @@ EXAMPLES: dict[str, Any] = {
         "lab": {"hosts": {"web": "lab"}},
         "production": {
             "hosts": {"web": [{"address": "203.0.113.10"}, {"address": "203.0.113.11"}]},
-            "domain": "app.example.com",
             "resources": {"web": {"cpu": 0.5, "memory": "512Mi"}},
-            "features": {"monitoring": True, "ssl": True},
+            "features": {"monitoring": True},
         },
     },
 }

@@ -178,6 +178,7 @@ def watch_vars(target: Target, hosts: Sequence[str], *, since: float) -> dict[st
             "duration": target.rollback.watch,
             "period": period,
             "threshold": rule.threshold,
+            "grace": rule.grace,
         },
     }
     settings = target.monitoring

@@ -293,6 +293,30 @@ def test_watch_counts_consecutive_failures(http_port: int) -> None:
     assert once_bad["healthy"] is False  # one sample: the threshold caps at 1
 
 
+def test_watch_does_not_count_failures_inside_the_grace_period(http_port: int) -> None:
+    """Samples of the first `grace` seconds are reported, not counted: with 10 s of grace,
+    a window that fails throughout is judged on the samples after it."""
+    elapsed = [0.0]
+
+    def now() -> float:
+        return elapsed[0]
+
+    def sleep(seconds: float) -> None:
+        elapsed[0] += seconds
+
+    spec = {"http": {"port": http_port, "path": "/bad"}}
+    kwargs = {"duration": 20, "period": 1, "threshold": 3, "sleep": sleep, "clock": now}
+    result = health.watch(spec, grace=10, **kwargs)
+    # 10 samples in the grace period (t = 0..9) plus the 3 that count (t = 10, 11, 12).
+    assert (result["healthy"], result["checks"], result["failures"]) == (False, 13, 13)
+    elapsed[0] = 0.0
+    warming = health.watch(spec, grace=30, **kwargs)  # the whole window is grace
+    assert (warming["healthy"], warming["failures"]) == (True, 21)
+    assert warming["message"].startswith(
+        "healthy: 21 checks, 21 failed (21 in the grace period, not counted; at most 0 in a row"
+    )
+
+
 def test_example_apps_differ_only_in_the_broken_flag() -> None:
     root = Path(__file__).resolve().parents[2] / "examples" / "hello"
     good = (root / "app" / "app.py").read_text().splitlines()

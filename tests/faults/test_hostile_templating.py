@@ -80,6 +80,8 @@ def test_config_values_secrets_and_the_command_reach_the_hosts_as_written(
     pid = project.on("lab1", f"systemctl show -p MainPID --value {project.app}.service").strip()
     environ = project.on("lab1", f"sudo cat /proc/{pid}/environ").split("\0")
     assert "TAG={{7*7}}%h" in environ  # systemd got the specifier escaped: no expansion
+    # features.debug and features.logging reach the running service beside the hostile text
+    assert {"DEPLOYER_DEBUG=0", "DEPLOYER_LOGGING=1"} <= set(environ)
 
 
 def test_versions_a_host_reports_are_checked_before_anything_uses_them(

@@ -129,11 +129,11 @@ def test_validate_reports_problems_of_every_environment(tmp_path: Path, cli: Cli
     config.write_text(
         "app: {name: myapp}\nhealth: {tcp: {port: 80}}\nenvironments:\n"
         "  a: {hosts: {web: [{address: 10.0.0.1}]}}\n"
-        "  b: {hosts: {web: [{address: 10.0.0.2}]}, replicas: {db: 1}}\n"
+        "  b: {hosts: {web: [{address: 10.0.0.2}]}, resources: {db: {cpu: 1}}}\n"
     )
     data = json.loads(cli("-c", config, "validate", "--json").stdout)
     paths = [d.split(":")[0] for d in data["details"]]
-    assert set(paths) == {"service.command", "environments.b.replicas.db"}
+    assert set(paths) == {"service.command", "environments.b.resources.db"}
     assert len([d for d in data["details"] if d.startswith("service.command")]) == 1
 
 

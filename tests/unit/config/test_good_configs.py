@@ -35,10 +35,43 @@ def _unset_fields(model: BaseModel, where: str) -> list[str]:
     return missing
 
 
+NOT_BUILT = {"production.domain", "production.replicas", "production.database"}
+"""Keys the schema knows but deployer refuses for target ssh until it acts on them."""
+
+
 def test_full_config_sets_every_key() -> None:
     project = load_project(GOOD / "full.yml").project
     assert _unset_fields(project, "(top)") == []
-    assert _unset_fields(project.environments["production"], "production") == []
+    unset = _unset_fields(project.environments["production"], "production")
+    assert set(unset) == NOT_BUILT
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("domain", "shop.example.com"),
+        ("replicas", {"web": 2}),
+        ("database", {"type": "postgresql"}),
+        ("features", {"ssl": True}),
+        ("features", {"cdn": True}),
+    ],
+)
+def test_keys_not_built_yet_are_refused_with_their_path(
+    key: str, value: object, tmp_path: Path
+) -> None:
+    import yaml
+
+    from deployer.errors import ConfigError
+
+    data = yaml.safe_load((GOOD / "full.yml").read_text())
+    data["environments"]["production"][key] = value
+    (tmp_path / "deploy.yml").write_text(yaml.safe_dump(data))
+    loaded = load_project(tmp_path / "deploy.yml")
+    with pytest.raises(ConfigError) as error:
+        resolve(loaded, "production")
+    (problem,) = error.value.problems
+    assert problem.startswith(f"environments.production.{key}")
+    assert "not built yet" in problem
 
 
 def _target(env: str) -> Target:
@@ -52,7 +85,10 @@ def _changed(section: type[BaseModel], base: BaseModel, other: BaseModel) -> set
 def test_environment_without_overrides_takes_the_project_sections() -> None:
     project = load_project(GOOD / "override.yml").project
     target = _target("production")
-    assert target.service == project.service
+    features = {"DEPLOYER_DEBUG": "0", "DEPLOYER_LOGGING": "1"}
+    assert target.service == project.service.model_copy(
+        update={"env": {**project.service.env, **features}}
+    )
     assert target.health == project.health
     assert target.strategy == project.strategy
     assert target.keep_releases == project.keep_releases == 4
@@ -69,11 +105,13 @@ def test_partial_service_override() -> None:
 
 
 def test_service_env_maps_merge_key_by_key() -> None:
-    assert _target("production").service.env == {"LOG_LEVEL": "info", "REGION": "eu"}
+    features = {"DEPLOYER_DEBUG": "0", "DEPLOYER_LOGGING": "1"}
+    assert _target("production").service.env == {"LOG_LEVEL": "info", "REGION": "eu", **features}
     assert _target("staging").service.env == {
         "LOG_LEVEL": "debug",
         "REGION": "eu",
         "FEATURE_X": "on",
+        **features,
     }
 
 
@@ -100,7 +138,12 @@ def test_full_config_environment_overrides_everything() -> None:
     target = resolve(loaded, "production")
     env = loaded.project.environments["production"]
     assert env.service is not None
-    assert target.service.env == {"LOG_LEVEL": "info", "REGION": "us"}
+    assert target.service.env == {
+        "LOG_LEVEL": "info",
+        "REGION": "us",
+        "DEPLOYER_DEBUG": "0",
+        "DEPLOYER_LOGGING": "1",
+    }
     assert target.service.command == env.service.command
     assert target.keep_releases == 3
     assert target.primary == "web2"

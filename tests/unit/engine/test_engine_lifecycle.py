@@ -8,6 +8,7 @@ refuses a remote step without the lock or a switch before staging outright.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -187,6 +188,23 @@ def test_a_failure_past_the_budget_rolls_every_switched_host_back(tmp_path: Path
     assert set(_ledger_hosts(s, result.deployment_id)) == {"web1", "web2", "web3", "web4"}
     assert "v2" in s.ledger.bad_versions("staging")
     assert fake.reasons == [result.reason.removesuffix("; rolled back")]
+
+
+def test_automatic_rollback_off_leaves_the_hosts_and_says_so(tmp_path: Path) -> None:
+    """`rollback.automatic: false`: the failure stops the rollout, nothing is rolled back,
+    and the result and the ledger say the hosts were left as they are."""
+    s = session(tmp_path, ROLLING_2)
+    manual = s.target.rollback.model_copy(update={"automatic": False})
+    s = Session(replace(s.target, rollback=manual))
+    fake = FakeTarget(s, Scenario(fail_health=frozenset({"web3"})))
+    result = deploy(s, fake, version="v2")
+    assert [c.method for c in fake.calls if c.method == "roll_back"] == []
+    assert result.status is Status.FAILED
+    assert result.exit_code is ExitCode.DEPLOY_FAILED
+    assert result.reason.endswith("automatic rollback is off: hosts were left as they are")
+    assert fake.running["web1"] == "v2"  # switched in batch 1 and left there
+    assert s.ledger.get(result.deployment_id).status is Status.FAILED
+    assert "v2" not in s.ledger.bad_versions("staging")
 
 
 def test_a_version_marked_bad_is_refused_before_any_remote_call(tmp_path: Path) -> None:

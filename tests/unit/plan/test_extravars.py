@@ -152,7 +152,9 @@ def test_prepare_vars_carry_the_service_and_release(tmp_path: Path) -> None:
     out = _all_vars(target)["prepare_vars"]()
     assert out["deployer_hosts"] == ["web1", "web2"]
     assert out["deployer_deploy_to"] == "/srv/myapp"
-    assert out["deployer_service"] == {"env": {"LOG_LEVEL": "info"}}
+    assert out["deployer_service"] == {
+        "env": {"LOG_LEVEL": "info", "DEPLOYER_DEBUG": "0", "DEPLOYER_LOGGING": "1"}
+    }
     # the command and the port reach the hosts inside the units rendered for each host
     assert set(out["deployer_units"]) == {"web1", "web2"}
     units = out["deployer_units"]["web1"]
@@ -180,6 +182,7 @@ def test_watch_period_is_capped_by_the_watch(tmp_path: Path) -> None:
         "duration": 30,
         "period": 30,
         "threshold": 3,
+        "grace": 0,
     }
 
 

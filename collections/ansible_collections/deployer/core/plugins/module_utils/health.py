@@ -158,28 +158,34 @@ def with_retries(health, extra=None, sleep=time.sleep):
     return False, retries, "%s (%d attempt%s)" % (message, retries, "" if retries == 1 else "s")
 
 
-def watch(health, duration, period, threshold, sleep=time.sleep, clock=time.monotonic):
+def watch(health, duration, period, threshold, grace=0, sleep=time.sleep, clock=time.monotonic):
     """Sample every `period` s for `duration` s; unhealthy after `threshold` failures in a row.
+
+    A sample that fails in the first `grace` seconds is counted in `failures` but does not
+    count towards `threshold` (the app is still warming up).
 
     Returns {healthy, checks, failures, max_consecutive_failures, message}.
     """
+    grace = max(0.0, float(grace or 0))
     period = max(0.1, float(period or 1))
     duration = max(0.0, float(duration or 0))
     planned = int(duration // period) + 1
     threshold = max(1, min(int(threshold or 1), planned))
     start = clock()
-    checks = failures = run = worst = 0
+    checks = failures = graced = run = worst = 0
     last_failure = ""
     while True:
+        counted = clock() - start >= grace
         ok, message = attempt(health)
         checks += 1
         if ok:
             run = 0
         else:
             failures += 1
-            run += 1
-            worst = max(worst, run)
             last_failure = message
+            run += 1 if counted else 0
+            graced += 0 if counted else 1
+            worst = max(worst, run)
             if run >= threshold:
                 return {"healthy": False, "checks": checks, "failures": failures,
                         "max_consecutive_failures": worst,
@@ -190,8 +196,9 @@ def watch(health, duration, period, threshold, sleep=time.sleep, clock=time.mono
             break
         sleep(max(0.0, next_at - clock()))
     if failures:
-        summary = "healthy: %d checks, %d failed (at most %d in a row; last: %s)" % (
-            checks, failures, worst, last_failure)
+        summary = "healthy: %d checks, %d failed (%sat most %d in a row; last: %s)" % (
+            checks, failures, "%d in the grace period, not counted; " % graced if graced else "",
+            worst, last_failure)
     else:
         summary = "healthy: %d check%s passed" % (checks, "" if checks == 1 else "s")
     return {"healthy": True, "checks": checks, "failures": failures,

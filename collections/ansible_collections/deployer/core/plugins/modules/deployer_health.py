@@ -51,6 +51,12 @@ options:
     description: Consecutive failed samples that make the host unhealthy (capped at the number of samples).
     type: int
     default: 3
+  grace:
+    description:
+      - Seconds at the start of the window during which failed samples are reported (in
+        RV(deployer.failures)) but not counted towards O(threshold), while the app warms up.
+    type: float
+    default: 0
   fail_on_unhealthy:
     description: Fail the task when unhealthy (C(false) to only report, as in facts).
     type: bool
@@ -111,6 +117,7 @@ MODULE_SPEC = dict(
         duration=dict(type="float", default=0),
         period=dict(type="float", default=5),
         threshold=dict(type="int", default=3),
+        grace=dict(type="float", default=0),
         fail_on_unhealthy=dict(type="bool", default=True),
     ),
     supports_check_mode=True,
@@ -120,7 +127,8 @@ MODULE_SPEC = dict(
 def main():
     module = AnsibleModule(**MODULE_SPEC)
     p = module.params
-    result = watch(p["health"] or {}, p["duration"], p["period"], p["threshold"])
+    result = watch(p["health"] or {}, p["duration"], p["period"], p["threshold"],
+                   grace=p["grace"])
     if not result["healthy"] and p["fail_on_unhealthy"]:
         module.fail_json(msg="unhealthy: %s" % result["message"], deployer=result)
     module.exit_json(changed=False, deployer=result)

@@ -1,0 +1,271 @@
+"""Every key of deploy.yml reaches a consumer, or is refused: none is accepted and ignored.
+
+Each leaf of the schema (walked from the models, so a new key shows up here by itself) must
+have a probe below. A probe changes that key in a base config; the result must be either a
+refusal (exit 2 with a path) or a change in what the plan hands to the hosts: the
+inventory, the extra vars of every playbook, the units, the strategy plan, the Prometheus
+set-up, the tarball. Keys consumed outside planning (the ledger, notifications, the vault,
+Swarm's settings) name the test that proves their consumer instead.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import types
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import BaseModel
+
+from deployer.artifact import for_target
+from deployer.config.loader import load_project
+from deployer.config.models import Environment, Host, Project, Section
+from deployer.config.resolve import Target, resolve
+from deployer.errors import ConfigError
+from deployer.plan import extravars, strategy
+from deployer.plan.inventory import build_inventory
+from deployer.plan.units import units_by_host
+
+BASE: dict[str, Any] = {
+    "app": {"name": "shop"},
+    "service": {"command": "/usr/bin/python3 app.py", "port": 8000},
+    "health": {"http": {"path": "/healthz"}},
+    "rollback": {"watch": 60},
+    "environments": {
+        "production": {
+            "hosts": {
+                "web": [
+                    {"address": "10.0.0.1", "name": "web1"},
+                    {"address": "10.0.0.2", "name": "web2"},
+                ]
+            },
+            "features": {"monitoring": True},
+        }
+    },
+}
+ENV = ("environments", "production")
+HOST = (*ENV, "hosts", "web", 0)
+
+Data = dict[str, Any]
+
+
+def _set(*path: str | int, value: Any) -> Callable[[Data], None]:
+    def probe(data: Data) -> None:
+        node: Any = data
+        for key in path[:-1]:
+            node = node[key] if isinstance(key, int) else node.setdefault(key, {})
+        node[path[-1]] = value
+
+    return probe
+
+
+PROBES: dict[str, Callable[[Data], None]] = {
+    "app.name": _set("app", "name", value="store"),
+    "artifact.path": _set("artifact", "path", value="sub"),
+    "artifact.build": _set("artifact", "build", value="touch built.txt"),
+    "artifact.exclude": _set("artifact", "exclude", value=["*.txt"]),
+    "artifact.include": _set("artifact", "include", value=["secret.pem"]),
+    "service.command": _set("service", "command", value="/bin/other"),
+    "service.port": _set("service", "port", value=9000),
+    "service.listen": _set("service", "listen", value="socket"),
+    "service.user": _set("service", "user", value="someone"),
+    "service.deploy_to": _set("service", "deploy_to", value="/opt/shop"),
+    "service.env": _set("service", "env", value={"A": "b"}),
+    "service.shared.dirs": _set("service", "shared", "dirs", value=["uploads"]),
+    "service.shared.files": _set("service", "shared", "files", value=["local.ini"]),
+    "service.resources.cpu": _set("service", "resources", "cpu", value=1),
+    "service.resources.memory": _set("service", "resources", "memory", value="1Gi"),
+    "health.http.path": _set("health", "http", "path", value="/ready"),
+    "health.http.port": _set("health", "http", "port", value=8001),
+    "health.http.status": _set("health", "http", "status", value=204),
+    "health.http.body": _set("health", "http", "body", value="ok"),
+    "health.http.timeout": _set("health", "http", "timeout", value=5),
+    "health.tcp.port": _set("health", "tcp", "port", value=8001),
+    "health.tcp.timeout": _set("health", "tcp", "timeout", value=5),
+    "health.command.run": _set("health", "command", "run", value="/bin/true"),
+    "health.command.timeout": _set("health", "command", value={"run": "/bin/true", "timeout": 3}),
+    "health.command.user": _set("health", "command", value={"run": "/bin/true", "user": "root"}),
+    "health.retries": _set("health", "retries", value=3),
+    "health.interval": _set("health", "interval", value=3),
+    "strategy.kind": _set("strategy", "kind", value="all_at_once"),
+    "strategy.batch_size": _set("strategy", "batch_size", value=2),
+    "strategy.failure_budget": _set("strategy", "failure_budget", value=1),
+    "rollback.watch": _set("rollback", "watch", value=30),
+    "rollback.health_checks.threshold": _set("rollback", "health_checks", "threshold", value=5),
+    "rollback.health_checks.period": _set("rollback", "health_checks", "period", value=5),
+    "rollback.health_checks.grace": _set("rollback", "health_checks", "grace", value=10),
+    "rollback.error_rate.threshold": _set("rollback", "error_rate", "threshold", value=1),
+    "rollback.error_rate.window": _set("rollback", "error_rate", "window", value=60),
+    "rollback.response_time.threshold_ms": _set(
+        "rollback", "response_time", "threshold_ms", value=100
+    ),
+    "rollback.response_time.window": _set("rollback", "response_time", "window", value=60),
+    "keep_releases": _set("keep_releases", value=3),
+    "monitoring.server": _set("monitoring", "server", value="web2"),
+    "monitoring.metrics_path": _set("monitoring", "metrics_path", value="/m"),
+    "monitoring.metrics.requests": _set("monitoring", "metrics", "requests", value="reqs"),
+    "monitoring.metrics.status_label": _set("monitoring", "metrics", "status_label", value="s"),
+    "monitoring.metrics.duration": _set("monitoring", "metrics", "duration", value="dur"),
+    "monitoring.scrape_interval": _set("monitoring", "scrape_interval", value=10),
+    "monitoring.retention": _set("monitoring", "retention", value="30d"),
+    "monitoring.prometheus_port": _set("monitoring", "prometheus_port", value=9091),
+    "monitoring.node_exporter_port": _set("monitoring", "node_exporter_port", value=9101),
+    "monitoring.min_requests": _set("monitoring", "min_requests", value=5),
+    "lock_ttl": _set("lock_ttl", value=600),
+    "environments.*.target": _set(*ENV, "target", value="nomad"),
+    "environments.*.hosts.*[].address": _set(*HOST, "address", value="10.0.0.9"),
+    "environments.*.hosts.*[].name": _set(*HOST, "name", value="edge1"),
+    "environments.*.hosts.*[].port": _set(*HOST, "port", value=2222),
+    "environments.*.hosts.*[].user": _set(*HOST, "user", value="ops"),
+    "environments.*.hosts.*[].private_address": _set(*HOST, "private_address", value="10.1.0.1"),
+    "environments.*.domain": _set(*ENV, "domain", value="shop.example.com"),
+    "environments.*.replicas": _set(*ENV, "replicas", value={"web": 4}),
+    "environments.*.resources": _set(*ENV, "resources", value={"web": {"cpu": 2}}),
+    "environments.*.database.type": _set(*ENV, "database", value={"type": "postgresql"}),
+    "environments.*.database.version": _set(
+        *ENV, "database", value={"type": "postgresql", "version": "15"}
+    ),
+    "environments.*.database.storage": _set(
+        *ENV, "database", value={"type": "postgresql", "storage": "1Gi"}
+    ),
+    "environments.*.database.replicas": _set(
+        *ENV, "database", value={"type": "postgresql", "replicas": 2}
+    ),
+    "environments.*.features.debug": _set(*ENV, "features", "debug", value=True),
+    "environments.*.features.monitoring": _set(*ENV, "features", "monitoring", value=False),
+    "environments.*.features.logging": _set(*ENV, "features", "logging", value=False),
+    "environments.*.features.cdn": _set(*ENV, "features", "cdn", value=True),
+    "environments.*.features.ssl": _set(*ENV, "features", "ssl", value=True),
+    "environments.*.ssh.user": _set(*ENV, "ssh", "user", value="ops"),
+    "environments.*.ssh.private_key": _set(*ENV, "ssh", "private_key", value="id_deploy"),
+    "environments.*.ssh.known_hosts": _set(*ENV, "ssh", "known_hosts", value="kh"),
+    "environments.*.ssh.connect_timeout": _set(*ENV, "ssh", "connect_timeout", value=30),
+    "environments.*.primary": _set(*ENV, "primary", value="web2"),
+    "environments.*.keep_releases": _set(*ENV, "keep_releases", value=9),
+}
+"""Leaf path -> a change to BASE that must be refused or change the plan."""
+
+# Environment overrides of project sections are probed through the project-level key
+# (resolve.overlay gives both one code path; test_good_configs pins the override).
+OVERRIDES = ("monitoring", "service", "health", "strategy", "rollback")
+
+ELSEWHERE: dict[str, str] = {
+    "ledger": "tests/unit/config/test_good_configs.py",
+    "secrets.vault_file": "tests/integration/test_lifecycle.py",
+    "secrets.vault_password_file": "tests/unit/config/test_vault_content.py",
+    "secrets.vault_password_env": "tests/integration/test_lifecycle.py",
+    "secrets.env": "tests/integration/test_lifecycle.py",
+    "rollback.automatic": "tests/unit/engine/test_engine_lifecycle.py",
+    "environments.*.notifications": "tests/unit/notify",
+    "environments.*.swarm": "tests/golden/swarm",
+}
+"""Leaf path -> where the test of its consumer lives (consumed outside planning)."""
+
+
+def _model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
+
+
+NOT_CONTAINERS = (None, types.UnionType, typing.Union)
+
+
+def _leaves(model: type[BaseModel], prefix: str) -> list[str]:
+    out: list[str] = []
+    for name, field in model.model_fields.items():
+        path = f"{prefix}{name}"
+        if model is Environment and name in OVERRIDES:
+            continue
+        annotation = field.annotation
+        args = typing.get_args(annotation)
+        inner = _model(annotation) or next((m for a in args if (m := _model(a))), None)
+        origin = typing.get_origin(annotation)
+        if model is Project and name == "environments":
+            out += _leaves(Environment, "environments.*.")
+        elif model is Environment and name == "hosts":
+            out += _leaves(Host, "environments.*.hosts.*[].")
+        elif inner is not None and issubclass(inner, Section) and origin in NOT_CONTAINERS:
+            out += _leaves(inner, f"{path}.")
+        else:
+            out.append(path)
+    return out
+
+
+LEAVES = _leaves(Project, "")
+
+
+def test_every_key_has_a_probe_or_a_named_consumer() -> None:
+    unprobed = [p for p in LEAVES if p not in PROBES and p not in ELSEWHERE]
+    assert unprobed == [], "give each new key a probe here (or refuse it in resolve)"
+    assert sorted(set(PROBES) | set(ELSEWHERE)) == sorted(LEAVES), "stale probes"
+
+
+@pytest.mark.parametrize("path", sorted(ELSEWHERE))
+def test_keys_consumed_outside_planning_name_an_existing_test(path: str) -> None:
+    where = Path(__file__).parents[3] / ELSEWHERE[path]
+    assert where.exists(), f"{path}: {where} does not exist"
+    text = "".join(p.read_text() for p in ([where] if where.is_file() else where.rglob("*.*")))
+    assert path.rsplit(".", 1)[-1] in text, f"{path}: not mentioned in {ELSEWHERE[path]}"
+
+
+def _project(tmp_path: Path, data: Data) -> Target:
+    (tmp_path / "deploy.yml").write_text(yaml.safe_dump(data))
+    return resolve(load_project(tmp_path / "deploy.yml"), "production")
+
+
+def _fingerprint(target: Target, tmp_path: Path) -> str:
+    hosts = list(target.host_names)
+    lock = extravars.lock_vars(target, "token", {}, target.lock_ttl)
+    source = tmp_path / target.artifact.path
+    source.mkdir(exist_ok=True)
+    for name in ("app.py", "notes.txt", "secret.pem"):
+        (source / name).write_text(name)
+    packed = for_target(target, source, tmp_path / "dist", target.artifact.build)
+    outputs = {
+        "inventory": build_inventory(target),
+        "prepare": extravars.prepare_vars(
+            target,
+            hosts,
+            version="v1",
+            artifact="a.tgz",
+            sha256="0" * 64,
+            required_bytes=1,
+            lock=lock,
+        ),
+        "switch": extravars.switch_vars(target, hosts, "v1"),
+        "watch": extravars.watch_vars(target, hosts, since=0.0),
+        "rollback": extravars.rollback_vars(target, dict.fromkeys(hosts, "v0"), "v1", "why"),
+        "facts": extravars.facts_vars(target, hosts, health=True),
+        "monitoring": extravars.monitoring_vars(target),
+        "units": units_by_host(target, hosts),
+        "plan": strategy.plan(
+            target.strategy, hosts, "v1", watch=target.rollback.watch, fuse=True
+        ).to_dict(),
+        "artifact": packed.sha256,
+    }
+    return json.dumps(outputs, sort_keys=True, default=str)
+
+
+@pytest.mark.parametrize("path", sorted(PROBES))
+def test_a_key_changes_the_plan_or_is_refused(path: str, tmp_path: Path) -> None:
+    base_dir, probe_dir = tmp_path / "base", tmp_path / "probe"
+    base_dir.mkdir()
+    probe_dir.mkdir()
+    baseline = _fingerprint(_project(base_dir, BASE), base_dir)
+    data = copy.deepcopy(BASE)
+    PROBES[path](data)
+    refused: tuple[str, ...] = ()
+    try:
+        target = _project(probe_dir, data)
+    except ConfigError as error:
+        refused = error.problems
+    if refused:
+        assert all(": " in problem for problem in refused), refused  # each names its path
+        return
+    assert _fingerprint(target, probe_dir) != baseline, f"{path} reaches no consumer"
