@@ -183,6 +183,13 @@ def _(result: PlanResult, console: Console) -> None:
     )
     if result.version_is_bad:
         console.print(f"[red]![/] {escape(result.version)} is marked bad: deploy would refuse it")
+    if result.proxy is not None:
+        proxy = result.proxy
+        console.print(
+            f"edge proxy on {escape(', '.join(proxy.hosts))} (port {proxy.port}, server name "
+            f"{escape(proxy.server_name or '_')}) over {escape(', '.join(proxy.backends))}; "
+            "each batch is drained from it before it restarts"
+        )
 
 
 @show.register

@@ -379,6 +379,18 @@ class Features(Section):
     )
 
 
+class Proxy(Section):
+    """The edge proxy: nginx from Debian in front of the app's instances (target ssh)."""
+
+    component: Ident | None = Field(
+        default=None,
+        description="Component whose hosts run the proxy (default: every host). Each proxy "
+        "balances over the app on every host, at their private addresses, and a host being "
+        "switched or rolled back is drained from it first.",
+    )
+    http_port: int = Field(default=80, ge=1, le=65535, description="Port the proxy serves.")
+
+
 ComponentHosts = Annotated[list[Host], Field(min_length=1)] | Literal["lab"]
 
 
@@ -390,7 +402,15 @@ class Environment(Section):
         description="Hosts per component group. The string 'lab' takes the hosts of "
         "`deployer lab up`."
     )
-    domain: str | None = Field(default=None, pattern=r"^[A-Za-z0-9.-]+$")
+    domain: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9.-]+$",
+        description="The app's public name: the edge proxy's server name (turns the proxy on).",
+    )
+    proxy: Proxy | None = Field(
+        default=None,
+        description="Edge proxy settings; the proxy runs when `domain` or this is set.",
+    )
     replicas: dict[Ident, int] = Field(default_factory=dict, description="Replicas per component.")
     resources: dict[Ident, Resources] = Field(
         default_factory=dict, description="Resource limits per component."

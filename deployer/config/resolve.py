@@ -28,6 +28,7 @@ from deployer.config.models import (
     Host,
     Monitoring,
     Project,
+    Proxy,
     Resources,
     Rollback,
     Secrets,
@@ -84,6 +85,15 @@ class ResolvedHost:
 
 
 @dataclass(frozen=True)
+class ProxyTarget:
+    """The edge proxy of an environment: the hosts that run it, its port, its server name."""
+
+    hosts: tuple[str, ...]
+    http_port: int
+    server_name: str | None
+
+
+@dataclass(frozen=True)
 class Target:
     """Everything one command needs to know about one environment."""
 
@@ -115,6 +125,8 @@ class Target:
     swarm: SwarmSettings | None = None
     monitoring: Monitoring | None = None
     """The effective monitoring settings when `features.monitoring` is on, else None."""
+    proxy: ProxyTarget | None = None
+    """The edge proxy, when `domain` or `proxy` turns it on."""
 
     @property
     def monitoring_server(self) -> str | None:
@@ -223,12 +235,16 @@ def _not_built(env: Environment, base: tuple[str, ...], rollback: Rollback) -> l
             "deployer would not set one up; remove the key and pass the database's address "
             "through service.env or secrets.env"
         )
-    edge = "the edge proxy it needs is not built yet"
-    if env.domain is not None:
-        problems.append(f"{format_loc((*base, 'domain'))}: {edge}; remove the key")
-    for feature in ("ssl", "cdn"):
-        if getattr(env.features, feature):
-            problems.append(f"{format_loc((*base, 'features', feature))}: {edge}; turn it off")
+    if env.features.ssl:
+        problems.append(
+            f"{format_loc((*base, 'features', 'ssl'))}: TLS at the edge proxy is not built "
+            "yet; turn it off"
+        )
+    if env.features.cdn:
+        problems.append(
+            f"{format_loc((*base, 'features', 'cdn'))}: cache headers are for a static "
+            "service, and services are not built yet; turn it off"
+        )
     if env.replicas and env.target == "ssh":
         problems.append(
             f"{format_loc((*base, 'replicas'))}: several instances per host are not built yet "
@@ -247,6 +263,43 @@ def _not_built(env: Environment, base: tuple[str, ...], rollback: Rollback) -> l
             f"than rollback.watch ({rollback.watch} s), so no failed check would ever count"
         )
     return problems
+
+
+def _proxy(
+    env: Environment,
+    base: tuple[str, ...],
+    service: Service,
+    hosts: Sequence[ResolvedHost],
+    problems: list[str],
+) -> ProxyTarget | None:
+    """Where the edge proxy runs, when `domain` or `proxy` turns it on."""
+    if env.domain is None and env.proxy is None:
+        return None
+    settings = env.proxy or Proxy()
+    loc = (*base, "proxy") if env.proxy is not None else (*base, "domain")
+    if env.target != "ssh":
+        problems.append(
+            f"{format_loc(loc)}: the edge proxy is for target ssh; target {env.target!r} "
+            "publishes its services itself"
+        )
+        return None
+    if service.port is None:
+        problems.append(f"{format_loc(loc)}: the edge proxy needs service.port to reach the app")
+    component = settings.component
+    if component is not None and component not in env.hosts:
+        problems.append(
+            f"{format_loc((*base, 'proxy', 'component'))}: no such component in "
+            f"{format_loc((*base, 'hosts'))} ({', '.join(env.hosts)})"
+        )
+    names = tuple(h.name for h in hosts if component is None or component in h.components)
+    if service.port == settings.http_port:
+        where = "http_port" if env.proxy and "http_port" in env.proxy.model_fields_set else None
+        problems.append(
+            f"{format_loc((*base, 'proxy', where) if where else (*base, 'domain'))}: the proxy "
+            f"and the app would both listen on port {service.port} of "
+            f"{'every host' if component is None else 'the hosts of ' + component}"
+        )
+    return ProxyTarget(hosts=names, http_port=settings.http_port, server_name=env.domain)
 
 
 def resolve(loaded: LoadedProject, environment: str, lab: LabInfo | None = None) -> Target:
@@ -283,6 +336,7 @@ def resolve(loaded: LoadedProject, environment: str, lab: LabInfo | None = None)
                 f"{format_loc((*base, 'hosts'))} ({', '.join(env.hosts)})"
             )
     hosts = _hosts(env, environment, service, lab, loaded.directory, problems)
+    proxy = _proxy(env, base, service, hosts, problems)
     if env.primary is not None and env.primary not in {h.name for h in hosts}:
         problems.append(f"{format_loc((*base, 'primary'))}: {env.primary!r} is not a host here")
     monitoring = overlay(project.monitoring, env.monitoring)
@@ -346,6 +400,7 @@ def resolve(loaded: LoadedProject, environment: str, lab: LabInfo | None = None)
         notifications=tuple(env.notifications),
         swarm=env.swarm,
         monitoring=monitoring if env.features.monitoring else None,
+        proxy=proxy,
     )
 
 

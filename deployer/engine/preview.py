@@ -10,6 +10,7 @@ from typing import Any
 
 from deployer.config.names import check_version
 from deployer.errors import BadRequest
+from deployer.plan import edge
 from deployer.plan.strategy import plan as make_plan
 from deployer.session import Session
 from deployer.targets.base import Target
@@ -35,6 +36,30 @@ class PlanResult:
     runs: int = 0
     """Remote runs the deploy costs when it succeeds."""
     steps: tuple[dict[str, Any], ...] = ()
+    proxy: PlannedProxy | None = None
+    """The edge proxy, when the environment has one."""
+
+
+@dataclass(frozen=True)
+class PlannedProxy:
+    """Where the edge proxy runs and what it balances over (drained batch by batch)."""
+
+    hosts: tuple[str, ...]
+    server_name: str | None
+    port: int
+    backends: tuple[str, ...]
+    """`host=address:port` of every instance behind it."""
+
+
+def _proxy(session: Session) -> PlannedProxy | None:
+    site = edge.site(session.target)
+    proxy = session.target.proxy
+    if site is None or proxy is None:
+        return None
+    backends = tuple(
+        f"{b.host}={b.address}:{b.port}" for upstream in site.upstreams for b in upstream.backends
+    )
+    return PlannedProxy(proxy.hosts, proxy.server_name, proxy.http_port, backends)
 
 
 def plan(
@@ -78,4 +103,5 @@ def plan(
         len(steps.batches),
         steps.runs,
         tuple(steps.to_dict()["steps"]),
+        _proxy(session),
     )

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from deployer.config.resolve import Target
+from deployer.plan import edge
 from deployer.plan.units import units_by_host
 
 LOCK_DIR = "/var/lib/deployer/locks"
@@ -81,6 +82,7 @@ def prepare_vars(
         "deployer_units": units_by_host(target, hosts),
         "deployer_keep_releases": target.keep_releases,
         "deployer_lock": dict(lock),
+        **edge.setup_vars(target),
     }
 
 
@@ -122,6 +124,7 @@ def switch_vars(target: Target, hosts: Sequence[str], version: str) -> dict[str,
         "deployer_version": version,
         "deployer_health": health_vars(target),
         **release_info_vars(target),
+        **edge.drain_vars(target, hosts),
     }
 
 
@@ -131,6 +134,7 @@ def first_batch_vars(target: Target, batch: Sequence[str]) -> dict[str, Any]:
         "deployer_batch": list(batch),
         "deployer_health": health_vars(target),
         **release_info_vars(target),
+        **edge.drain_vars(target, batch),
     }
 
 
@@ -145,6 +149,7 @@ def rollback_vars(
         "deployer_reason": reason[:MAX_REASON],
         "deployer_health": health_vars(target),
         **release_info_vars(target),
+        **edge.drain_vars(target, list(to)),
     }
 
 

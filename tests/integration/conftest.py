@@ -124,5 +124,7 @@ def project(tmp_path: Path, lab: LabState) -> Iterator[Project]:
             host,
             f"sudo systemctl disable --now {app}.socket {app}.service; "
             f"sudo rm -rf /srv/{app} /etc/systemd/system/{app}.* "
-            f"/var/lib/deployer/locks/{app} /var/lib/prometheus/node-exporter/deployer-{app}-*",
+            f"/var/lib/deployer/locks/{app} /var/lib/prometheus/node-exporter/deployer-{app}-* "
+            f"/etc/nginx/conf.d/deployer-{app}-*.conf /etc/nginx/deployer/{app}-*; "
+            "if systemctl -q is-active nginx; then sudo systemctl reload nginx; fi",
         )

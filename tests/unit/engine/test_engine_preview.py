@@ -33,3 +33,23 @@ def test_plan_says_when_the_ledger_marked_the_version_bad(tmp_path: Path) -> Non
     s.ledger.mark_bad(s.target.environment, "v3", deployment_id=None, reason="failed before")
     result = plan(s, FakeTarget(s, Scenario()), version="v3", artifact_path=None)
     assert result.version_is_bad
+
+
+def test_plan_shows_the_edge_proxy_and_what_it_balances_over(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from deployer.config.resolve import ProxyTarget
+    from deployer.session import Session
+
+    s = session(tmp_path, Strategy(kind="all_at_once"))
+    assert plan(s, FakeTarget(s, Scenario()), version="v2", artifact_path=None).proxy is None
+    env = s.target
+    service = env.service.model_copy(update={"port": 8000})
+    proxied = replace(env, service=service, proxy=ProxyTarget(("web1",), 80, "shop.example.com"))
+    s = Session(proxied)
+    result = plan(s, FakeTarget(s, Scenario()), version="v2", artifact_path=None)
+    assert result.proxy is not None
+    assert (result.proxy.hosts, result.proxy.server_name) == (("web1",), "shop.example.com")
+    hosts = [h.name for h in env.hosts]
+    assert [b.split("=")[0] for b in result.proxy.backends] == hosts
+    assert all(b.endswith(":8000") for b in result.proxy.backends)

@@ -1,0 +1,114 @@
+"""The edge proxy planned from deploy.yml: where it runs, what it balances over, and the
+upstreams each batch of a rollout (and each rollback) drains.
+
+tests/golden/edge/<case>/ holds a deploy.yml and the files its proxy is handed. After an
+intended change, regenerate and review the diff:
+
+    UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/plan/test_edge.py
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from deployer.config.loader import load_project
+from deployer.config.resolve import Target, resolve
+from deployer.errors import ConfigError
+from deployer.plan import edge, extravars
+
+GOLDEN = Path(__file__).parents[2] / "golden" / "edge"
+CASES = sorted(p.parent for p in GOLDEN.glob("*/deploy.yml"))
+
+
+def _target(path: Path) -> Target:
+    loaded = load_project(path)
+    (env,) = loaded.project.environments
+    return resolve(loaded, env)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_golden_proxy_files(case: Path) -> None:
+    target = _target(case / "deploy.yml")
+    setup = edge.setup_vars(target)["deployer_proxy"]
+    drain = edge.drain_vars(target, ["web1"])["deployer_proxy_drain"]
+    files = {
+        **{Path(path).name: text for path, text in setup["files"].items()},
+        "upstreams-web1-drained.conf": drain["drained"],
+    }
+    for name, text in files.items():
+        expected = case / "expected" / name
+        if os.environ.get("UPDATE_GOLDEN") == "1":
+            expected.parent.mkdir(exist_ok=True)
+            expected.write_text(text)
+        assert text == expected.read_text(), name
+
+
+def test_the_proxy_runs_on_its_component_and_balances_over_every_host() -> None:
+    target = _target(GOLDEN / "two_components" / "deploy.yml")
+    setup = edge.setup_vars(target)["deployer_proxy"]
+    assert setup["hosts"] == ["edge1"]
+    site, upstreams = setup["files"].values()
+    assert "server_name shop.example.com;" in site
+    for address in ("10.0.0.10:8000", "10.0.0.11:8000", "10.0.0.12:8000"):
+        assert f"server {address}" in upstreams  # private addresses, never the public ones
+    assert "203.0.113" not in upstreams
+
+
+def test_a_batch_is_drained_and_restored_in_every_run_that_restarts_it() -> None:
+    target = _target(GOLDEN / "two_components" / "deploy.yml")
+    switch = extravars.switch_vars(target, ["web1"], "v2")["deployer_proxy_drain"]
+    first = extravars.first_batch_vars(target, ["web1"])["deployer_proxy_drain"]
+    assert first == switch
+    assert switch["hosts"] == ["edge1"]
+    assert switch["path"] == "/etc/nginx/deployer/shop-production/upstreams.conf"
+    down = [line for line in switch["drained"].splitlines() if " down" in line]
+    assert len(down) == 1
+    assert "10.0.0.11:8000" in down[0]
+    assert " down" not in switch["restored"]
+    back = extravars.rollback_vars(target, {"web1": "v1", "web2": "v1"}, "v2", "why")
+    drained = [ln for ln in back["deployer_proxy_drain"]["drained"].splitlines() if " down" in ln]
+    assert len(drained) == 2
+    assert "deployer_proxy" in extravars.prepare_vars(
+        target,
+        ["edge1", "web1", "web2"],
+        version="v2",
+        artifact="a",
+        sha256="0" * 64,
+        required_bytes=1,
+        lock={},
+    )
+
+
+def test_no_domain_and_no_proxy_means_no_proxy(tmp_path: Path) -> None:
+    text = (GOLDEN / "two_components" / "deploy.yml").read_text()
+    text = text.replace("    domain: shop.example.com\n", "").replace(
+        "    proxy: {component: edge}\n", ""
+    )
+    (tmp_path / "deploy.yml").write_text(text)
+    target = _target(tmp_path / "deploy.yml")
+    assert target.proxy is None
+    assert edge.setup_vars(target) == {}
+    assert "deployer_proxy_drain" not in extravars.switch_vars(target, ["web1"], "v2")
+
+
+@pytest.mark.parametrize(
+    ("change", "path"),
+    [
+        ("    proxy: {component: edge}\n", "environments.production.proxy.component"),
+        ("    proxy: {http_port: 8000}\n", "environments.production.proxy.http_port"),
+    ],
+)
+def test_bad_proxy_settings_are_refused_with_their_path(
+    tmp_path: Path, change: str, path: str
+) -> None:
+    text = (GOLDEN / "two_components" / "deploy.yml").read_text()
+    text = text.replace("    proxy: {component: edge}\n", change).replace(
+        "      edge:\n", "      front:\n"
+    )
+    (tmp_path / "deploy.yml").write_text(text)
+    with pytest.raises(ConfigError) as error:
+        _target(tmp_path / "deploy.yml")
+    assert any(p.startswith(path) for p in error.value.problems), error.value.problems
