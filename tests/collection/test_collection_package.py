@@ -128,6 +128,7 @@ def test_tarball_has_every_role_and_plugin_and_no_bytecode(installed: Installed)
         "rollback",
         "healthcheck",
         "monitoring",
+        "proxy",
     ):
         assert f"roles/{role}/meta/argument_specs.yml" in names
 

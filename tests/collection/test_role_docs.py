@@ -162,6 +162,7 @@ def test_every_role_is_checked() -> None:
         "lock",
         "monitoring",
         "preflight",
+        "proxy",
         "release",
         "rollback",
         "service",
