@@ -97,7 +97,7 @@ def test_requests_through_the_proxy_never_fail_during_a_deploy_or_a_rollback(
         broken = project.cli("deploy", "lab", "--version", "v3", "--artifact", "broken", "--json")
         time.sleep(2)
     assert broken.returncode == 1, broken.stderr[-3000:]
-    assert json.loads(broken.stdout)["status"] == "rolled_back"
+    assert json.loads(broken.stdout)["status"] == "ROLLED_BACK"
     assert load.sent > 200
     assert sum(load.failures.values()) == 0, (load.failures, load.sent)
     assert {"v1", "v2"} <= set(load.versions), load.versions

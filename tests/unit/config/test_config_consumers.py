@@ -42,8 +42,10 @@ BASE: dict[str, Any] = {
                 "web": [
                     {"address": "10.0.0.1", "name": "web1"},
                     {"address": "10.0.0.2", "name": "web2"},
-                ]
+                ],
+                "edge": [{"address": "10.0.0.3", "name": "edge1"}],
             },
+            "domain": "base.example.com",
             "features": {"monitoring": True},
         }
     },
@@ -124,6 +126,8 @@ PROBES: dict[str, Callable[[Data], None]] = {
     "environments.*.hosts.*[].user": _set(*HOST, "user", value="ops"),
     "environments.*.hosts.*[].private_address": _set(*HOST, "private_address", value="10.1.0.1"),
     "environments.*.domain": _set(*ENV, "domain", value="shop.example.com"),
+    "environments.*.proxy.component": _set(*ENV, "proxy", "component", value="edge"),
+    "environments.*.proxy.http_port": _set(*ENV, "proxy", "http_port", value=8080),
     "environments.*.replicas": _set(*ENV, "replicas", value={"web": 4}),
     "environments.*.resources": _set(*ENV, "resources", value={"web": {"cpu": 2}}),
     "environments.*.database.type": _set(*ENV, "database", value={"type": "postgresql"}),
