@@ -172,10 +172,22 @@ def _(result: ReleasesResult, console: Console) -> None:
     console.print(_hosts_table(rows, "version", "marks", "stored on", "missing on"))
 
 
+def _instances(ports: tuple[int, ...]) -> str:
+    if not ports:
+        return "1"
+    return f"{len(ports)} on {ports[0]}-{ports[-1]}"
+
+
 @show.register
 def _(result: PlanResult, console: Console) -> None:
-    rows = [(str(h.batch), h.host, h.current or "-", h.new, h.action) for h in result.hosts]
-    console.print(_hosts_table(rows, "batch", "host", "current", "new", "action"))
+    rows: list[tuple[str, ...]] = [
+        (str(h.batch), h.host, h.current or "-", h.new, h.action) for h in result.hosts
+    ]
+    if any(h.ports for h in result.hosts):  # several instances per host: where they listen
+        rows = [(*row, _instances(h.ports)) for row, h in zip(rows, result.hosts, strict=True)]
+        console.print(_hosts_table(rows, "batch", "host", "current", "new", "action", "instances"))
+    else:
+        console.print(_hosts_table(rows, "batch", "host", "current", "new", "action"))
     changes = sum(1 for h in result.hosts if h.action == "deploy")
     console.print(
         f"plan for {escape(result.environment)}: {changes} host(s) to {escape(result.version)} "

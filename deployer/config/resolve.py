@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -127,6 +127,14 @@ class Target:
     """The effective monitoring settings when `features.monitoring` is on, else None."""
     proxy: ProxyTarget | None = None
     """The edge proxy, when `domain` or `proxy` turns it on."""
+    instances: Mapping[str, int] = field(default_factory=dict)
+    """Hosts that run several instances of the app (target ssh), and how many."""
+
+    def ports(self, host: str) -> tuple[int, ...]:
+        """The ports of the app's instances on `host` (one: service.port)."""
+        if self.service.port is None:
+            return ()
+        return tuple(self.service.port + i for i in range(self.instances.get(host, 1)))
 
     @property
     def monitoring_server(self) -> str | None:
@@ -245,11 +253,6 @@ def _not_built(env: Environment, base: tuple[str, ...], rollback: Rollback) -> l
             f"{format_loc((*base, 'features', 'cdn'))}: cache headers are for a static "
             "service, and services are not built yet; turn it off"
         )
-    if env.replicas and env.target == "ssh":
-        problems.append(
-            f"{format_loc((*base, 'replicas'))}: several instances per host are not built yet "
-            "for target ssh: each host of a component runs one instance; remove the key"
-        )
     rule = rollback.health_checks
     if rule.grace and rule.grace >= rollback.watch:
         in_env = (
@@ -262,6 +265,100 @@ def _not_built(env: Environment, base: tuple[str, ...], rollback: Rollback) -> l
             f"{format_loc((*loc, 'health_checks', 'grace'))}: {rule.grace} s is not shorter "
             f"than rollback.watch ({rollback.watch} s), so no failed check would ever count"
         )
+    return problems
+
+
+MAX_INSTANCES_PER_HOST = 64
+
+
+def _instances(
+    env: Environment,
+    base: tuple[str, ...],
+    service: Service,
+    hosts: Sequence[ResolvedHost],
+    problems: list[str],
+) -> dict[str, int]:
+    """Instances of the app per host (target ssh): `replicas.<component>` counts the
+    component's instances in total, spread evenly over its hosts in order (the first hosts
+    take one more when the count does not divide); every other host runs one."""
+    out: dict[str, int] = {}
+    if env.target != "ssh":
+        return out
+    by_component: dict[str, list[ResolvedHost]] = {}
+    for host in hosts:
+        for component in host.components:
+            by_component.setdefault(component, []).append(host)
+    counted: dict[str, str] = {}
+    for component, total in env.replicas.items():
+        members = by_component.get(component, [])
+        loc = format_loc((*base, "replicas", component))
+        if not members:
+            continue  # reported as an unknown component
+        if total < len(members):
+            problems.append(
+                f"{loc}: {total} instance(s) cannot be spread over the {len(members)} hosts of "
+                f"{component}: every host runs at least one (raise the count or remove hosts)"
+            )
+            continue
+        if service.port is None and total > len(members):
+            problems.append(
+                f"{loc}: several instances per host need service.port (theirs "
+                "are service.port, service.port + 1, ...)"
+            )
+            continue
+        for index, host in enumerate(members):
+            if host.name in counted:
+                problems.append(
+                    f"{loc}: host {host.name} is also in {counted[host.name]}, whose replicas "
+                    "count it too; give replicas for one of the two components"
+                )
+                continue
+            counted[host.name] = component
+            count = total // len(members) + (1 if index < total % len(members) else 0)
+            if count > MAX_INSTANCES_PER_HOST:
+                problems.append(
+                    f"{loc}: {count} instances on {host.name}; at most "
+                    f"{MAX_INSTANCES_PER_HOST} per host"
+                )
+            elif service.port is not None and service.port + count - 1 > 65535:
+                problems.append(
+                    f"{loc}: the ports of {count} instances from {service.port} run past 65535"
+                )
+            out[host.name] = count
+    return {name: count for name, count in out.items() if count > 1}
+
+
+def _instance_port_problems(
+    env: Environment,
+    base: tuple[str, ...],
+    service: Service,
+    health: Health,
+    instances: Mapping[str, int],
+    proxy: ProxyTarget | None,
+) -> list[str]:
+    """Ports that several instances per host would collide with or make ambiguous."""
+    if not instances or service.port is None:
+        return []
+    problems: list[str] = []
+    loc = format_loc((*base, "replicas"))
+    top = service.port + max(instances.values()) - 1
+    if proxy is not None and service.port <= proxy.http_port <= top:
+        problems.append(
+            f"{loc}: the instances' ports {service.port}-{top} take the proxy's port "
+            f"{proxy.http_port}"
+        )
+    if "PORT" in service.env:
+        problems.append(
+            f"{_service_loc(env, base, 'env', 'PORT')}: each instance gets its own port as "
+            "PORT; remove it here"
+        )
+    for kind in ("http", "tcp"):
+        check = getattr(health, kind)
+        if check is not None and check.port not in (None, service.port):
+            problems.append(
+                f"health.{kind}.port: {check.port} is not service.port; with several "
+                "instances per host each is checked on its own port, so leave it unset"
+            )
     return problems
 
 
@@ -337,6 +434,8 @@ def resolve(loaded: LoadedProject, environment: str, lab: LabInfo | None = None)
             )
     hosts = _hosts(env, environment, service, lab, loaded.directory, problems)
     proxy = _proxy(env, base, service, hosts, problems)
+    instances = _instances(env, base, service, hosts, problems)
+    problems += _instance_port_problems(env, base, service, health, instances, proxy)
     if env.primary is not None and env.primary not in {h.name for h in hosts}:
         problems.append(f"{format_loc((*base, 'primary'))}: {env.primary!r} is not a host here")
     monitoring = overlay(project.monitoring, env.monitoring)
@@ -401,6 +500,7 @@ def resolve(loaded: LoadedProject, environment: str, lab: LabInfo | None = None)
         swarm=env.swarm,
         monitoring=monitoring if env.features.monitoring else None,
         proxy=proxy,
+        instances=instances,
     )
 
 

@@ -24,6 +24,8 @@ class PlannedHost:
     new: str
     action: str  # deploy | unchanged | unreachable
     rollback_to: str | None = None
+    ports: tuple[int, ...] = ()
+    """The ports of the host's instances, when it runs several (`replicas`)."""
 
 
 @dataclass(frozen=True)
@@ -86,12 +88,13 @@ def plan(
     for number, group in enumerate(steps.batches, start=1):
         for host in group:
             fact = facts.get(host)
+            ports = env.ports(host) if host in env.instances else ()
             if fact is None or not fact.reachable:
-                rows.append(PlannedHost(host, number, None, version, "unreachable"))
+                rows.append(PlannedHost(host, number, None, version, "unreachable", ports=ports))
                 continue
             action = "unchanged" if fact.current == version else "deploy"
             back = steps.rollback_to.get(host)
-            rows.append(PlannedHost(host, number, fact.current, version, action, back))
+            rows.append(PlannedHost(host, number, fact.current, version, action, back, ports))
     bad = version in session.ledger.bad_versions(env.environment) or any(
         version in f.bad for f in facts.values()
     )

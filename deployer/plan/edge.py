@@ -1,8 +1,9 @@
 """The edge proxy of an environment, planned from its resolved settings.
 
 The proxy (nginx, `deployer.core.proxy`) runs on the hosts `proxy.component` names and
-balances over the app on every host, at the hosts' private addresses. The files are
-rendered here, on the controller (`plan.proxy`); the playbooks only copy finished text.
+balances over every instance of the app on every host, at the hosts' private addresses.
+The files are rendered here, on the controller (`plan.proxy`); the playbooks only copy
+finished text.
 During a rollout the hosts of a batch (and, in a rollback, the hosts going back) are
 drained from every proxy before they restart and put back once they are healthy.
 """
@@ -26,8 +27,9 @@ def site(target: Target) -> ProxySite | None:
     if proxy is None or target.service.port is None:
         return None
     backends = tuple(
-        Backend(address=h.private_address or h.address, port=target.service.port, host=h.name)
+        Backend(address=h.private_address or h.address, port=port, host=h.name)
         for h in target.hosts
+        for port in target.ports(h.name)
     )
     return ProxySite(
         app=target.app.name,

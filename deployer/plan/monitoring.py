@@ -204,10 +204,11 @@ def prometheus_url(target: Target) -> str:
     return f"http://{_address(server, settings.prometheus_port)}"
 
 
-def _static_configs(target: Target, port: int) -> list[dict[str, Any]]:
+def _static_configs(target: Target, port: int | None) -> list[dict[str, Any]]:
+    """One entry per host: `port` there, or (None) every instance of the app there."""
     return [
         {
-            "targets": [_address(host, port)],
+            "targets": [_address(host, p) for p in ((port,) if port else target.ports(host.name))],
             "labels": {
                 "host": host.name,
                 "environment": target.environment,
@@ -233,7 +234,7 @@ def scrape_config(target: Target) -> dict[str, Any]:
             {
                 "job_name": target.app.name,
                 "metrics_path": settings.metrics_path,
-                "static_configs": _static_configs(target, target.service.port),
+                "static_configs": _static_configs(target, None),
             },
             {
                 "job_name": NODE_JOB,

@@ -55,6 +55,7 @@ def unit_vars(target: Target, host: ResolvedHost) -> dict[str, Any]:
         "service_port": target.service.port,
         "service_listen": target.service.listen,
         "service_resources": systemd_limits(host.resources),
+        "service_instances": list(target.ports(host.name)) if host.name in target.instances else [],
     }
 
 
@@ -62,9 +63,18 @@ def render_units(target: Target, host: ResolvedHost) -> dict[str, str]:
     """Unit file name -> content for one host."""
     values = unit_vars(target, host)
     app = target.app.name
-    units = {f"{app}.service": _templates().get_template("app.service.j2").render(values)}
+    render = _templates().get_template
+    if len(values["service_instances"]) > 1:  # templates, one instance per port
+        units = {
+            f"{app}@.service": render("app.service.j2").render(values),
+            f"{app}.target": render("app.target.j2").render(values),
+        }
+        if target.service.listen == "socket":
+            units[f"{app}@.socket"] = render("app.socket.j2").render(values)
+        return units
+    units = {f"{app}.service": render("app.service.j2").render(values)}
     if target.service.listen == "socket":
-        units[f"{app}.socket"] = _templates().get_template("app.socket.j2").render(values)
+        units[f"{app}.socket"] = render("app.socket.j2").render(values)
     return units
 
 

@@ -122,8 +122,10 @@ def project(tmp_path: Path, lab: LabState) -> Iterator[Project]:
     for host in lab.hosts:
         proj.ssh(
             host,
-            f"sudo systemctl disable --now {app}.socket {app}.service; "
+            f"sudo systemctl stop '{app}@*' {app}.target; "
+            f"sudo systemctl disable --now {app}.socket {app}.service {app}.target; "
             f"sudo rm -rf /srv/{app} /etc/systemd/system/{app}.* "
+            f"/etc/systemd/system/{app}@* /etc/systemd/system/*.wants/{app}@* "
             f"/var/lib/deployer/locks/{app} /var/lib/prometheus/node-exporter/deployer-{app}-* "
             f"/etc/nginx/conf.d/deployer-{app}-*.conf /etc/nginx/deployer/{app}-*; "
             "if systemctl -q is-active nginx; then sudo systemctl reload nginx; fi",

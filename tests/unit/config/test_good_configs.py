@@ -35,7 +35,7 @@ def _unset_fields(model: BaseModel, where: str) -> list[str]:
     return missing
 
 
-NOT_BUILT = {"production.replicas", "production.database"}
+NOT_BUILT = {"production.database"}
 """Keys the schema knows but deployer refuses for target ssh until it acts on them."""
 
 
@@ -49,7 +49,6 @@ def test_full_config_sets_every_key() -> None:
 @pytest.mark.parametrize(
     ("key", "value"),
     [
-        ("replicas", {"web": 2}),
         ("database", {"type": "postgresql"}),
         ("features", {"ssl": True}),
         ("features", {"cdn": True}),

@@ -53,3 +53,17 @@ def test_plan_shows_the_edge_proxy_and_what_it_balances_over(tmp_path: Path) -> 
     hosts = [h.name for h in env.hosts]
     assert [b.split("=")[0] for b in result.proxy.backends] == hosts
     assert all(b.endswith(":8000") for b in result.proxy.backends)
+
+
+def test_plan_shows_where_several_instances_of_a_host_listen(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from deployer.session import Session
+
+    s = session(tmp_path, Strategy(kind="all_at_once"))
+    service = s.target.service.model_copy(update={"port": 8000})
+    s = Session(replace(s.target, service=service, instances={"web2": 3}))
+    result = plan(s, FakeTarget(s, Scenario()), version="v2", artifact_path=None)
+    ports = {h.host: h.ports for h in result.hosts}
+    assert ports["web2"] == (8000, 8001, 8002)
+    assert ports["web1"] == ()  # one instance: the plain service

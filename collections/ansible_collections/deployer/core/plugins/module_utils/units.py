@@ -112,8 +112,43 @@ def of_release(release):
 
 
 def app_units(app):
-    """The unit files deployer manages for `app`."""
-    return [app + ".service", app + ".socket"]
+    """The unit files deployer manages for `app`: one service (and socket), or the
+    templates of its instances and the target that groups them."""
+    return [app + ".service", app + ".socket", app + "@.service", app + "@.socket",
+            app + ".target"]
+
+
+class Instance(object):
+    """One running copy of the app: its service unit, its socket unit (socket activation)
+    or None, and its port when it is one of several instances (None: the one service)."""
+
+    def __init__(self, service, socket, port):
+        self.service, self.socket, self.port = service, socket, port
+
+    @property
+    def units(self):
+        return [u for u in (self.socket, self.service) if u]
+
+
+_WANTS = re.compile(r"^Wants=(.*)$", re.M)
+
+
+def instances(app, units, socket_mode=None):
+    """The instances a release's units describe: with the templates ``<app>@.service``
+    (and ``<app>@.socket``) and ``<app>.target``, one per port the target wants;
+    otherwise the one ``<app>.service``. `socket_mode` decides for a release without
+    units (None: from the units)."""
+    units = units or {}
+    if app + "@.service" in units and app + ".target" in units:
+        has_socket = app + "@.socket" in units
+        names = " ".join(_WANTS.findall(units[app + ".target"].decode("utf-8", "replace")))
+        pattern = re.compile(r"^%s@([0-9]{1,5})\.(?:service|socket)$" % re.escape(app))
+        ports = sorted({int(m.group(1)) for n in names.split() for m in [pattern.match(n)] if m})
+        return [Instance("%s@%d.service" % (app, p), "%s@%d.socket" % (app, p) if has_socket
+                         else None, p) for p in ports if 0 < p < 65536]
+    if socket_mode is None:
+        socket_mode = app + ".socket" in units
+    return [Instance(app + ".service", app + ".socket" if socket_mode else None, None)]
 
 
 def differences(app, units):

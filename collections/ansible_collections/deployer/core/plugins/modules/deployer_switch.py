@@ -20,6 +20,11 @@ description:
     without one it binds its port itself and is restarted in place (the old process
     releases the port, then the new one binds it). A release staged before units were kept
     with releases uses the units already installed.
+  - A release whose units are the templates C(<app>@.service) (and C(<app>@.socket)) with
+    C(<app>.target) runs one instance per port the target wants (C(<app>@<port>.service));
+    each is started like the one service above and health-checked on its own port (an
+    HTTP or TCP check on the first instance's port is run against each instance's).
+    Instances the release does not have are stopped and disabled.
   - Then runs the health checks on the host against 127.0.0.1 with retries. Every attempt
     is bounded by the checks' timeouts.
   - When healthy the release's state becomes C(good) and C(switched_at) is set.
@@ -170,7 +175,9 @@ deployer:
       returned: on failure
 """
 
+import glob
 import os
+import re
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -199,6 +206,7 @@ from ansible_collections.deployer.core.plugins.module_utils.systemd import (
 from ansible_collections.deployer.core.plugins.module_utils.units import (
     UNITS_DIR,
     app_units,
+    instances as instances_of,
     of_release as release_units,
     differences as unit_differences,
     install as install_units,
@@ -270,7 +278,6 @@ def main():
     app = p["app"]
     version = p["version"] or ""
     health = p["health"] or {}
-    socket_unit, service_unit = app + ".socket", app + ".service"
     systemd = Systemd(module)
     data = dict(previous=tree.current(), current=tree.current(), switched=False,
                 restarted=False, healthy=False, attempts=0, health_message="", marked_bad=None)
@@ -306,44 +313,63 @@ def main():
                          % (version, meta.get("reason") or "no reason recorded"),
                          deployer=dict(data, stage=SWITCH))
 
-    def service_active(_failing):
-        props = systemd.show(service_unit)[service_unit]
-        if props.get("ActiveState") == "active":
-            return True, ""
-        return False, "%s is %s" % (service_unit, describe(props))
-
     # The release's own units (None: staged before units belonged to releases, so /etc
-    # holds them). With a socket unit the app is socket-activated; without, it binds its
-    # port itself.
+    # holds them) say what runs: one service, socket-activated when it has a socket unit,
+    # or several instances of a template, each on its own port.
     units = release_units(release)
     if units is None:
         to_write, to_remove = [], []
-        socket_mode = os.path.exists(os.path.join(UNITS_DIR, socket_unit))
+        wanted = instances_of(app, None, os.path.exists(os.path.join(UNITS_DIR, app + ".socket")))
     else:
         to_write, to_remove = unit_differences(app, units)
-        socket_mode = socket_unit in units
+        wanted = instances_of(app, units)
+    group = app + ".target" if units and app + ".target" in units else None
+    wanted_names = set(u for i in wanted for u in i.units)
+    stale = [u for u in instance_units(systemd, app) if u not in wanted_names]
+    checks = [(i, instance_health(health, i, wanted)) for i in wanted]
+
+    def active(instance):
+        def probe(_failing):
+            props = systemd.show(instance.service)[instance.service]
+            if props.get("ActiveState") == "active":
+                return True, ""
+            return False, "%s is %s" % (instance.service, describe(props))
+        return probe
 
     # 3. Already live and fine: leave it alone.
-    props = systemd.show(socket_unit, service_unit)
-    sock, svc = props[socket_unit], props[service_unit]
-    unit_files = [os.path.join(UNITS_DIR, socket_unit), os.path.join(UNITS_DIR, service_unit)]
     env_file = tree.env_path(version)
-    socket_ok = (sock.get("ActiveState") == "active" and sock.get("UnitFileState") == "enabled"
-                 and not newer_than(unit_files[:1], timestamp(sock.get("ActiveEnterTimestamp"))))
-    service_fresh = (svc.get("ActiveState") == "active" and not newer_than(
-        unit_files + [env_file], timestamp(svc.get("ExecMainStartTimestamp"))))
-    enabled = socket_ok if socket_mode else svc.get("UnitFileState") == "enabled"
-    if (data["previous"] == version and enabled and service_fresh and not to_write
-            and not to_remove):
-        ok, message = attempt(health, service_active)
-        if ok:
+    states = systemd.show(*[u for i in wanted for u in i.units])
+
+    def unit_file(unit):
+        name = unit if "@" not in unit else unit.split("@")[0] + "@." + unit.rsplit(".", 1)[1]
+        return os.path.join(UNITS_DIR, name)
+
+    def socket_ok(instance):
+        sock = states.get(instance.socket) or {}
+        return (sock.get("ActiveState") == "active" and sock.get("UnitFileState") == "enabled"
+                and not newer_than([unit_file(instance.socket)],
+                                   timestamp(sock.get("ActiveEnterTimestamp"))))
+
+    def fresh(instance):
+        svc = states.get(instance.service) or {}
+        files = [unit_file(u) for u in instance.units] + [env_file]
+        enabled = socket_ok(instance) if instance.socket else (
+            svc.get("UnitFileState") == "enabled")
+        return enabled and svc.get("ActiveState") == "active" and not newer_than(
+            files, timestamp(svc.get("ExecMainStartTimestamp")))
+
+    if (data["previous"] == version and not to_write and not to_remove and not stale
+            and all(fresh(i) for i in wanted)):
+        results = [attempt(spec, active(i)) for i, spec in checks]
+        if all(ok for ok, _message in results):
             if meta.get("state") != GOOD:
                 meta.update(state=GOOD, switched_at=meta.get("switched_at") or now_iso(),
                             reason=None)
                 if not check:
                     tree.write_meta(version, meta)
                 changed = True
-            data.update(healthy=True, attempts=1, health_message=message)
+            data.update(healthy=True, attempts=len(results),
+                        health_message="; ".join(m for _ok, m in results if m))
             if not check:
                 record_release(p["release_info"], app, version)
             module.exit_json(changed=changed, deployer=data)
@@ -358,62 +384,110 @@ def main():
     if data["switched"]:
         point_current(tree, version)
     record_release(p["release_info"], app, version)
+    if stale:  # instances the release does not have (fewer replicas, or one service again)
+        systemd.run("disable", "--now", *stale)
     if to_remove:  # e.g. the socket of a release that was socket-activated: free the port
         systemd.run("disable", "--now", *to_remove)
     if to_write or to_remove:
         install_units(units, to_write, to_remove)
+    if to_write or to_remove or stale:
         rc, out = systemd.run("daemon-reload")
         if rc != 0:
-            fail_start(module, systemd, tree, app, version, data, health, started,
+            fail_start(module, systemd, tree, wanted[0], version, data, health, started,
                        "systemctl daemon-reload failed: %s" % out)
+    if group:
+        systemd.run("enable", group)  # the instances start at boot with it
     # The version being left may be crash-looping (a rollback from it): systemd's start limit
     # can be hit, or an automatic restart of the old code begin, at any moment, not only
     # before the state read above. Clear the failed state whatever it was read as, and
     # retry a restart that fails once (below), so the new `current` gets a clean start.
-    systemd.run("reset-failed", socket_unit, service_unit)
-    if socket_mode and not socket_ok:
-        if sock.get("ActiveState") == "active":
-            rc, out = systemd.run("restart", socket_unit)   # unit file changed (e.g. the port)
-            if rc == 0:
-                rc, out = systemd.run("enable", socket_unit)
-        else:
-            if svc.get("ActiveState") == "active":  # it bound the port itself until now
-                systemd.run("stop", service_unit)
-            rc, out = systemd.run("enable", "--now", socket_unit)
-        if rc != 0:
-            fail_start(module, systemd, tree, app, version, data, health, started,
-                       "systemctl could not start %s: %s" % (socket_unit, out))
-    elif not socket_mode and svc.get("UnitFileState") != "enabled":
-        systemd.run("enable", service_unit)  # it starts at boot on its own
-    rc, out = systemd.run("restart", service_unit)
-    if rc != 0:
-        systemd.run("reset-failed", socket_unit, service_unit)
-        rc, out = systemd.run("restart", service_unit)
-    if rc != 0:
-        state = describe(systemd.show(service_unit)[service_unit])
-        fail_start(module, systemd, tree, app, version, data, health, started,
-                   "systemctl restart %s failed (%s): %s" % (service_unit, state, out))
+    systemd.run("reset-failed", *sorted(wanted_names))
+    for instance in wanted:
+        restart(module, systemd, tree, instance, states, socket_ok(instance) if instance.socket
+                else None, version, data, health, started)
 
-    # 5. Health, on the host itself.
-    healthy, attempts, message = with_retries(health, service_active)
-    data.update(healthy=healthy, attempts=attempts, health_message=message)
-    if not healthy:
-        fail_start(module, systemd, tree, app, version, data, health, started, message)
+    # 5. Health, on the host itself: every instance.
+    total = 0
+    for instance, spec in checks:
+        healthy, attempts, message = with_retries(spec, active(instance))
+        total += attempts
+        data.update(healthy=healthy, attempts=total, health_message=message)
+        if not healthy:
+            fail_start(module, systemd, tree, instance, version, data, spec, started, message)
     meta = tree.read_meta(version) or meta
     meta.update(state=GOOD, switched_at=now_iso(), reason=None)
     tree.write_meta(version, meta)
     module.exit_json(changed=changed, deployer=data)
 
 
+def instance_health(health, instance, wanted):
+    """The checks for one instance: an HTTP or TCP check on the first instance's port (the
+    service's port) is run against each instance's own port."""
+    if instance.port is None or not wanted:
+        return health
+    base = wanted[0].port
+    spec = dict(health)
+    for kind in ("http", "tcp"):
+        check = spec.get(kind)
+        if check and check.get("port") == base:
+            spec[kind] = dict(check, port=instance.port)
+    return spec
+
+
+def instance_units(systemd, app):
+    """Instance units of `app`'s templates that are loaded or enabled now."""
+    names = set()
+    rc, out = systemd.run("list-units", "--all", "--plain", "--no-legend", app + "@*")
+    if rc == 0:
+        for line in out.splitlines():
+            fields = line.split()
+            if fields:
+                names.add(fields[0])
+    for wants in glob.glob(os.path.join(UNITS_DIR, "*.wants", glob.escape(app) + "@*")):
+        names.add(os.path.basename(wants))
+    pattern = re.compile(r"^%s@[0-9]+\.(service|socket)$" % re.escape(app))
+    return sorted(n for n in names if pattern.match(n))
+
+
+def restart(module, systemd, tree, instance, states, socket_ok, version, data, health, started):
+    """Start `instance` on the release just made current: its socket first (when it has
+    one), then a restart of its service (retried once)."""
+    sock = states.get(instance.socket) or {}
+    svc = states.get(instance.service) or {}
+    if instance.socket and not socket_ok:
+        if sock.get("ActiveState") == "active":
+            rc, out = systemd.run("restart", instance.socket)  # unit file changed (the port)
+            if rc == 0:
+                rc, out = systemd.run("enable", instance.socket)
+        else:
+            if svc.get("ActiveState") == "active":  # it bound the port itself until now
+                systemd.run("stop", instance.service)
+            rc, out = systemd.run("enable", "--now", instance.socket)
+        if rc != 0:
+            fail_start(module, systemd, tree, instance, version, data, health, started,
+                       "systemctl could not start %s: %s" % (instance.socket, out))
+    elif not instance.socket and svc.get("UnitFileState") != "enabled":
+        systemd.run("enable", instance.service)  # it starts at boot on its own
+    rc, out = systemd.run("restart", instance.service)
+    if rc != 0:
+        systemd.run("reset-failed", *instance.units)
+        rc, out = systemd.run("restart", instance.service)
+    if rc != 0:
+        state = describe(systemd.show(instance.service)[instance.service])
+        fail_start(module, systemd, tree, instance, version, data, health, started,
+                   "systemctl restart %s failed (%s): %s" % (instance.service, state, out))
+
+
 def stop_application(module, systemd, tree, app, p, data):
     """Nothing to switch to (a first release that failed, or a rollback with no previous
     release): stop and disable the app's units, remove them and `current`, so no broken
     process keeps restarting and the host plainly runs nothing."""
-    names = app_units(app)
+    files = app_units(app)
+    names = files + instance_units(systemd, app)
     props = systemd.show(*names)
     running = any(props[u].get("ActiveState") not in (None, "", "inactive", "failed")
                   for u in names)
-    installed = [n for n in names if os.path.lexists(os.path.join(UNITS_DIR, n))]
+    installed = [n for n in files if os.path.lexists(os.path.join(UNITS_DIR, n))]
     changed = bool(running or installed or data["previous"] is not None
                    or os.path.lexists(tree.current_link))
     if changed and not module.check_mode:
@@ -431,21 +505,22 @@ def stop_application(module, systemd, tree, app, p, data):
     module.exit_json(changed=changed or bool(data["marked_bad"]), deployer=data)
 
 
-def fail_start(module, systemd, tree, app, version, data, health, started, message):
+def fail_start(module, systemd, tree, instance, version, data, health, started, message):
     """Fail the switch with why: the cause systemd and the journal show, the last health
-    result, and the service's last journal lines."""
-    service_unit = app + ".service"
-    props = systemd.show(service_unit)[service_unit]
-    lines = journal(service_unit, started, secret_values(tree.env_path(version)))
+    result, and the failing instance's last journal lines."""
+    props = systemd.show(instance.service)[instance.service]
+    lines = journal(instance.service, started, secret_values(tree.env_path(version)))
     port = (health.get("http") or {}).get("port") or (health.get("tcp") or {}).get("port")
     failure = describe_failure(props, lines, message, port)
     # The new version is current and did not come up: a health failure, not a switch one.
     data.update(health_message=message, failure=failure,
                 stage=HEALTH if data["switched"] else SWITCH)
     tail = " | ".join(failure["journal"][-5:])
+    where = " (instance on port %d)" % instance.port if instance.port else ""
     module.fail_json(
-        msg="%s failed on this host: %s (%s)%s" % (
-            version, failure["summary"], message, "; journal: " + tail if tail else ""),
+        msg="%s failed on this host%s: %s (%s)%s" % (
+            version, where, failure["summary"], message,
+            "; journal: " + tail if tail else ""),
         changed=True, deployer=data)
 
 
