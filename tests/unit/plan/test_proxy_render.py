@@ -2,8 +2,9 @@
 
 Each tests/golden/proxy/<case>/ holds a site.yml (a ProxySite, plus `drained`: hosts to
 drain) and the expected files: files/<path on the proxy host> for render_site, and
-drained.conf for render_upstreams with those hosts drained. The `molecule` case is also the
-site of molecule/proxy, whose vars/rendered.yml must be this case's output. After an
+drained.conf for render_upstreams with those hosts drained. The `molecule` case is the site
+of molecule/proxy, `acme_http` and `acme_tls` those of molecule/proxy_acme: the scenarios'
+vars/rendered.yml must be these cases' output. After an
 intended change, regenerate and review the diff:
 
     UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/plan/test_proxy_render.py
@@ -33,7 +34,6 @@ from deployer.plan.proxy import (
 ROOT = Path(__file__).parents[3]
 GOLDEN = ROOT / "tests" / "golden" / "proxy"
 CASES = sorted(p.parent for p in GOLDEN.glob("*/site.yml"))
-SCENARIO_VARS = ROOT / "molecule" / "proxy" / "vars" / "rendered.yml"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
 
 
@@ -101,34 +101,62 @@ def _unsafe_block(text: str, indent: str) -> str:
     return "!unsafe |\n" + "".join(f"{indent}{line}".rstrip() + "\n" for line in text.splitlines())
 
 
-def scenario_vars() -> str:
+def _header(cases: str) -> list[str]:
+    return [
+        "---",
+        f"# Generated from tests/golden/proxy/{cases} by",
+        "# tests/unit/plan/test_proxy_render.py (UPDATE_GOLDEN=1); do not edit. The renderer's",
+        "# finished text, marked !unsafe so that Ansible never templates it.",
+    ]
+
+
+def _files_var(name: str, files: dict[str, str]) -> list[str]:
+    entries = [f"  {path}: {_unsafe_block(text, '    ')}" for path, text in files.items()]
+    return [f"{name}:", *entries]
+
+
+def proxy_vars() -> str:
+    """molecule/proxy: one site, its upstreams undrained and with app2 drained."""
     site, drained = load_case(GOLDEN / "molecule")
     files = render_site(site)
     paths = site_paths(site.app, site.environment)
     lines = [
-        "---",
-        "# Generated from tests/golden/proxy/molecule/site.yml by",
-        "# tests/unit/plan/test_proxy_render.py (UPDATE_GOLDEN=1); do not edit. The renderer's",
-        "# finished text, marked !unsafe so that Ansible never templates it.",
-        "flow_proxy_files:",
-        *[f"  {path}: {_unsafe_block(text, '    ')}" for path, text in files.items()],
+        *_header("molecule/site.yml"),
+        *_files_var("flow_proxy_files", files),
         f"flow_upstreams_path: {paths['upstreams']}",
         f"flow_upstreams_text: {_unsafe_block(files[paths['upstreams']], '  ')}",
         f"flow_drained_text: {_unsafe_block(render_upstreams(site, drained), '  ')}",
-        f"flow_access_log: {paths['access_log']}",
     ]
     return "\n".join(line.rstrip("\n") for line in lines) + "\n"
 
 
-def test_molecule_scenario_vars_are_the_renderers_output() -> None:
-    expected = scenario_vars()
+def proxy_acme_vars() -> str:
+    """molecule/proxy_acme: the site before its first certificate, and with it."""
+    before, _ = load_case(GOLDEN / "acme_http")
+    after, _ = load_case(GOLDEN / "acme_tls")
+    lines = [
+        *_header("acme_http/site.yml and acme_tls/site.yml"),
+        *_files_var("flow_http_files", render_site(before)),
+        *_files_var("flow_tls_files", render_site(after)),
+    ]
+    return "\n".join(line.rstrip("\n") for line in lines) + "\n"
+
+
+SCENARIOS = {"proxy": proxy_vars, "proxy_acme": proxy_acme_vars}
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_molecule_scenario_vars_are_the_renderers_output(scenario: str) -> None:
+    path = ROOT / "molecule" / scenario / "vars" / "rendered.yml"
+    expected = SCENARIOS[scenario]()
     if UPDATE:
-        SCENARIO_VARS.parent.mkdir(parents=True, exist_ok=True)
-        SCENARIO_VARS.write_text(expected)
-    assert SCENARIO_VARS.read_text() == expected, "run with UPDATE_GOLDEN=1 and review the diff"
-    loaded = yaml.load(SCENARIO_VARS.read_text(), Loader=_UnsafeLoader)
-    site, _ = load_case(GOLDEN / "molecule")
-    assert loaded["flow_proxy_files"] == render_site(site)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(expected)
+    assert path.read_text() == expected, "run with UPDATE_GOLDEN=1 and review the diff"
+    loaded = yaml.load(path.read_text(), Loader=_UnsafeLoader)
+    if scenario == "proxy":
+        site, _ = load_case(GOLDEN / "molecule")
+        assert loaded["flow_proxy_files"] == render_site(site)
 
 
 # --- behaviour -------------------------------------------------------------------------------
