@@ -21,6 +21,7 @@ from deployer.lab import LabState, ssh_argv
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "examples" / "hello" / "app"
 DEPLOYER_PORT, PLAIN_PORT, FLOOR_PORT, PORT_MODE_PORT = 18000, 18001, 18002, 18003
+PROXIED_PORT = 18004
 ROLLING_PORT = 18004
 ALL_AT_ONCE: dict[str, str] = {"kind": "all_at_once"}
 TWO_BATCHES: dict[str, str] = {"kind": "rolling", "batch_size": "50%"}
@@ -40,6 +41,7 @@ class Bench:
     port: int = DEPLOYER_PORT
     environment: str = "bench"
     strategy: dict[str, str] = field(default_factory=lambda: dict(ALL_AT_ONCE))
+    domain: str | None = None  # set: the edge proxy (nginx on every host) in front
 
     @property
     def hosts(self) -> list:  # type: ignore[type-arg]
@@ -47,7 +49,13 @@ class Bench:
 
     def write_config(self) -> None:
         hosts = [
-            {"name": h.name, "address": h.address, "port": h.port, "user": h.user}
+            {
+                "name": h.name,
+                "address": h.address,
+                "port": h.port,
+                "user": h.user,
+                "private_address": h.ip,
+            }
             for h in self.hosts
         ]
         config = {
@@ -64,6 +72,7 @@ class Bench:
             "environments": {
                 self.environment: {
                     "hosts": {"web": hosts},
+                    **({"domain": self.domain} if self.domain else {}),
                     "ssh": {
                         "private_key": str(self.lab.private_key),
                         "known_hosts": str(self.lab.known_hosts),

@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.contenders import (
     PORT_MODE_PORT,
+    PROXIED_PORT,
     ROLLING_PORT,
     TWO_BATCHES,
     Bench,
@@ -118,10 +119,16 @@ def rollbacks(bench: Bench, runs: int) -> dict[str, Any]:
 
 
 def under_load(
-    bench: Bench, rate: int, phases: tuple[str, ...] = ("deploy", "rollback")
+    bench: Bench,
+    rate: int,
+    phases: tuple[str, ...] = ("deploy", "rollback"),
+    *,
+    through_proxy: bool = False,
 ) -> dict[str, Any]:
-    """Failed requests and the longest gap while deploying, then while rolling back."""
-    targets = [(h.ip, bench.port) for h in bench.hosts if h.ip]
+    """Failed requests and the longest gap while deploying, then while rolling back
+    (straight to the app on every host, or through the edge proxy on every host)."""
+    port = 80 if through_proxy else bench.port
+    targets = [(h.ip, port) for h in bench.hosts if h.ip]
     out: dict[str, Any] = {}
     commands = {
         "deploy": ("deploy", bench.environment, "--version", f"load-{int(time.time())}"),
@@ -275,6 +282,21 @@ def main() -> int:
             own.prepare()
             own.deploy("warm")
             results["load_port"] = under_load(own, args.rate, phases=("deploy",))
+            say("3c. the same app behind the edge proxy, rolling a quarter of the hosts at a time")
+            proxied = Bench(
+                Path(tmp) / "proxied",
+                lab,
+                args.hosts,
+                listen="port",
+                app="benchproxy",
+                port=PROXIED_PORT,
+                strategy={"kind": "rolling", "batch_size": "25%"},
+                domain="benchproxy.lab.test",
+            )
+            proxied.prepare()
+            proxied.deploy("warm")
+            results["proxied_deploy_s"] = proxied.deploy(f"proxied-{int(time.time())}")
+            results["load_proxy"] = under_load(proxied, args.rate, through_proxy=True)
             say("5. CLI overhead")
             results["cli"] = cli_overhead(bench)
             say("4. scaling")
@@ -310,9 +332,18 @@ def report(r: dict[str, Any]) -> str:
         f"rolling/floor {r['compare']['rolling_vs_floor']:.2f}",
         f"rollback at {r['hosts']} hosts: median {r['rollback']['median']:.2f}s",
         *(
+            [f"deploy behind the edge proxy, 25% per batch: {r['proxied_deploy_s']:.2f}s"]
+            if "proxied_deploy_s" in r
+            else []
+        ),
+        *(
             f"{phase} under load, listen {mode}: {n['failed']} failed of {n['sent']}, "
             f"longest gap {n['longest_gap_s']:.3f}s"
-            for mode, key in (("socket", "load"), ("port", "load_port"))
+            for mode, key in (
+                ("socket", "load"),
+                ("port", "load_port"),
+                ("port behind the edge proxy", "load_proxy"),
+            )
             for phase, n in r.get(key, {}).items()
         ),
         "scaling: " + ", ".join(f"{k} hosts {v:.2f}s" for k, v in r["scaling"].items()),

@@ -65,6 +65,11 @@ def test_bench_harness_runs_end_to_end_at_two_hosts(tmp_path: Path) -> None:
     own = results["load_port"]["deploy"]  # an app binding its own port: measured, not promised
     assert own["sent"] > 0
     assert own["ok"] > 0
+    for phase in ("deploy", "rollback"):  # the same app behind the edge proxy: promised
+        proxied = results["load_proxy"][phase]
+        assert proxied["sent"] > 0
+        assert proxied["failed"] == 0, proxied
+    assert results["proxied_deploy_s"] > 0
     assert any(line.startswith(("PASS", "MISS")) for line in results["verdicts"])
     for target in (
         "deploy_vs_plain",

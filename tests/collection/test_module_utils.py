@@ -375,3 +375,33 @@ def test_module_documentation_is_yaml_that_ansible_doc_can_read(name: str) -> No
     module = importlib.import_module(f"ansible_collections.deployer.core.plugins.modules.{name}")
     for part in ("DOCUMENTATION", "EXAMPLES", "RETURN"):
         assert yaml.safe_load(getattr(module, part)), (name, part)
+
+
+def test_a_release_with_templates_runs_one_instance_per_port_its_target_wants() -> None:
+    from ansible_collections.deployer.core.plugins.module_utils import units
+
+    target = b"[Unit]\nWants=shop@8001.socket shop@8000.socket evil@1.socket shop@x.socket\n"
+    release = {"shop@.service": b"", "shop@.socket": b"", "shop.target": target}
+    wanted = units.instances("shop", release)
+    assert [(i.service, i.socket, i.port) for i in wanted] == [
+        ("shop@8000.service", "shop@8000.socket", 8000),
+        ("shop@8001.service", "shop@8001.socket", 8001),
+    ]
+    (plain,) = units.instances("shop", {"shop.service": b""})
+    assert (plain.service, plain.socket, plain.port) == ("shop.service", None, None)
+    health = {"http": {"port": 8000, "path": "/healthz"}, "tcp": {"port": 9100}}
+    second = units.instance_health(health, wanted[1], wanted)
+    assert second["http"] == {"port": 8001, "path": "/healthz"}  # the instance's own port
+    assert second["tcp"] == {"port": 9100}  # another port stays as it is
+    assert units.instance_health(health, plain, [plain]) is health
+
+
+def test_a_sample_over_instances_fails_when_any_instance_fails(http_port: int) -> None:
+    good = {"http": {"port": http_port, "path": "/healthz"}}
+    bad = {"http": {"port": http_port, "path": "/bad"}}
+    assert health.attempt_each([good, good])[0] is True
+    ok, message = health.attempt_each([good, bad])
+    assert not ok
+    assert "/bad" in message
+    result = health.watch([good, bad], 0, 5, 1)
+    assert result["healthy"] is False

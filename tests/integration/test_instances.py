@@ -33,20 +33,17 @@ def test_replicas_run_as_template_instances_and_come_back_with_a_rollback(
 ) -> None:
     app, port = project.app, project.port
     domain = f"{app}.lab.test"
+    hosts = project.lab.hosts
+    replicas = {"web": 2 * len(hosts)}  # two on every host
     project.edit(
-        {
-            "environments": {
-                "lab": {"hosts": {"web": "lab"}, "replicas": {"web": 6}, "domain": domain}
-            }
-        }
+        {"environments": {"lab": {"hosts": {"web": "lab"}, "replicas": replicas, "domain": domain}}}
     )
     planned = project.cli("plan", "lab", "--version", "v1", "--json")
     assert planned.returncode == 0, planned.stderr[-2000:]
     placement = {h["host"]: h["ports"] for h in json.loads(planned.stdout)["hosts"]}
-    assert placement == {h.name: [port, port + 1] for h in project.lab.hosts}
+    assert placement == {h.name: [port, port + 1] for h in hosts}
     first = project.cli("deploy", "lab", "--version", "v1")
     assert first.returncode == 0, first.stderr[-3000:]
-    hosts = project.lab.hosts
     for host in hosts:
         assert _active(project, host, f"{app}@*.service") == {
             f"{app}@{port}.service",
@@ -55,12 +52,12 @@ def test_replicas_run_as_template_instances_and_come_back_with_a_rollback(
         assert _answer(project, host, port) == "hello from v1"
         assert _answer(project, host, port + 1) == "hello from v1"
     upstreams = project.ssh(hosts[0], f"cat /etc/nginx/deployer/{app}-lab/upstreams.conf").stdout
-    assert upstreams.count(" max_fails=") == 6  # every instance of every host
+    assert upstreams.count(" max_fails=") == 2 * len(hosts)  # every instance of every host
     conn = http.client.HTTPConnection(hosts[0].ip, 80, timeout=5)
     conn.request("GET", "/", headers={"Host": domain})
     assert conn.getresponse().read().decode().strip() == "hello from v1"
 
-    project.edit({"environments": {"lab": {"replicas": {"web": 3}}}})
+    project.edit({"environments": {"lab": {"replicas": {"web": len(hosts)}}}})
     second = project.cli("deploy", "lab", "--version", "v2")
     assert second.returncode == 0, second.stderr[-3000:]
     for host in hosts:

@@ -143,6 +143,16 @@ def attempt(health, extra=None):
     return True, "; ".join(passes) or "no health checks configured"
 
 
+def attempt_each(specs):
+    """One attempt of each set of checks (one per instance): (ok, message), ok only when
+    every one passed."""
+    results = [attempt(spec) for spec in specs]
+    failed = [message for ok, message in results if not ok]
+    if failed:
+        return False, "; ".join(failed)
+    return True, "; ".join(message for _ok, message in results)
+
+
 def with_retries(health, extra=None, sleep=time.sleep):
     """Up to `retries` attempts `interval` s apart: (healthy, attempts, message)."""
     health = health or {}
@@ -162,7 +172,8 @@ def watch(health, duration, period, threshold, grace=0, sleep=time.sleep, clock=
     """Sample every `period` s for `duration` s; unhealthy after `threshold` failures in a row.
 
     A sample that fails in the first `grace` seconds is counted in `failures` but does not
-    count towards `threshold` (the app is still warming up).
+    count towards `threshold` (the app is still warming up). `health` may be a list of
+    check sets (one per instance): a sample passes when every set passes.
 
     Returns {healthy, checks, failures, max_consecutive_failures, message}.
     """
@@ -176,7 +187,7 @@ def watch(health, duration, period, threshold, grace=0, sleep=time.sleep, clock=
     last_failure = ""
     while True:
         counted = clock() - start >= grace
-        ok, message = attempt(health)
+        ok, message = attempt_each(health) if isinstance(health, list) else attempt(health)
         checks += 1
         if ok:
             run = 0

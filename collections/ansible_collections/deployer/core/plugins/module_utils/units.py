@@ -168,3 +168,17 @@ def install(units, write, remove):
         write_atomic(os.path.join(UNITS_DIR, name), units[name], 0o644, 0, 0)
     for name in remove:
         remove_path(os.path.join(UNITS_DIR, name))
+
+
+def instance_health(health, instance, wanted):
+    """The checks for one instance: an HTTP or TCP check on the first instance's port (the
+    service's port) is run against each instance's own port."""
+    if instance.port is None or not wanted:
+        return health
+    base = wanted[0].port
+    spec = dict(health)
+    for kind in ("http", "tcp"):
+        check = spec.get(kind)
+        if check and check.get("port") == base:
+            spec[kind] = dict(check, port=instance.port)
+    return spec

@@ -57,6 +57,15 @@ options:
         RV(deployer.failures)) but not counted towards O(threshold), while the app warms up.
     type: float
     default: 0
+  deploy_to:
+    description:
+      - Root of the app's release tree. With O(app), when the current release runs several
+        instances (C(<app>@<port>), see M(deployer.core.deployer_switch)), every sample
+        checks each instance, on its own port.
+    type: path
+  app:
+    description: Application name, with O(deploy_to).
+    type: str
   fail_on_unhealthy:
     description: Fail the task when unhealthy (C(false) to only report, as in facts).
     type: bool
@@ -102,6 +111,27 @@ deployer:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.deployer.core.plugins.module_utils.health import watch
+from ansible_collections.deployer.core.plugins.module_utils.layout import Tree
+from ansible_collections.deployer.core.plugins.module_utils.units import (
+    instance_health,
+    instances,
+    of_release,
+)
+
+
+def checks_of(health, deploy_to, app):
+    """`health`, or one set of checks per instance when the current release under
+    `deploy_to` runs several instances of `app`."""
+    if not deploy_to or not app:
+        return health
+    tree = Tree(deploy_to)
+    current = tree.current()
+    if not current:
+        return health
+    wanted = instances(app, of_release(tree.release(current)))
+    if len(wanted) < 2 or wanted[0].port is None:
+        return health
+    return [instance_health(health, i, wanted) for i in wanted]
 
 
 # The module's arguments; also read by the lean runner to validate on the controller.
@@ -118,6 +148,8 @@ MODULE_SPEC = dict(
         period=dict(type="float", default=5),
         threshold=dict(type="int", default=3),
         grace=dict(type="float", default=0),
+        deploy_to=dict(type="path"),
+        app=dict(type="str"),
         fail_on_unhealthy=dict(type="bool", default=True),
     ),
     supports_check_mode=True,
@@ -127,8 +159,8 @@ MODULE_SPEC = dict(
 def main():
     module = AnsibleModule(**MODULE_SPEC)
     p = module.params
-    result = watch(p["health"] or {}, p["duration"], p["period"], p["threshold"],
-                   grace=p["grace"])
+    health = checks_of(p["health"] or {}, p["deploy_to"], p["app"])
+    result = watch(health, p["duration"], p["period"], p["threshold"], grace=p["grace"])
     if not result["healthy"] and p["fail_on_unhealthy"]:
         module.fail_json(msg="unhealthy: %s" % result["message"], deployer=result)
     module.exit_json(changed=False, deployer=result)

@@ -206,6 +206,7 @@ from ansible_collections.deployer.core.plugins.module_utils.systemd import (
 from ansible_collections.deployer.core.plugins.module_utils.units import (
     UNITS_DIR,
     app_units,
+    instance_health,
     instances as instances_of,
     of_release as release_units,
     differences as unit_differences,
@@ -418,20 +419,6 @@ def main():
     meta.update(state=GOOD, switched_at=now_iso(), reason=None)
     tree.write_meta(version, meta)
     module.exit_json(changed=changed, deployer=data)
-
-
-def instance_health(health, instance, wanted):
-    """The checks for one instance: an HTTP or TCP check on the first instance's port (the
-    service's port) is run against each instance's own port."""
-    if instance.port is None or not wanted:
-        return health
-    base = wanted[0].port
-    spec = dict(health)
-    for kind in ("http", "tcp"):
-        check = spec.get(kind)
-        if check and check.get("port") == base:
-            spec[kind] = dict(check, port=instance.port)
-    return spec
 
 
 def instance_units(systemd, app):
