@@ -116,6 +116,7 @@ def _session(ctx: typer.Context, environment: str, *, secrets: bool = False) -> 
     target = _target(ctx, environment)
     values: dict[str, str] = {}
     notify_values: dict[str, str] = {}
+    tls_values: dict[str, str] = {}
     if secrets:
         values = secret_values.resolve(target.secrets, target.project_dir)
         notify_values = secret_values.resolve_refs(
@@ -124,12 +125,24 @@ def _session(ctx: typer.Context, environment: str, *, secrets: bool = False) -> 
             target.project_dir,
             path_of=lambda name: f"environments.{environment}." + notify_path(name),
         )
+        if target.proxy is not None and target.proxy.tls:
+            tls_values = secret_values.resolve_refs(
+                target.proxy.tls,
+                target.secrets,
+                target.project_dir,
+                path_of=lambda name: f"environments.{environment}.tls.{name}",
+                multiline=True,
+            )
     return Session(
         target=target,
         verbosity=ctx.obj.verbosity,
-        redact=secret_values.redactor_for({**values, **notify_values}),
+        # the key is masked; the certificate is public
+        redact=secret_values.redactor_for(
+            {**values, **notify_values, "tls key": tls_values.get("key", "")}
+        ),
         secret_env=values,
         notify_secrets=notify_values,
+        tls=tls_values,
     )
 
 

@@ -104,9 +104,11 @@ def resolve_refs(
     environ: Mapping[str, str] | None = None,
     *,
     path_of: Callable[[str], str] = lambda name: name,
+    multiline: bool = False,
 ) -> dict[str, str]:
     """Resolve named references to their values. Raises ConfigError naming the config path
-    (`path_of(name)`) of every reference that has no value."""
+    (`path_of(name)`) of every reference that has no value. Values are single lines (they
+    go into environment files) unless `multiline` (PEM text)."""
     environ = os.environ if environ is None else environ
     if not refs:
         return {}
@@ -128,7 +130,7 @@ def resolve_refs(
                 problems.append(f"{path_of(name)}.vault: key {ref.vault!r} is not in the vault")
                 continue
             value = str(found)
-        if any(ch in value for ch in "\n\r\x00"):
+        if "\x00" in value or (not multiline and any(ch in value for ch in "\n\r")):
             problems.append(f"{path_of(name)}: the value must be a single line")
             continue
         values[name] = value
@@ -147,5 +149,9 @@ def resolve(
 
 
 def redactor_for(values: Mapping[str, str]) -> Redactor:
-    usable = sorted({v for v in values.values() if len(v) >= _MIN_LEN}, key=len, reverse=True)
+    """Masks every value, and each line of a multi-line one (a PEM key quoted in part)."""
+    pieces = {v for v in values.values()} | {
+        line.strip() for v in values.values() if "\n" in v for line in v.splitlines()
+    }
+    usable = sorted({v for v in pieces if len(v) >= _MIN_LEN}, key=len, reverse=True)
     return Redactor(tuple(usable))

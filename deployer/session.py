@@ -64,6 +64,8 @@ class Session:
     interrupted: threading.Event = field(default_factory=threading.Event)
     secret_env: Mapping[str, str] = field(default_factory=dict)
     notify_secrets: Mapping[str, str] = field(default_factory=dict)
+    tls: Mapping[str, str] = field(default_factory=dict)
+    """The edge proxy's certificate and key (PEM), resolved for runs that install them."""
 
     @cached_property
     def state_dir(self) -> Any:

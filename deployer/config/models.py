@@ -375,7 +375,8 @@ class Features(Section):
         "edge proxy; refused until it exists).",
     )
     ssl: bool = Field(
-        default=False, description="HTTPS at the edge proxy (refused until it exists)."
+        default=False,
+        description="HTTPS at the edge proxy with the certificate of `tls`; HTTP redirects.",
     )
 
 
@@ -389,6 +390,18 @@ class Proxy(Section):
         "switched or rolled back is drained from it first.",
     )
     http_port: int = Field(default=80, ge=1, le=65535, description="Port the proxy serves.")
+    https_port: int = Field(
+        default=443, ge=1, le=65535, description="Port the proxy serves HTTPS on (features.ssl)."
+    )
+
+
+class Tls(Section):
+    """Where the edge proxy's certificate comes from, when `features.ssl` is on."""
+
+    certificate: SecretRef = Field(
+        description="The PEM certificate chain (the server's certificate first): a reference."
+    )
+    key: SecretRef = Field(description="Its PEM private key: a reference, never the value.")
 
 
 ComponentHosts = Annotated[list[Host], Field(min_length=1)] | Literal["lab"]
@@ -410,6 +423,9 @@ class Environment(Section):
     proxy: Proxy | None = Field(
         default=None,
         description="Edge proxy settings; the proxy runs when `domain` or this is set.",
+    )
+    tls: Tls | None = Field(
+        default=None, description="The edge proxy's certificate, for `features.ssl`."
     )
     replicas: dict[Ident, int] = Field(default_factory=dict, description="Replicas per component.")
     resources: dict[Ident, Resources] = Field(

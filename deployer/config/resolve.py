@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from deployer.config.base import SecretRef
 from deployer.config.loader import LoadedProject, format_loc
 from deployer.config.models import (
     FEATURE_ENV,
@@ -86,11 +87,14 @@ class ResolvedHost:
 
 @dataclass(frozen=True)
 class ProxyTarget:
-    """The edge proxy of an environment: the hosts that run it, its port, its server name."""
+    """The edge proxy of an environment: the hosts that run it, its ports, its server name
+    and, with `features.ssl`, the references of its certificate and key."""
 
     hosts: tuple[str, ...]
     http_port: int
     server_name: str | None
+    https_port: int = 443
+    tls: Mapping[str, SecretRef] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -243,11 +247,6 @@ def _not_built(env: Environment, base: tuple[str, ...], rollback: Rollback) -> l
             "deployer would not set one up; remove the key and pass the database's address "
             "through service.env or secrets.env"
         )
-    if env.features.ssl:
-        problems.append(
-            f"{format_loc((*base, 'features', 'ssl'))}: TLS at the edge proxy is not built "
-            "yet; turn it off"
-        )
     if env.features.cdn:
         problems.append(
             f"{format_loc((*base, 'features', 'cdn'))}: cache headers are for a static "
@@ -396,7 +395,26 @@ def _proxy(
             f"and the app would both listen on port {service.port} of "
             f"{'every host' if component is None else 'the hosts of ' + component}"
         )
-    return ProxyTarget(hosts=names, http_port=settings.http_port, server_name=env.domain)
+    tls: dict[str, SecretRef] = {}
+    if env.features.ssl and env.tls is None:
+        problems.append(
+            f"{format_loc((*base, 'features', 'ssl'))}: HTTPS needs a certificate: set "
+            f"{format_loc((*base, 'tls'))} (certificate and key references)"
+        )
+    elif env.features.ssl and env.tls is not None:
+        tls = {"certificate": env.tls.certificate, "key": env.tls.key}
+        if settings.https_port in (settings.http_port, service.port):
+            problems.append(
+                f"{format_loc((*base, 'proxy', 'https_port'))}: {settings.https_port} is "
+                "already the proxy's HTTP port or the app's"
+            )
+    return ProxyTarget(
+        hosts=names,
+        http_port=settings.http_port,
+        server_name=env.domain,
+        https_port=settings.https_port,
+        tls=tls,
+    )
 
 
 def resolve(loaded: LoadedProject, environment: str, lab: LabInfo | None = None) -> Target:
@@ -418,6 +436,22 @@ def resolve(loaded: LoadedProject, environment: str, lab: LabInfo | None = None)
     service = service.model_copy(update={"env": {**service.env, **feature_env}})
     rollback = overlay(project.rollback, env.rollback)
     problems += _not_built(env, base, rollback)
+    if env.tls is not None and not env.features.ssl:
+        problems.append(
+            f"{format_loc((*base, 'tls'))}: used only with features.ssl, which is off; turn "
+            "it on or remove the key"
+        )
+    https_set = env.proxy is not None and "https_port" in env.proxy.model_fields_set
+    if https_set and not env.features.ssl:
+        problems.append(
+            f"{format_loc((*base, 'proxy', 'https_port'))}: used only with features.ssl, "
+            "which is off"
+        )
+    if env.features.ssl and env.domain is None and env.proxy is None:
+        problems.append(
+            f"{format_loc((*base, 'features', 'ssl'))}: HTTPS is served by the edge proxy; "
+            f"set {format_loc((*base, 'domain'))}"
+        )
     health = overlay(project.health, env.health)
     if health.http is None and health.tcp is None and health.command is None:
         problems.append("health: configure at least one of http, tcp or command")
@@ -434,6 +468,11 @@ def resolve(loaded: LoadedProject, environment: str, lab: LabInfo | None = None)
             )
     hosts = _hosts(env, environment, service, lab, loaded.directory, problems)
     proxy = _proxy(env, base, service, hosts, problems)
+    vault_refs = proxy is not None and any(r.vault for r in proxy.tls.values())
+    if vault_refs and not project.secrets.vault_file:
+        problems.append(
+            f"{format_loc((*base, 'tls'))}: refers to the vault but secrets.vault_file is not set"
+        )
     instances = _instances(env, base, service, hosts, problems)
     problems += _instance_port_problems(env, base, service, health, instances, proxy)
     if env.primary is not None and env.primary not in {h.name for h in hosts}:

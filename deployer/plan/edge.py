@@ -10,15 +10,40 @@ drained from every proxy before they restart and put back once they are healthy.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from deployer.config.resolve import Target
-from deployer.plan.proxy import Backend, ProxySite, Route, Upstream, render_site, render_upstreams
+from deployer.plan.proxy import (
+    Backend,
+    ProxySite,
+    Route,
+    Tls,
+    Upstream,
+    render_site,
+    render_upstreams,
+)
 from deployer.plan.proxy import site_paths as _site_paths
 
 UPSTREAM = "app"
 """The one upstream of a one-service app: every host's instance."""
+
+
+def tls_paths(target: Target) -> Tls:
+    """Where the proxy hosts keep the certificate chain and key (root, 0600, in a 0700
+    directory of the site's own)."""
+    upstreams = _site_paths(target.app.name, target.environment)["upstreams"]
+    directory = upstreams.rsplit("/", 1)[0] + "/tls"
+    return Tls(certificate=f"{directory}/fullchain.pem", key=f"{directory}/privkey.pem")
+
+
+def tls_files(target: Target, values: Mapping[str, str]) -> dict[str, str]:
+    """{path on the proxy hosts: PEM text} from the resolved certificate and key; these go
+    to the runner as secrets (vault-encrypted), never through the extra vars."""
+    if target.proxy is None or not target.proxy.tls or not values:
+        return {}
+    paths = tls_paths(target)
+    return {paths.certificate: values["certificate"], paths.key: values["key"]}
 
 
 def site(target: Target) -> ProxySite | None:
@@ -38,11 +63,12 @@ def site(target: Target) -> ProxySite | None:
         routes=(Route(prefix="/", upstream=UPSTREAM),),
         upstreams=(Upstream(name=UPSTREAM, backends=backends),),
         static_root=None,
-        tls=None,
+        tls=tls_paths(target) if proxy.tls else None,
         cdn=False,
         json_logs=target.features.logging,
         acme_webroot=None,
         http_port=proxy.http_port,
+        https_port=proxy.https_port,
     )
 
 

@@ -11,6 +11,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -112,3 +113,99 @@ def test_requests_through_the_proxy_never_fail_during_a_deploy_or_a_rollback(
         line = project.ssh(host, f"sudo tail -n 1 {log}").stdout.strip()
         if line:
             assert json.loads(line)["host"] == domain
+
+
+def _self_signed(domain: str) -> tuple[str, str]:
+    """A certificate for `domain` and its key (PEM), made here: the lab's own CA."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domain)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(domain)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    pem_key = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    return cert.public_bytes(serialization.Encoding.PEM).decode(), pem_key
+
+
+def test_https_at_the_proxy_with_a_certificate_from_the_secrets(
+    project: Project, tmp_path: Path
+) -> None:
+    import socket
+    import ssl
+
+    domain = f"{project.app}.lab.test"
+    certificate, key = _self_signed(domain)
+    project.edit(
+        {
+            "environments": {
+                "lab": {
+                    "hosts": {"web": "lab"},
+                    "domain": domain,
+                    "features": {"ssl": True},
+                    "tls": {
+                        "certificate": {"from_env": "HELLO_TLS_CERT"},
+                        "key": {"from_env": "HELLO_TLS_KEY"},
+                    },
+                }
+            }
+        }
+    )
+    env = {"HELLO_TLS_CERT": certificate, "HELLO_TLS_KEY": key}
+    done = project.cli("-vvv", "deploy", "lab", "--version", "v1", env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    host = project.lab.hosts[0]
+    ca = tmp_path / "ca.pem"
+    ca.write_text(certificate)
+    context = ssl.create_default_context(cafile=str(ca))  # verifies the chain and the name
+    with (
+        socket.create_connection((host.ip, 443), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname=domain) as tls_socket,
+    ):
+        request = f"GET / HTTP/1.1\r\nHost: {domain}\r\nConnection: close\r\n\r\n"
+        tls_socket.sendall(request.encode())
+        answer = b""
+        while chunk := tls_socket.recv(65536):
+            answer += chunk
+    head, _, body = answer.decode().partition("\r\n\r\n")
+    assert head.startswith("HTTP/1.1 200"), head
+    assert body.strip() == "hello from v1"
+    plain = http.client.HTTPConnection(host.ip, 80, timeout=5)
+    plain.request("GET", "/some/path", headers={"Host": domain})
+    redirect = plain.getresponse()
+    assert redirect.status == 301
+    assert redirect.getheader("Location") == f"https://{domain}/some/path"
+    # the key is on the proxy hosts (root, 0600) and nowhere else
+    secret = next(line for line in key.splitlines() if len(line) > 40)
+    for text in (done.stdout, done.stderr):
+        assert secret not in text
+    for path in (project.root / ".deployer").rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+    tls = f"/etc/nginx/deployer/{project.app}-lab/tls"
+    for lab_host in project.lab.hosts:
+        mode = project.ssh(lab_host, f"sudo stat -c '%a %U' {tls} {tls}/privkey.pem").stdout
+        assert mode.split() == ["700", "root", "600", "root"], (lab_host.name, mode)
+        leaked = project.ssh(
+            lab_host, f"sudo grep -rl -- '{secret}' /tmp /var/tmp /root/.ansible /home; true"
+        ).stdout
+        assert leaked.strip() == "", (lab_host.name, leaked)

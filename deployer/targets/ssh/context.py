@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields
 from functools import cached_property
 from typing import Any
 
+from deployer.plan.edge import tls_files
 from deployer.plan.inventory import build_inventory
 from deployer.session import Session
 from deployer.targets.ssh.runner import Runner, RunResult
@@ -30,6 +31,17 @@ class SshSession(Session):
     def inventory(self) -> dict[str, Any]:
         return build_inventory(self.target)
 
+    def _secret_vars(self) -> dict[str, Any] | None:
+        """The secrets a staging run hands Ansible (vault-encrypted by the runner): the
+        service's secret environment and the edge proxy's certificate and key."""
+        out: dict[str, Any] = {}
+        if self.secret_env:
+            out["deployer_secret_env"] = dict(self.secret_env)
+        files = tls_files(self.target, self.tls)
+        if files:
+            out["deployer_proxy_tls_files"] = files
+        return out or None
+
     def run(
         self,
         playbook: str,
@@ -47,11 +59,7 @@ class SshSession(Session):
             playbook,
             self.inventory,
             extravars,
-            secret_vars=(
-                {"deployer_secret_env": dict(self.secret_env)}
-                if secrets and self.secret_env
-                else None
-            ),
+            secret_vars=self._secret_vars() if secrets else None,
             progress=self.progress,
             cancel=cancel,
             forks=max(1, min(count, 50)),

@@ -66,6 +66,16 @@ def _set(*path: str | int, value: Any) -> Callable[[Data], None]:
     return probe
 
 
+def _ssl(certificate: dict[str, str], key: dict[str, str]) -> Callable[[Data], None]:
+    """HTTPS on, with the certificate and key from these references."""
+
+    def probe(data: Data) -> None:
+        _set(*ENV, "features", "ssl", value=True)(data)
+        _set(*ENV, "tls", value={"certificate": certificate, "key": key})(data)
+
+    return probe
+
+
 PROBES: dict[str, Callable[[Data], None]] = {
     "app.name": _set("app", "name", value="store"),
     "artifact.path": _set("artifact", "path", value="sub"),
@@ -128,6 +138,11 @@ PROBES: dict[str, Callable[[Data], None]] = {
     "environments.*.domain": _set(*ENV, "domain", value="shop.example.com"),
     "environments.*.proxy.component": _set(*ENV, "proxy", "component", value="edge"),
     "environments.*.proxy.http_port": _set(*ENV, "proxy", "http_port", value=8080),
+    "environments.*.proxy.https_port": _set(*ENV, "proxy", "https_port", value=8443),
+    "environments.*.tls.certificate.from_env": _ssl({"from_env": "C"}, {"from_env": "K"}),
+    "environments.*.tls.certificate.vault": _ssl({"vault": "c"}, {"from_env": "K"}),
+    "environments.*.tls.key.from_env": _ssl({"from_env": "C"}, {"from_env": "K"}),
+    "environments.*.tls.key.vault": _ssl({"from_env": "C"}, {"vault": "k"}),
     "environments.*.replicas": _set(*ENV, "replicas", value={"web": 4}),
     "environments.*.resources": _set(*ENV, "resources", value={"web": {"cpu": 2}}),
     "environments.*.database.type": _set(*ENV, "database", value={"type": "postgresql"}),

@@ -112,3 +112,34 @@ def test_bad_proxy_settings_are_refused_with_their_path(
     with pytest.raises(ConfigError) as error:
         _target(tmp_path / "deploy.yml")
     assert any(p.startswith(path) for p in error.value.problems), error.value.problems
+
+
+def test_https_serves_the_certificate_the_secrets_give(tmp_path: Path) -> None:
+    text = (GOLDEN / "two_components" / "deploy.yml").read_text()
+    text = text.replace(
+        "    proxy: {component: edge}\n",
+        "    proxy: {component: edge}\n    features: {ssl: true}\n"
+        "    tls: {certificate: {from_env: SHOP_CERT}, key: {from_env: SHOP_KEY}}\n",
+    )
+    (tmp_path / "deploy.yml").write_text(text)
+    target = _target(tmp_path / "deploy.yml")
+    site, _upstreams = edge.setup_vars(target)["deployer_proxy"]["files"].values()
+    paths = edge.tls_paths(target)
+    assert f"ssl_certificate {paths.certificate};" in site
+    assert f"ssl_certificate_key {paths.key};" in site
+    assert "return 301 https://" in site
+    assert paths.key.startswith("/etc/nginx/deployer/shop-production/tls/")
+    files = edge.tls_files(target, {"certificate": "CERT", "key": "KEY"})
+    assert files == {paths.certificate: "CERT", paths.key: "KEY"}
+    # the PEM text is never in the extra vars, only in the runner's encrypted secrets
+    setup = str(edge.setup_vars(target)) + str(extravars.switch_vars(target, ["web1"], "v2"))
+    assert "KEY" not in setup
+
+
+def test_ssl_without_a_certificate_source_is_refused(tmp_path: Path) -> None:
+    text = (GOLDEN / "two_components" / "deploy.yml").read_text()
+    text = text.replace("    proxy: {component: edge}\n", "    features: {ssl: true}\n")
+    (tmp_path / "deploy.yml").write_text(text)
+    with pytest.raises(ConfigError) as error:
+        _target(tmp_path / "deploy.yml")
+    assert error.value.problems[0].startswith("environments.production.features.ssl: HTTPS needs")
