@@ -53,7 +53,10 @@ class SshSession(Session):
         phases: Mapping[str, str] | None = None,
         on_phase: Callable[[str], None] | None = None,
     ) -> RunResult:
-        count = len(hosts) if hosts is not None else len(self.target.hosts)
+        touched = set(hosts) if hosts is not None else {h.name for h in self.target.hosts}
+        if self.target.proxy is not None:  # its hosts are drained in step with every batch
+            touched |= set(self.target.proxy.hosts)
+        count = len(touched)
         cancel: Callable[[], bool] | None = self.interrupted.is_set if cancellable else None
         return self.runner.run(
             playbook,
