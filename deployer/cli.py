@@ -133,6 +133,12 @@ def _session(ctx: typer.Context, environment: str, *, secrets: bool = False) -> 
                 path_of=lambda name: f"environments.{environment}.tls.{name}",
                 multiline=True,
             )
+            not_pem = [k for k, v in tls_values.items() if not v.lstrip().startswith("-----BEGIN ")]
+            if not_pem:  # refused here, not by nginx -t on the hosts after staging
+                raise ConfigError(
+                    [f"environments.{environment}.tls.{k}: not PEM text" for k in not_pem],
+                    source=str(target.config_path),
+                )
     return Session(
         target=target,
         verbosity=ctx.obj.verbosity,

@@ -341,11 +341,12 @@ def _instance_port_problems(
     problems: list[str] = []
     loc = format_loc((*base, "replicas"))
     top = service.port + max(instances.values()) - 1
-    if proxy is not None and service.port <= proxy.http_port <= top:
-        problems.append(
-            f"{loc}: the instances' ports {service.port}-{top} take the proxy's port "
-            f"{proxy.http_port}"
-        )
+    taken = [proxy.http_port, *([proxy.https_port] if proxy.tls else [])] if proxy else []
+    for port in taken:
+        if service.port <= port <= top:
+            problems.append(
+                f"{loc}: the instances' ports {service.port}-{top} take the proxy's port {port}"
+            )
     if "PORT" in service.env:
         problems.append(
             f"{_service_loc(env, base, 'env', 'PORT')}: each instance gets its own port as "

@@ -187,3 +187,22 @@ def test_help(command: list[str], cli: Cli) -> None:
     result = cli(*command, "--help")
     assert result.exit_code == 0, result.output
     assert "Usage:" in result.output
+
+
+def test_a_tls_reference_that_is_not_pem_exits_2_with_its_path(
+    tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "deploy.yml"
+    config.write_text(
+        "app: {name: myapp}\nservice: {command: /bin/app, port: 8000}\n"
+        "health: {tcp: {}}\nenvironments:\n"
+        "  a:\n    hosts: {web: [{address: 10.0.0.1}]}\n    domain: a.example.com\n"
+        "    features: {ssl: true}\n"
+        "    tls: {certificate: {from_env: T_CERT}, key: {from_env: T_KEY}}\n"
+    )
+    monkeypatch.setenv("T_CERT", "-----BEGIN CERTIFICATE-----\nx\n")
+    monkeypatch.setenv("T_KEY", "not a key")
+    result = cli("-c", config, "deploy", "a", "--version", "v1")
+    assert result.exit_code == 2, result.output
+    assert "environments.a.tls.key: not PEM text" in result.output
+    assert "not a key" not in result.output

@@ -109,3 +109,17 @@ def test_the_proxy_and_prometheus_reach_every_instance(tmp_path: Path) -> None:
     app_job = scrape_config(target)["scrape_configs"][0]["static_configs"]
     assert app_job[0]["targets"] == ["10.0.0.1:8000", "10.0.0.1:8001"]
     assert app_job[1]["targets"] == ["10.0.0.2:8000"]
+
+
+def test_instances_may_not_take_the_proxys_https_port(tmp_path: Path) -> None:
+    data = _config(
+        replicas={"web": 4},
+        domain="shop.example.com",
+        proxy={"https_port": 8001},
+        features={"ssl": True},
+        tls={"certificate": {"from_env": "C"}, "key": {"from_env": "K"}},
+    )
+    problems = _problems(tmp_path, data)
+    assert any(
+        p.startswith("environments.production.replicas") and "port 8001" in p for p in problems
+    ), problems
