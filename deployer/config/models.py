@@ -395,13 +395,60 @@ class Proxy(Section):
     )
 
 
-class Tls(Section):
-    """Where the edge proxy's certificate comes from, when `features.ssl` is on."""
+LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
 
-    certificate: SecretRef = Field(
-        description="The PEM certificate chain (the server's certificate first): a reference."
+
+class Acme(Section):
+    """A certificate from an ACME CA, got and renewed by certbot (Debian's package) on the
+    proxy host: http-01 challenges answered from nginx's webroot, renewals by certbot's
+    timer, nginx reloaded by its deploy hook."""
+
+    server: str = Field(
+        default=LETS_ENCRYPT,
+        pattern=r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$",
+        description="The CA's ACME directory URL (default: Let's Encrypt).",
     )
-    key: SecretRef = Field(description="Its PEM private key: a reference, never the value.")
+    email: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$",
+        description="Contact address registered with the CA (expiry notices); without it the "
+        "account is registered without one.",
+    )
+    ca_bundle: AbsPath | None = Field(
+        default=None,
+        description="PEM bundle on the proxy host that signs the CA's own HTTPS, for a private "
+        "ACME server; certbot trusts it when it gets and renews the certificate.",
+    )
+
+
+class Tls(Section):
+    """Where the edge proxy's certificate comes from, when `features.ssl` is on: secret
+    references to a certificate and key, or `acme`."""
+
+    certificate: SecretRef | None = Field(
+        default=None,
+        description="The PEM certificate chain (the server's certificate first): a reference.",
+    )
+    key: SecretRef | None = Field(
+        default=None, description="Its PEM private key: a reference, never the value."
+    )
+    acme: Acme | None = Field(
+        default=None, description="Get the certificate from an ACME CA instead (needs `domain`)."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Tls:
+        given = [name for name in ("certificate", "key") if getattr(self, name) is not None]
+        if self.acme is not None and given:
+            raise ValueError(
+                f"give either acme or certificate and key, not both ({', '.join(given)} set)"
+            )
+        if self.acme is None and len(given) != 2:
+            missing = "key" if given == ["certificate"] else "certificate"
+            raise ValueError(
+                f"{missing} is missing: give certificate and key references, or acme"
+            )
+        return self
 
 
 ComponentHosts = Annotated[list[Host], Field(min_length=1)] | Literal["lab"]

@@ -20,6 +20,7 @@ from deployer.config.loader import LoadedProject, format_loc
 from deployer.config.models import (
     FEATURE_ENV,
     LAB_HOSTS,
+    Acme,
     App,
     Artifact,
     Database,
@@ -95,6 +96,13 @@ class ProxyTarget:
     server_name: str | None
     https_port: int = 443
     tls: Mapping[str, SecretRef] = field(default_factory=dict)
+    acme: Acme | None = None
+    """With `tls.acme`: the CA certbot gets the certificate from (then `tls` is empty)."""
+
+    @property
+    def https(self) -> bool:
+        """HTTPS is served (`features.ssl`), whatever the certificate's source."""
+        return bool(self.tls) or self.acme is not None
 
 
 @dataclass(frozen=True)
@@ -341,7 +349,7 @@ def _instance_port_problems(
     problems: list[str] = []
     loc = format_loc((*base, "replicas"))
     top = service.port + max(instances.values()) - 1
-    taken = [proxy.http_port, *([proxy.https_port] if proxy.tls else [])] if proxy else []
+    taken = [proxy.http_port, *([proxy.https_port] if proxy.https else [])] if proxy else []
     for port in taken:
         if service.port <= port <= top:
             problems.append(
@@ -397,13 +405,18 @@ def _proxy(
             f"{'every host' if component is None else 'the hosts of ' + component}"
         )
     tls: dict[str, SecretRef] = {}
+    acme = None
     if env.features.ssl and env.tls is None:
         problems.append(
             f"{format_loc((*base, 'features', 'ssl'))}: HTTPS needs a certificate: set "
-            f"{format_loc((*base, 'tls'))} (certificate and key references)"
+            f"{format_loc((*base, 'tls'))} (certificate and key references, or acme)"
         )
     elif env.features.ssl and env.tls is not None:
-        tls = {"certificate": env.tls.certificate, "key": env.tls.key}
+        if env.tls.acme is not None:
+            acme = env.tls.acme
+            problems += _acme_problems(env, (*base, "tls", "acme"), names)
+        elif env.tls.certificate is not None and env.tls.key is not None:
+            tls = {"certificate": env.tls.certificate, "key": env.tls.key}
         if settings.https_port in (settings.http_port, service.port):
             problems.append(
                 f"{format_loc((*base, 'proxy', 'https_port'))}: {settings.https_port} is "
@@ -415,7 +428,33 @@ def _proxy(
         server_name=env.domain,
         https_port=settings.https_port,
         tls=tls,
+        acme=acme,
     )
+
+
+_IP = re.compile(r"^[0-9.]+$")
+
+
+def _acme_problems(env: Environment, loc: tuple[str, ...], proxies: Sequence[str]) -> list[str]:
+    """What http-01 through the proxy cannot get a certificate for."""
+    problems = []
+    if env.domain is None:
+        problems.append(
+            f"{format_loc(loc)}: an ACME certificate is issued for a name: set "
+            f"{format_loc((*loc[:-2], 'domain'))}"
+        )
+    elif env.domain.startswith("*") or _IP.match(env.domain):
+        problems.append(
+            f"{format_loc((*loc[:-2], 'domain'))}: {env.domain!r}: http-01 issues certificates "
+            "for host names only (no wildcard, no IP address)"
+        )
+    if len(proxies) > 1:
+        problems.append(
+            f"{format_loc(loc)}: the CA checks http-01 on whichever of the {len(proxies)} proxy "
+            "hosts the domain resolves to, and each would get a certificate of its own; give "
+            "one proxy host (proxy.component) or tls.certificate and tls.key"
+        )
+    return problems
 
 
 def resolve(loaded: LoadedProject, environment: str, lab: LabInfo | None = None) -> Target:

@@ -11,6 +11,7 @@ drained from every proxy before they restart and put back once they are healthy.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from deployer.config.resolve import Target
@@ -27,11 +28,22 @@ from deployer.plan.proxy import site_paths as _site_paths
 
 UPSTREAM = "app"
 """The one upstream of a one-service app: every host's instance."""
+ACME_WEBROOT = "/var/lib/deployer/acme"
+"""Where certbot writes ACME challenges and nginx serves them from (every site's)."""
+LETSENCRYPT_LIVE = "/etc/letsencrypt/live"
+
+
+def cert_name(target: Target) -> str:
+    """certbot's name for the site's certificate (its directory under live/)."""
+    return f"deployer-{target.app.name}-{target.environment}"
 
 
 def tls_paths(target: Target) -> Tls:
-    """Where the proxy hosts keep the certificate chain and key (root, 0600, in a 0700
-    directory of the site's own)."""
+    """Where the proxy hosts keep the certificate chain and key: certbot's live directory
+    with ACME, else root 0600 files in a 0700 directory of the site's own."""
+    if target.proxy is not None and target.proxy.acme is not None:
+        live = f"{LETSENCRYPT_LIVE}/{cert_name(target)}"
+        return Tls(certificate=f"{live}/fullchain.pem", key=f"{live}/privkey.pem")
     upstreams = _site_paths(target.app.name, target.environment)["upstreams"]
     directory = upstreams.rsplit("/", 1)[0] + "/tls"
     return Tls(certificate=f"{directory}/fullchain.pem", key=f"{directory}/privkey.pem")
@@ -63,10 +75,10 @@ def site(target: Target) -> ProxySite | None:
         routes=(Route(prefix="/", upstream=UPSTREAM),),
         upstreams=(Upstream(name=UPSTREAM, backends=backends),),
         static_root=None,
-        tls=tls_paths(target) if proxy.tls else None,
+        tls=tls_paths(target) if proxy.https else None,
         cdn=False,
         json_logs=target.features.logging,
-        acme_webroot=None,
+        acme_webroot=ACME_WEBROOT if proxy.acme is not None else None,
         http_port=proxy.http_port,
         https_port=proxy.https_port,
     )
@@ -77,7 +89,20 @@ def setup_vars(target: Target) -> dict[str, Any]:
     planned = site(target)
     if planned is None or target.proxy is None:
         return {}
-    return {"deployer_proxy": {"hosts": list(target.proxy.hosts), "files": render_site(planned)}}
+    setup: dict[str, Any] = {"hosts": list(target.proxy.hosts), "files": render_site(planned)}
+    acme = target.proxy.acme
+    if acme is not None and target.proxy.server_name is not None:
+        plain = replace(planned, tls=None)  # served while certbot answers the challenge
+        setup["acme"] = {
+            "domain": target.proxy.server_name,
+            "cert_name": cert_name(target),
+            "server": acme.server,
+            "email": acme.email,
+            "ca_bundle": acme.ca_bundle,
+            "webroot": ACME_WEBROOT,
+            "files": render_site(plain),
+        }
+    return {"deployer_proxy": setup}
 
 
 def drain_vars(target: Target, hosts: Iterable[str]) -> dict[str, Any]:
@@ -92,5 +117,17 @@ def drain_vars(target: Target, hosts: Iterable[str]) -> dict[str, Any]:
             "path": paths["upstreams"],
             "drained": render_upstreams(planned, frozenset(hosts)),
             "restored": render_upstreams(planned),
+        }
+    }
+
+
+def certificate_vars(target: Target) -> dict[str, Any]:
+    """Where the proxy hosts read the certificate whose expiry `status` reports."""
+    if target.proxy is None or not target.proxy.https:
+        return {}
+    return {
+        "deployer_certificate": {
+            "hosts": list(target.proxy.hosts),
+            "path": tls_paths(target).certificate,
         }
     }

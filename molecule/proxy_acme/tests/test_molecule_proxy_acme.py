@@ -43,9 +43,13 @@ def test_http_redirects_to_https_but_the_health_check_answers(host):
 def test_a_renewal_reloads_nginx_with_the_new_certificate(host):
     renewal = host.file("/etc/letsencrypt/renewal/shop.lab.test.conf").content_string
     assert "renew_hook = systemctl reload nginx" in renewal
+    # certbot's timer trusts pebble's CA through the role's drop-in of certbot.service
+    env = host.check_output("systemctl show -P Environment certbot.service")
+    assert env == "REQUESTS_CA_BUNDLE=/etc/pebble/ca.pem"
+    assert host.service("certbot.timer").is_enabled
     before = serial(host)
     host.check_output(
-        "REQUESTS_CA_BUNDLE=/etc/pebble/ca.pem certbot renew --force-renewal --non-interactive"
+        f"{env} certbot renew --force-renewal --non-interactive"
         " --no-random-sleep-on-renew"  # without a terminal, certbot waits up to 8 minutes
     )
     for _ in range(50):  # the hook's reload is asynchronous: nginx swaps workers shortly after

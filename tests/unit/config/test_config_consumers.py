@@ -76,6 +76,18 @@ def _ssl(certificate: dict[str, str], key: dict[str, str]) -> Callable[[Data], N
     return probe
 
 
+def _acme(**settings: str) -> Callable[[Data], None]:
+    """HTTPS on, with a certificate from an ACME CA (one proxy host). Each key's own effect,
+    against the defaults, is tested in tests/unit/plan/test_edge.py."""
+
+    def probe(data: Data) -> None:
+        _set(*ENV, "features", "ssl", value=True)(data)
+        _set(*ENV, "proxy", value={"component": "edge"})(data)
+        _set(*ENV, "tls", value={"acme": settings})(data)
+
+    return probe
+
+
 PROBES: dict[str, Callable[[Data], None]] = {
     "app.name": _set("app", "name", value="store"),
     "artifact.path": _set("artifact", "path", value="sub"),
@@ -143,6 +155,9 @@ PROBES: dict[str, Callable[[Data], None]] = {
     "environments.*.tls.certificate.vault": _ssl({"vault": "c"}, {"from_env": "K"}),
     "environments.*.tls.key.from_env": _ssl({"from_env": "C"}, {"from_env": "K"}),
     "environments.*.tls.key.vault": _ssl({"from_env": "C"}, {"vault": "k"}),
+    "environments.*.tls.acme.server": _acme(server="https://acme.example.com/dir"),
+    "environments.*.tls.acme.email": _acme(email="ops@example.com"),
+    "environments.*.tls.acme.ca_bundle": _acme(ca_bundle="/etc/ssl/private-ca.pem"),
     "environments.*.replicas": _set(*ENV, "replicas", value={"web": 4}),
     "environments.*.resources": _set(*ENV, "resources", value={"web": {"cpu": 2}}),
     "environments.*.database.type": _set(*ENV, "database", value={"type": "postgresql"}),

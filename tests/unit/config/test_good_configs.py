@@ -37,8 +37,13 @@ def _unset_fields(model: BaseModel, where: str) -> list[str]:
 
 NOT_BUILT = {"production.database"}
 """Keys the schema knows but deployer refuses for target ssh until it acts on them."""
-ONE_OF = {"production.tls.certificate.from_env", "production.tls.key.from_env"}
-"""The other source of a reference that names the vault."""
+ONE_OF = {
+    "production.tls.certificate.from_env",
+    "production.tls.key.from_env",
+    "production.tls.acme",
+}
+"""The other source of a reference that names the vault, and the other certificate source
+(a full ACME example: tests/golden/edge/acme)."""
 
 
 def test_full_config_sets_every_key() -> None:

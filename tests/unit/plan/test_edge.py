@@ -37,6 +37,8 @@ def test_golden_proxy_files(case: Path) -> None:
     files = {
         **{Path(path).name: text for path, text in setup["files"].items()},
         "upstreams-web1-drained.conf": drain["drained"],
+        # with ACME: the plain HTTP site served while certbot answers the first challenge
+        **{f"acme-{Path(p).name}": t for p, t in setup.get("acme", {}).get("files", {}).items()},
     }
     for name, text in files.items():
         expected = case / "expected" / name
@@ -143,3 +145,100 @@ def test_ssl_without_a_certificate_source_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as error:
         _target(tmp_path / "deploy.yml")
     assert error.value.problems[0].startswith("environments.production.features.ssl: HTTPS needs")
+
+
+def _acme_target(tmp_path: Path, old: str, new: str) -> Target:
+    text = (GOLDEN / "acme" / "deploy.yml").read_text()
+    assert old in text
+    (tmp_path / "deploy.yml").write_text(text.replace(old, new))
+    return _target(tmp_path / "deploy.yml")
+
+
+def test_acme_hands_certbot_the_ca_and_serves_its_live_certificate() -> None:
+    target = _target(GOLDEN / "acme" / "deploy.yml")
+    setup = edge.setup_vars(target)["deployer_proxy"]
+    acme = setup["acme"]
+    assert {k: v for k, v in acme.items() if k != "files"} == {
+        "domain": "shop.example.com",
+        "cert_name": "deployer-shop-production",
+        "server": "https://acme.internal.example:14000/dir",
+        "email": "ops@example.com",
+        "ca_bundle": "/etc/ssl/internal-ca.pem",
+        "webroot": "/var/lib/deployer/acme",
+    }
+    site = setup["files"]["/etc/nginx/conf.d/deployer-shop-production.conf"]
+    live = "/etc/letsencrypt/live/deployer-shop-production"
+    assert f"ssl_certificate {live}/fullchain.pem;" in site
+    assert f"ssl_certificate_key {live}/privkey.pem;" in site
+    # renewals answer their challenge over HTTP while HTTPS serves
+    assert "location ^~ /.well-known/acme-challenge/" in site
+    plain = acme["files"]["/etc/nginx/conf.d/deployer-shop-production.conf"]
+    assert "ssl_certificate" not in plain
+    assert "location ^~ /.well-known/acme-challenge/" in plain
+    assert edge.tls_files(target, {"certificate": "C", "key": "K"}) == {}  # nothing to upload
+
+
+def test_acme_defaults_to_lets_encrypt_without_a_contact(tmp_path: Path) -> None:
+    old = (
+        "        server: https://acme.internal.example:14000/dir\n"
+        "        email: ops@example.com\n"
+        "        ca_bundle: /etc/ssl/internal-ca.pem\n"
+    )
+    target = _acme_target(tmp_path, old, "        {}\n")
+    acme = edge.setup_vars(target)["deployer_proxy"]["acme"]
+    assert acme["server"] == "https://acme-v02.api.letsencrypt.org/directory"
+    assert acme["email"] is None
+    assert acme["ca_bundle"] is None
+
+
+PROD = "environments.production"
+ACME_REFUSALS = {
+    "no-domain": ("    domain: shop.example.com\n", "", f"{PROD}.tls.acme"),
+    "ip-domain": ("    domain: shop.example.com\n", "    domain: 10.0.0.10\n", f"{PROD}.domain"),
+    "several-proxies": ("    proxy: {component: edge}\n", "", f"{PROD}.tls.acme"),
+    "two-sources": (
+        "      acme:\n",
+        "      certificate: {from_env: C}\n      acme:\n",
+        f"{PROD}.tls",
+    ),
+    "email": (
+        "        email: ops@example.com\n",
+        "        email: 'o; rm -rf /'\n",
+        f"{PROD}.tls.acme.email",
+    ),
+    "plain-http": (
+        "        server: https://acme",
+        "        server: http://acme",
+        f"{PROD}.tls.acme.server",
+    ),
+    "relative-bundle": (
+        "ca_bundle: /etc/ssl/internal-ca.pem",
+        "ca_bundle: ca.pem",
+        f"{PROD}.tls.acme.ca_bundle",
+    ),
+}
+
+
+@pytest.mark.parametrize(("old", "new", "path"), ACME_REFUSALS.values(), ids=ACME_REFUSALS)
+def test_acme_that_cannot_work_is_refused_with_its_path(
+    tmp_path: Path, old: str, new: str, path: str
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        _acme_target(tmp_path, old, new)
+    assert any(p.startswith(path) for p in error.value.problems), error.value.problems
+
+
+def test_tls_with_only_a_certificate_names_the_missing_key(tmp_path: Path) -> None:
+    text = (
+        (GOLDEN / "two_components" / "deploy.yml")
+        .read_text()
+        .replace(
+            "    proxy: {component: edge}\n",
+            "    proxy: {component: edge}\n    features: {ssl: true}\n"
+            "    tls: {certificate: {from_env: C}}\n",
+        )
+    )
+    (tmp_path / "deploy.yml").write_text(text)
+    with pytest.raises(ConfigError) as error:
+        _target(tmp_path / "deploy.yml")
+    assert any("key is missing" in p for p in error.value.problems), error.value.problems

@@ -64,20 +64,14 @@ deployer:
       returned: on failure
 """
 
-import os
-import re
-import time
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.deployer.core.plugins.module_utils.layout import (
-    read_bytes,
-    remove_path,
-    write_atomic,
+from ansible_collections.deployer.core.plugins.module_utils.nginx import (
+    Nginx,
+    NginxError,
+    bad_path,
 )
 
 PROXY = "proxy"
-WORKER = "nginx: worker process"
-_PATH = re.compile(r"^/etc/nginx/[A-Za-z0-9._@+-][A-Za-z0-9._/@+-]*$")
 
 MODULE_SPEC = dict(
     argument_spec=dict(
@@ -89,71 +83,23 @@ MODULE_SPEC = dict(
 )
 
 
-def serving_workers(module, systemctl):
-    """PIDs of nginx's worker processes that still take requests."""
-    rc, out, _err = module.run_command([systemctl, "show", "-P", "MainPID", "nginx"])
-    master = out.strip() if rc == 0 else ""
-    if not master.isdigit() or master == "0":
-        return set()
-    pids = set()
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % name) as handle:
-                parent = handle.read().rsplit(")", 1)[1].split()[1]
-            with open("/proc/%s/cmdline" % name, "rb") as handle:
-                title = handle.read().replace(b"\0", b"").decode("utf-8", "replace")
-        except (OSError, IndexError):
-            continue
-        if parent == master and title == WORKER:
-            pids.add(name)
-    return pids
-
-
 def main():
     module = AnsibleModule(**MODULE_SPEC)
     path, timeout = module.params["path"], module.params["timeout"]
-    data = module.params["content"].encode("utf-8")
-    data = data if data.endswith(b"\n") else data + b"\n"
     result = dict(reloaded=False, waited=0.0)
-    if not _PATH.match(path) or "/../" in path or "/./" in path:
-        module.fail_json(msg="%s: not a path under /etc/nginx/" % path,
-                         deployer=dict(result, stage=PROXY))
-    before = read_bytes(path)
-    if before == data:
+    if bad_path(path):
+        module.fail_json(msg=bad_path(path), deployer=dict(result, stage=PROXY))
+    nginx = Nginx(module)
+    if not nginx.write(path, module.params["content"]):
         module.exit_json(changed=False, deployer=result)
     if module.check_mode:
         module.exit_json(changed=True, deployer=result)
-    nginx = module.get_bin_path("nginx", required=True)
-    systemctl = module.get_bin_path("systemctl", required=True)
-
-    def fail(message):
-        if before is None:
-            remove_path(path)
-        else:
-            write_atomic(path, before, 0o644, 0, 0)
-        rc, _out, _err = module.run_command([nginx, "-t", "-q"])
-        active, _o, _e = module.run_command([systemctl, "-q", "is-active", "nginx"])
-        if rc == 0 and active == 0:
-            module.run_command([systemctl, "reload", "nginx"])
-        module.fail_json(msg=message, changed=True, deployer=dict(result, stage=PROXY))
-
-    write_atomic(path, data, 0o644, 0, 0)
-    rc, out, err = module.run_command([nginx, "-t", "-q"])
-    if rc != 0:
-        fail("nginx refused the configuration with the new upstreams: %s"
-             % (err or out).strip())
-    old = serving_workers(module, systemctl)
-    rc, out, err = module.run_command([systemctl, "reload", "nginx"])
-    if rc != 0:
-        fail("systemctl reload nginx failed: %s" % (err or out).strip())
-    started = time.time()
-    while old & serving_workers(module, systemctl):
-        if time.time() - started > timeout:
-            fail("nginx did not take up the new upstreams within %g s" % timeout)
-        time.sleep(0.05)
-    result.update(reloaded=True, waited=round(time.time() - started, 3))
+    try:
+        nginx.test("the new upstreams")
+        result.update(reloaded=True, waited=nginx.serve(timeout))
+    except NginxError as error:
+        nginx.restore()
+        module.fail_json(msg=str(error), changed=True, deployer=dict(result, stage=PROXY))
     module.exit_json(changed=True, deployer=result)
 
 
