@@ -155,6 +155,13 @@ def _(result: StatusResult, console: Console) -> None:
             f"last deployment: #{last.id} {escape(last.version)} {_status(last.status.value)} "
             f"({last.started_at:%Y-%m-%d %H:%M:%S} UTC)"
         )
+    for cert in result.certificates:
+        if cert.not_after is not None:
+            issuer = f", issued by {escape(cert.issuer)}" if cert.issuer else ""
+            console.print(
+                f"certificate on {escape(cert.host)}: valid until {cert.not_after} "
+                f"({cert.days_left:g} days){issuer}"
+            )
     if result.problems:
         for problem in result.problems:
             console.print(f"[yellow]![/] {escape(problem)}")

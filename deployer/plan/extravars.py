@@ -164,6 +164,7 @@ def facts_vars(
     return {
         **base_vars(target, hosts),
         "deployer_health": health_vars(target) if health else None,
+        **edge.certificate_vars(target),
         **({"deployer_lock": dict(lock), "deployer_lock_host": target.primary} if lock else {}),
     }
 

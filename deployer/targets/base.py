@@ -179,6 +179,18 @@ class ReleaseOnHost:
 
 
 @dataclass(frozen=True)
+class Certificate:
+    """The edge proxy's certificate as a proxy host reads it (`status`)."""
+
+    host: str
+    path: str
+    not_after: str | None  # ISO 8601, UTC
+    days_left: float | None
+    issuer: str | None
+    error: str = ""
+
+
+@dataclass(frozen=True)
 class HostState:
     host: str
     reachable: bool
@@ -187,6 +199,8 @@ class HostState:
     healthy: bool | None
     message: str
     releases: tuple[ReleaseOnHost, ...]
+    certificate: Certificate | None = None
+    """The edge proxy's certificate, on a proxy host when HTTPS is on (`status`)."""
 
     def has(self, version: str) -> bool:
         return any(r.version == version for r in self.releases)
@@ -205,6 +219,8 @@ class StatusResult:
     healthy: bool
     problems: tuple[str, ...]
     last: Deployment | None
+    certificates: tuple[Certificate, ...] = ()
+    """The edge proxy's certificate on each proxy host, when HTTPS is on."""
 
 
 @dataclass(frozen=True)

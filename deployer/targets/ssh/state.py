@@ -4,13 +4,16 @@ puts both side by side and says when they disagree."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from deployer.errors import UnreachableError
 from deployer.ledger import pid_is_alive
 from deployer.plan.extravars import facts_vars
 from deployer.targets.base import (
+    Certificate,
     HostState,
     ReleaseOnHost,
     ReleasesResult,
@@ -33,6 +36,47 @@ def _releases(data: Mapping[str, Any]) -> tuple[ReleaseOnHost, ...]:
         )
         for r in data.get("releases") or ()
     )
+
+
+EXPIRY_WARNING_DAYS = 14
+"""`status` reports a certificate that expires sooner as a problem (certbot renews at 30)."""
+_ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+
+
+def _text(value: object, limit: int = 200) -> str:
+    """Host-reported text, shown but never trusted: printable characters only, bounded."""
+    return "".join(c for c in str(value) if c.isprintable())[:limit]
+
+
+def certificate(host: str, data: Mapping[str, Any], now: datetime) -> Certificate | None:
+    """The certificate a proxy host reported, checked: a date that is not one is an error."""
+    reported = data.get("certificate")
+    if not isinstance(reported, Mapping):
+        return None
+    path = _text(reported.get("path") or "")
+    error = _text(reported.get("error") or "")
+    not_after = reported.get("not_after")
+    if error or not isinstance(not_after, str) or not _ISO_UTC.match(not_after):
+        return Certificate(host, path, None, None, None, error or "no expiry date reported")
+    expires = datetime.strptime(not_after, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    days = round((expires - now).total_seconds() / 86400, 1)
+    issuer = _text(reported["issuer"]) if reported.get("issuer") else None
+    return Certificate(host, path, not_after, days, issuer)
+
+
+def certificate_problems(certificates: tuple[Certificate, ...]) -> list[str]:
+    out = []
+    for cert in certificates:
+        if cert.error:
+            out.append(f"{cert.host}: the proxy's certificate: {cert.error}")
+        elif cert.days_left is not None and cert.days_left <= 0:
+            out.append(f"{cert.host}: the proxy's certificate expired on {cert.not_after}")
+        elif cert.days_left is not None and cert.days_left < EXPIRY_WARNING_DAYS:
+            out.append(
+                f"{cert.host}: the proxy's certificate expires in {cert.days_left:g} days "
+                f"({cert.not_after})"
+            )
+    return out
 
 
 def read_hosts(
@@ -71,6 +115,7 @@ def read_hosts(
             healthy=None if healthy is None else bool(healthy),
             message=message if reachable else (outcome.message if outcome else "no result"),
             releases=_releases(data),
+            certificate=certificate(host, data, datetime.now(UTC)) if reachable else None,
         )
     return states
 
@@ -93,6 +138,8 @@ def status(session: Session) -> StatusResult:
             problems.append(f"{state.host}: runs {state.current}, which is marked bad")
     expected, more, last = compare_with_ledger(ledger, target.environment, versions, "hosts")
     problems += more
+    certificates = tuple(s.certificate for s in states.values() if s.certificate is not None)
+    problems += certificate_problems(certificates)
     return StatusResult(
         environment=target.environment,
         hosts=tuple(states.values()),
@@ -102,6 +149,7 @@ def status(session: Session) -> StatusResult:
         healthy=all(s.healthy for s in states.values()),
         problems=tuple(problems),
         last=last,
+        certificates=certificates,
     )
 
 

@@ -40,6 +40,11 @@ options:
       - Not checked when the host already has the version with the same sha256.
     type: int
     default: 0
+  certificate:
+    description:
+      - A PEM certificate (the edge proxy's) whose expiry to report as
+        RV(deployer.certificate); empty for none. Read with C(openssl x509).
+    type: path
 author:
   - deployer contributors
 notes:
@@ -91,6 +96,10 @@ deployer:
       description: systemd ActiveState / UnitFileState of C(<app>.socket) and C(<app>.service).
       type: dict
       sample: {socket: {active: active, enabled: enabled}, service: {active: active, enabled: static}}
+    certificate:
+      description: With O(certificate), C(path), C(not_after) (ISO 8601, UTC), C(issuer), or C(error).
+      type: dict
+      returned: with O(certificate)
     stage:
       description:
         - On failure, the step of the deployment that failed, for the orchestrator (never
@@ -99,6 +108,9 @@ deployer:
       choices: [preflight]
       returned: on failure
 """
+
+import os
+import re
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.deployer.core.plugins.module_utils.layout import (
@@ -132,6 +144,38 @@ def unit_states(module, app):
     return states
 
 
+_MONTHS = dict((m, i + 1) for i, m in enumerate(
+    "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()))
+_ENDDATE = re.compile(r"^notAfter=([A-Z][a-z]{2}) +([0-9]{1,2}) ([0-9]{2}):([0-9]{2}):([0-9]{2})"
+                      r" ([0-9]{4}) GMT$")
+
+
+def certificate_info(module, path):
+    """{path, not_after (ISO 8601, UTC), issuer} of a PEM certificate, or {path, error}."""
+    info = dict(path=path, not_after=None, issuer=None, error=None)
+    if not os.path.isfile(path):
+        info["error"] = "no certificate at %s" % path
+        return info
+    openssl = module.get_bin_path("openssl")
+    if openssl is None:
+        info["error"] = "openssl is not installed: the certificate cannot be read"
+        return info
+    rc, out, err = module.run_command([openssl, "x509", "-noout", "-enddate", "-issuer",
+                                       "-nameopt", "RFC2253", "-in", path])
+    lines = out.splitlines()
+    match = _ENDDATE.match(lines[0]) if rc == 0 and lines else None
+    if match is None or match.group(1) not in _MONTHS:
+        info["error"] = "openssl could not read the certificate at %s: %s" % (
+            path, (err or out).strip()[:200])
+        return info
+    month, day, hour, minute, second, year = match.groups()
+    info["not_after"] = "%s-%02d-%02dT%s:%s:%sZ" % (year, _MONTHS[month], int(day), hour,
+                                                   minute, second)
+    issuer = [ln for ln in lines[1:] if ln.startswith("issuer=")]
+    info["issuer"] = issuer[0][len("issuer="):].strip()[:200] if issuer else None
+    return info
+
+
 # The module's arguments; also read by the lean runner to validate on the controller.
 MODULE_SPEC = dict(
     argument_spec=dict(
@@ -140,6 +184,7 @@ MODULE_SPEC = dict(
         version=dict(type="str", default=""),
         sha256=dict(type="str", default=""),
         required_bytes=dict(type="int", default=0),
+        certificate=dict(type="path"),
     ),
     supports_check_mode=True,
 )
@@ -170,6 +215,8 @@ def main():
         version_state=mine["state"] if mine else None,
         units=unit_states(module, params["app"]),
     )
+    if params.get("certificate"):
+        data["certificate"] = certificate_info(module, params["certificate"])
     if mine and mine["state"] == BAD:
         module.fail_json(
             msg="version %s is marked bad on this host (%s); refusing to deploy it again: "
