@@ -282,7 +282,9 @@ def _clean_loc(loc: Loc) -> Loc:
     index)."""
     out: list[str | int] = []
     for part in loc:
-        if isinstance(part, str) and ("[" in part or part == "function-after"):
+        if isinstance(part, str) and (
+            "[" in part or part in ("function-after", "constrained-str")
+        ):
             continue
         if part in _UNION_TAGS and out and isinstance(out[-1], int):
             continue
@@ -296,8 +298,8 @@ def validation_problems(exc: ValidationError, model: type[BaseModel], source: So
     for error in exc.errors():
         loc = _clean_loc(tuple(error["loc"]))
         path = format_loc(loc)
-        if error["type"] == "literal_error":
-            branches.add(path)
+        if error["type"] == "literal_error" or "constrained-str" in error["loc"]:
+            branches.add(path)  # the 'lab' branch of a component's hosts
         line = source.line_of(loc)
         where = f" (line {line})" if line else ""
         problems.setdefault(path, f"{path}: {_message(error, model, loc)}{where}")

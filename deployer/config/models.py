@@ -45,7 +45,23 @@ from deployer.config.resources import cpu_cores as cpu_cores
 from deployer.config.swarm import SwarmSettings
 
 LAB_HOSTS = "lab"
-"""A component whose hosts are given as this string takes the hosts of `deployer lab up`."""
+"""A component whose hosts are given as this string takes the hosts of `deployer lab up`;
+`lab[i]` takes the i-th (from 0) and `lab[i:j]` a slice, as Python slices them."""
+_LAB = re.compile(r"lab(?:\[(-?[0-9]{1,3})\]|\[(-?[0-9]{0,3}):(-?[0-9]{0,3})\])?")
+
+
+def lab_selection(group: object) -> slice | None:
+    """The lab hosts a component's `hosts` string selects, or None when it names none."""
+    if not isinstance(group, str):
+        return None
+    match = _LAB.fullmatch(group)
+    if match is None:
+        return None
+    index, start, stop = match.groups()
+    if index is not None:
+        i = int(index)
+        return slice(i, i + 1 if i != -1 else None)
+    return slice(int(start) if start else None, int(stop) if stop else None)
 
 
 class App(Section):
@@ -451,7 +467,8 @@ class Tls(Section):
         return self
 
 
-ComponentHosts = Annotated[list[Host], Field(min_length=1)] | Literal["lab"]
+LabHosts = Annotated[str, Field(pattern=r"^lab(\[-?[0-9]{1,3}\]|\[-?[0-9]{0,3}:-?[0-9]{0,3}\])?$")]
+ComponentHosts = Annotated[list[Host], Field(min_length=1)] | LabHosts
 
 
 class Environment(Section):
@@ -460,7 +477,7 @@ class Environment(Section):
     )
     hosts: dict[Ident, ComponentHosts] = Field(
         description="Hosts per component group. The string 'lab' takes the hosts of "
-        "`deployer lab up`."
+        "`deployer lab up`; 'lab[0]' the first of them, 'lab[1:3]' the second and third."
     )
     domain: str | None = Field(
         default=None,

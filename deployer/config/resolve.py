@@ -19,7 +19,6 @@ from deployer.config.base import SecretRef
 from deployer.config.loader import LoadedProject, format_loc
 from deployer.config.models import (
     FEATURE_ENV,
-    LAB_HOSTS,
     Acme,
     App,
     Artifact,
@@ -36,6 +35,7 @@ from deployer.config.models import (
     Secrets,
     Service,
     Strategy,
+    lab_selection,
 )
 from deployer.config.notify import Notification
 from deployer.config.swarm import SwarmSettings
@@ -548,7 +548,7 @@ def resolve(loaded: LoadedProject, environment: str, lab: LabInfo | None = None)
         for component in host.components:
             components.setdefault(component, []).append(host.name)
     known_hosts = [loaded.directory / env.ssh.known_hosts]
-    if lab is not None and any(g == LAB_HOSTS for g in env.hosts.values()):
+    if lab is not None and any(lab_selection(g) is not None for g in env.hosts.values()):
         known_hosts.append(lab.known_hosts)
     return Target(
         project_dir=loaded.directory,
@@ -597,14 +597,18 @@ def _hosts(
     for component, group in env.hosts.items():
         members: Sequence[Host]
         key = default_key
-        if group == LAB_HOSTS:
+        selection = lab_selection(group)
+        if selection is not None:
+            path = format_loc(("environments", environment, "hosts", component))
             if lab is None or not lab.hosts:
-                path = format_loc(("environments", environment, "hosts", component))
                 problems.append(
                     f"{path}: refers to the local lab, which is not up (run `deployer lab up`)"
                 )
                 continue
-            members, key = lab.hosts, lab.private_key
+            members, key = lab.hosts[selection], lab.private_key
+            if not members:
+                problems.append(f"{path}: {group} selects none of the lab's {len(lab.hosts)} hosts")
+                continue
         else:
             members = group  # type: ignore[assignment]
         resources = overlay(service.resources, env.resources.get(component))
