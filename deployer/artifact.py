@@ -216,15 +216,32 @@ def pack_directory(
     files. Modes are the files' own minus group/other write and the special bits; hard-linked
     files are packed as regular files; a symlink that leaves `source` is refused (exit 2).
     """
-    if not source.is_dir():
-        raise BadRequest(f"artifact path {source} is not a directory")
-    selection = _Selection(exclude, include, never)
-    try:
-        entries = _entries(source, selection)
-    except OSError as exc:
-        raise BadRequest(
-            f"artifact path {source}: cannot read {exc.filename}: {exc.strerror}"
-        ) from None
+    return pack_parts([Part("", source, _Selection(exclude, include, never))], dest_dir)
+
+
+@dataclass(frozen=True)
+class Part:
+    """One directory of a release tarball: packed under `prefix/` ("" for the top)."""
+
+    prefix: str
+    source: Path
+    selection: _Selection
+
+
+def pack_parts(parts: Sequence[Part], dest_dir: Path) -> Artifact:
+    """Pack each part's directory under its prefix into one reproducible tar.gz (the same
+    rules as `pack_directory`, each part's symlinks kept inside its own directory)."""
+    for part in parts:
+        if not part.source.is_dir():
+            raise BadRequest(f"artifact path {part.source} is not a directory")
+    listed = []
+    for part in parts:
+        try:
+            listed.append((part, _entries(part.source, part.selection)))
+        except OSError as exc:
+            raise BadRequest(
+                f"artifact path {part.source}: cannot read {exc.filename}: {exc.strerror}"
+            ) from None
     dest_dir.mkdir(parents=True, exist_ok=True)
     tmp = dest_dir / f".pack-{os.getpid()}.part"
     unpacked = 0
@@ -235,17 +252,23 @@ def pack_directory(
             gzip.GzipFile(filename="", mode="wb", fileobj=out_file, compresslevel=6, mtime=0) as gz,
             tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
         ):
-            for rel, path, info in entries:
-                try:
-                    member = _add(tar, source, rel, path, info, selection)
-                except OSError as exc:
-                    raise BadRequest(
-                        f"artifact path {source}: cannot pack {rel}: {exc.strerror or exc}"
-                    ) from None
-                if member is not None:
-                    members.append(member)
-                    unpacked += member.size
-        check_members(members, source)
+            for part, entries in listed:
+                if part.prefix:
+                    top = _member(part.prefix, tarfile.DIRTYPE, 0o755)
+                    tar.addfile(top)
+                    members.append(top)
+                for rel, path, info in entries:
+                    name = f"{part.prefix}/{rel}" if part.prefix else rel
+                    try:
+                        member = _add(tar, part.source, name, path, info, part.selection, rel)
+                    except OSError as exc:
+                        raise BadRequest(
+                            f"artifact path {part.source}: cannot pack {rel}: {exc.strerror or exc}"
+                        ) from None
+                    if member is not None:
+                        members.append(member)
+                        unpacked += member.size
+        check_members(members, parts[0].source if len(parts) == 1 else dest_dir)
         sha = _sha256(tmp)
         out = dest_dir / f"{sha[:12]}.tar.gz"
         tmp.replace(out)
@@ -266,18 +289,20 @@ def _member(rel: str, kind: bytes, mode: int) -> tarfile.TarInfo:
 def _add(
     tar: tarfile.TarFile,
     source: Path,
-    rel: str,
+    name: str,
     path: Path,
     info: os.stat_result,
     selection: _Selection,
+    rel: str,
 ) -> tarfile.TarInfo | None:
-    """Add one entry with normalised metadata; returns its member (None when left out)."""
+    """Add one entry (`rel` in `source`) as member `name` with normalised metadata; returns
+    its member (None when left out)."""
     if stat.S_ISDIR(info.st_mode):
-        member = _member(rel, tarfile.DIRTYPE, info.st_mode)
+        member = _member(name, tarfile.DIRTYPE, info.st_mode)
         tar.addfile(member)
         return member
     if stat.S_ISLNK(info.st_mode):
-        member = _member(rel, tarfile.SYMTYPE, 0o777)
+        member = _member(name, tarfile.SYMTYPE, 0o777)
         member.linkname = os.readlink(path)
         real, root = os.path.realpath(path), os.path.realpath(source)
         if os.path.isabs(member.linkname) or not (real == root or real.startswith(root + os.sep)):
@@ -294,7 +319,7 @@ def _add(
         if _holds_secret(head) and not selection.lifted(rel):
             return None
         handle.seek(0)
-        member = _member(rel, tarfile.REGTYPE, info.st_mode)
+        member = _member(name, tarfile.REGTYPE, info.st_mode)
         member.size = os.fstat(handle.fileno()).st_size
         tar.addfile(member, handle)  # a hard-linked file is packed whole, like any other
     return member
@@ -331,6 +356,28 @@ def prepare(
     if build:
         run_build(build, source)
     return pack_directory(source, dest_dir, exclude, include=include, never=never)
+
+
+def for_services(target: Target, dest_dir: Path) -> Artifact:
+    """One tarball for every service of the release: each service's artifact directory
+    (built first, when it has a build command) under `<service>/`."""
+    parts = []
+    never = config_files(target)
+    for service in target.services:
+        settings = service.artifact
+        source = target.project_dir / settings.path
+        if not source.is_dir():
+            what = (
+                "is a file: a service's artifact is a directory"
+                if source.exists()
+                else ("does not exist")
+            )
+            raise BadRequest(f"services.{service.name}.artifact.path: {source} {what}")
+        if settings.build:
+            run_build(settings.build, source)
+        selection = _Selection(settings.exclude, settings.include, never)
+        parts.append(Part(service.directory, source, selection))
+    return pack_parts(parts, dest_dir)
 
 
 def for_target(target: Target, source: Path, dest_dir: Path, build: str | None = None) -> Artifact:

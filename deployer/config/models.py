@@ -148,6 +148,16 @@ def system_directory(path: str) -> str | None:
     return None
 
 
+def no_continuation(value: str | None) -> str | None:
+    """A start command may not end in a backslash (systemd would join the next unit line)."""
+    if value is not None and value.rstrip().endswith("\\"):
+        raise ValueError(
+            "must not end with a backslash: systemd would join the next line of the unit "
+            "to the command"
+        )
+    return value
+
+
 class Service(Section):
     command: SingleLine | None = Field(
         default=None,
@@ -185,12 +195,7 @@ class Service(Section):
     @field_validator("command")
     @classmethod
     def _no_continuation(cls, value: str | None) -> str | None:
-        if value is not None and value.rstrip().endswith("\\"):
-            raise ValueError(
-                "must not end with a backslash: systemd would join the next line of the unit "
-                "to the command"
-            )
-        return value
+        return no_continuation(value)
 
     @field_validator("deploy_to")
     @classmethod
@@ -202,6 +207,80 @@ class Service(Section):
                 "the app's own, such as /srv/<app name>"
             )
         return value
+
+
+_ROUTE = re.compile(r"/(?:[A-Za-z0-9._~-]+/?)*")
+
+
+def _route(value: str | None) -> str | None:
+    if value is None:
+        return value
+    if not _ROUTE.fullmatch(value) or "//" in value:
+        raise ValueError(
+            f"{value!r} is not a route prefix: '/' or '/segment[/segment...]' of letters, "
+            "digits, '.', '_', '~', '-'"
+        )
+    if value.startswith(("/.well-known/acme-challenge", "/.deployer")):
+        raise ValueError(f"{value!r} is reserved for ACME and deployer's own checks")
+    return value
+
+
+class ServiceSpec(Section):
+    """One service of a full-stack app (`services.<name>`): its kind, the component whose
+    hosts run it, its own artifact, and how it runs. Every service of a release is staged on
+    every host of its component before anything switches."""
+
+    kind: Literal["web", "worker", "static"] = Field(
+        default="web",
+        description="`web`: a process on `port`, behind the edge proxy; `worker`: a process "
+        "without a port; `static`: files the edge proxy serves at `/`.",
+    )
+    component: Ident = Field(description="The component (host group) that runs it.")
+    artifact: Artifact | None = Field(
+        default=None,
+        description="Its files: `path` (default: the directory named after the service, "
+        "next to deploy.yml), `build`, `exclude`, `include`.",
+    )
+    command: SingleLine | None = Field(
+        default=None, description="Start command (web and worker), run from its directory."
+    )
+    port: int | None = Field(
+        default=None, ge=1, le=65535, description="Port of a web service (its first instance)."
+    )
+    listen: Literal["port", "socket"] = Field(
+        default="port", description="As `service.listen`, for a web service."
+    )
+    env: dict[EnvVarName, SingleLine] = Field(
+        default_factory=dict, description="Environment variables of this service (not secret)."
+    )
+    health: Health | None = Field(
+        default=None,
+        description="Its health checks (default for a web service: the project's `health`; "
+        "a worker is healthy while its process runs).",
+    )
+    resources: Resources | None = Field(
+        default=None,
+        description="Its limits (default: `resources.<component>` of the environment).",
+    )
+    depends_on: tuple[Ident, ...] = Field(
+        default=(),
+        description="Services switched (and healthy) before this one on every host.",
+    )
+    route: str | None = Field(
+        default=None,
+        description="URL prefix the edge proxy sends to a web service (for example `/api`); "
+        "a static service always serves `/`.",
+    )
+
+    @field_validator("route")
+    @classmethod
+    def _route_prefix(cls, value: str | None) -> str | None:
+        return _route(value)
+
+    @field_validator("command")
+    @classmethod
+    def _no_continuation(cls, value: str | None) -> str | None:
+        return no_continuation(value)
 
 
 _PERCENT = re.compile(r"([1-9]\d?|100)%")
@@ -461,9 +540,7 @@ class Tls(Section):
             )
         if self.acme is None and len(given) != 2:
             missing = "key" if given == ["certificate"] else "certificate"
-            raise ValueError(
-                f"{missing} is missing: give certificate and key references, or acme"
-            )
+            raise ValueError(f"{missing} is missing: give certificate and key references, or acme")
         return self
 
 
@@ -539,6 +616,11 @@ class Project(Section):
     app: App
     artifact: Artifact = Field(default_factory=Artifact)
     service: Service = Field(default_factory=Service)
+    services: dict[Ident, ServiceSpec] = Field(
+        default_factory=dict,
+        description="The app's services (web, worker, static), one release for all of them; "
+        "without it the app is the one `service`.",
+    )
     health: Health = Field(default_factory=Health)
     strategy: Strategy = Field(default_factory=Strategy)
     rollback: Rollback = Field(default_factory=Rollback)

@@ -38,6 +38,7 @@ from deployer.config.models import (
     lab_selection,
 )
 from deployer.config.notify import Notification
+from deployer.config.services import ResolvedService, resolve_services
 from deployer.config.swarm import SwarmSettings
 from deployer.errors import ConfigError
 
@@ -139,6 +140,8 @@ class Target:
     """The effective monitoring settings when `features.monitoring` is on, else None."""
     proxy: ProxyTarget | None = None
     """The edge proxy, when `domain` or `proxy` turns it on."""
+    services: tuple[ResolvedService, ...] = ()
+    """The app's services in switch order (`services:`); () for the one `service`."""
     instances: Mapping[str, int] = field(default_factory=dict)
     """Hosts that run several instances of the app (target ssh), and how many."""
 
@@ -254,11 +257,6 @@ def _not_built(env: Environment, base: tuple[str, ...], rollback: Rollback) -> l
             f"{format_loc((*base, 'database'))}: database accessories are not built yet, so "
             "deployer would not set one up; remove the key and pass the database's address "
             "through service.env or secrets.env"
-        )
-    if env.features.cdn:
-        problems.append(
-            f"{format_loc((*base, 'features', 'cdn'))}: cache headers are for a static "
-            "service, and services are not built yet; turn it off"
         )
     rule = rollback.health_checks
     if rule.grace and rule.grace >= rollback.watch:
@@ -376,6 +374,7 @@ def _proxy(
     service: Service,
     hosts: Sequence[ResolvedHost],
     problems: list[str],
+    services: Sequence[ResolvedService] = (),
 ) -> ProxyTarget | None:
     """Where the edge proxy runs, when `domain` or `proxy` turns it on."""
     if env.domain is None and env.proxy is None:
@@ -388,16 +387,29 @@ def _proxy(
             "publishes its services itself"
         )
         return None
-    if service.port is None:
+    static = next((s for s in services if s.kind == "static"), None)
+    if services and not any(s.route for s in services) and static is None:
+        problems.append(
+            f"{format_loc(loc)}: the edge proxy needs a static service or a web service with a "
+            "route"
+        )
+    elif not services and service.port is None:
         problems.append(f"{format_loc(loc)}: the edge proxy needs service.port to reach the app")
     component = settings.component
+    if component is None and static is not None:
+        component = static.component  # nginx serves the static files where they are staged
+    elif component is not None and static is not None and component != static.component:
+        problems.append(
+            f"{format_loc((*base, 'proxy', 'component'))}: the proxy serves the static "
+            f"service {static.name} from its own hosts: give {static.component} (its component)"
+        )
     if component is not None and component not in env.hosts:
         problems.append(
             f"{format_loc((*base, 'proxy', 'component'))}: no such component in "
             f"{format_loc((*base, 'hosts'))} ({', '.join(env.hosts)})"
         )
     names = tuple(h.name for h in hosts if component is None or component in h.components)
-    if service.port == settings.http_port:
+    if not services and service.port == settings.http_port:
         where = "http_port" if env.proxy and "http_port" in env.proxy.model_fields_set else None
         problems.append(
             f"{format_loc((*base, 'proxy', where) if where else (*base, 'domain'))}: the proxy "
@@ -417,7 +429,9 @@ def _proxy(
             problems += _acme_problems(env, (*base, "tls", "acme"), names)
         elif env.tls.certificate is not None and env.tls.key is not None:
             tls = {"certificate": env.tls.certificate, "key": env.tls.key}
-        if settings.https_port in (settings.http_port, service.port):
+        if settings.https_port == settings.http_port or (
+            not services and settings.https_port == service.port
+        ):
             problems.append(
                 f"{format_loc((*base, 'proxy', 'https_port'))}: {settings.https_port} is "
                 "already the proxy's HTTP port or the app's"
@@ -457,6 +471,31 @@ def _acme_problems(env: Environment, loc: tuple[str, ...], proxies: Sequence[str
     return problems
 
 
+def _service_proxy_problems(
+    base: tuple[str, ...], services: Sequence[ResolvedService], proxy: ProxyTarget | None
+) -> list[str]:
+    """Service ports that take the proxy's on a proxy host; routes without a proxy."""
+    problems: list[str] = []
+    if proxy is None:
+        for svc in services:
+            if (svc.route is not None and svc.route != "/") or svc.kind == "static":
+                what = "a static service" if svc.kind == "static" else f"route {svc.route}"
+                problems.append(
+                    f"services.{svc.name}: {what} is served by the edge proxy; set "
+                    f"{format_loc((*base, 'domain'))} or {format_loc((*base, 'proxy'))}"
+                )
+        return problems
+    taken = [proxy.http_port, *([proxy.https_port] if proxy.https else [])]
+    for svc in services:
+        for host in set(svc.hosts) & set(proxy.hosts):
+            clash = sorted(set(svc.ports(host)) & set(taken))
+            if clash:
+                problems.append(
+                    f"services.{svc.name}.port: port {clash[0]} of {host} is the edge proxy's"
+                )
+    return problems
+
+
 def resolve(loaded: LoadedProject, environment: str, lab: LabInfo | None = None) -> Target:
     """The effective settings of `environment`. Raises ConfigError naming the bad path."""
     project = loaded.project
@@ -466,7 +505,8 @@ def resolve(loaded: LoadedProject, environment: str, lab: LabInfo | None = None)
     base = ("environments", environment)
     problems: list[str] = []
     service = overlay(project.service, env.service)
-    if not service.command:
+    several = bool(project.services)
+    if not service.command and not several:
         problems.append(
             "service.command: required (set it at the top level or in every environment's service)"
         )
@@ -493,11 +533,12 @@ def resolve(loaded: LoadedProject, environment: str, lab: LabInfo | None = None)
             f"set {format_loc((*base, 'domain'))}"
         )
     health = overlay(project.health, env.health)
-    if health.http is None and health.tcp is None and health.command is None:
+    no_check = health.http is None and health.tcp is None and health.command is None
+    if no_check and not several:
         problems.append("health: configure at least one of http, tcp or command")
     for kind in ("http", "tcp"):
         check = getattr(health, kind)
-        if check is not None and check.port is None and service.port is None:
+        if check is not None and check.port is None and service.port is None and not several:
             problems.append(f"health.{kind}.port: required when service.port is not set")
     for component in env.replicas.keys() | env.resources.keys():
         if component not in env.hosts:
@@ -507,14 +548,27 @@ def resolve(loaded: LoadedProject, environment: str, lab: LabInfo | None = None)
                 f"{format_loc((*base, 'hosts'))} ({', '.join(env.hosts)})"
             )
     hosts = _hosts(env, environment, service, lab, loaded.directory, problems)
-    proxy = _proxy(env, base, service, hosts, problems)
+    by_component: dict[str, list[str]] = {}
+    for host in hosts:
+        for component in host.components:
+            by_component.setdefault(component, []).append(host.name)
+    services = resolve_services(
+        project, env, environment, by_component, feature_env, health, problems
+    )
+    proxy = _proxy(env, base, service, hosts, problems, services)
     vault_refs = proxy is not None and any(r.vault for r in proxy.tls.values())
     if vault_refs and not project.secrets.vault_file:
         problems.append(
             f"{format_loc((*base, 'tls'))}: refers to the vault but secrets.vault_file is not set"
         )
-    instances = _instances(env, base, service, hosts, problems)
+    instances = {} if several else _instances(env, base, service, hosts, problems)
     problems += _instance_port_problems(env, base, service, health, instances, proxy)
+    problems += _service_proxy_problems(base, services, proxy)
+    if env.features.cdn and not any(s.kind == "static" for s in services):
+        problems.append(
+            f"{format_loc((*base, 'features', 'cdn'))}: cache headers are for the files of a "
+            "static service (services.<name>.kind: static), and there is none; turn it off"
+        )
     if env.primary is not None and env.primary not in {h.name for h in hosts}:
         problems.append(f"{format_loc((*base, 'primary'))}: {env.primary!r} is not a host here")
     monitoring = overlay(project.monitoring, env.monitoring)
@@ -580,6 +634,7 @@ def resolve(loaded: LoadedProject, environment: str, lab: LabInfo | None = None)
         monitoring=monitoring if env.features.monitoring else None,
         proxy=proxy,
         instances=instances,
+        services=services,
     )
 
 

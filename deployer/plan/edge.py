@@ -61,27 +61,61 @@ def tls_files(target: Target, values: Mapping[str, str]) -> dict[str, str]:
 def site(target: Target) -> ProxySite | None:
     """The proxy's site for `target`, or None when the environment has no proxy."""
     proxy = target.proxy
-    if proxy is None or target.service.port is None:
+    if proxy is None:
         return None
-    backends = tuple(
-        Backend(address=h.private_address or h.address, port=port, host=h.name)
-        for h in target.hosts
-        for port in target.ports(h.name)
-    )
+    static_root = None
+    if target.services:
+        routes, upstreams, static_root = _service_routes(target)
+    elif target.service.port is None:
+        return None
+    else:
+        backends = tuple(
+            Backend(address=h.private_address or h.address, port=port, host=h.name)
+            for h in target.hosts
+            for port in target.ports(h.name)
+        )
+        routes = (Route(prefix="/", upstream=UPSTREAM),)
+        upstreams = (Upstream(name=UPSTREAM, backends=backends),)
     return ProxySite(
         app=target.app.name,
         environment=target.environment,
         server_name=proxy.server_name,
-        routes=(Route(prefix="/", upstream=UPSTREAM),),
-        upstreams=(Upstream(name=UPSTREAM, backends=backends),),
-        static_root=None,
+        routes=routes,
+        upstreams=upstreams,
+        static_root=static_root,
         tls=tls_paths(target) if proxy.https else None,
-        cdn=False,
+        cdn=target.features.cdn and static_root is not None,
         json_logs=target.features.logging,
         acme_webroot=ACME_WEBROOT if proxy.acme is not None else None,
         http_port=proxy.http_port,
         https_port=proxy.https_port,
     )
+
+
+def _service_routes(
+    target: Target,
+) -> tuple[tuple[Route, ...], tuple[Upstream, ...], str | None]:
+    """An app of several services: each web service with a route is an upstream of its
+    instances on every host that runs it; a static service's files are served from the
+    current release on the proxy hosts (which are its own)."""
+    hosts = {h.name: h for h in target.hosts}
+    routes, upstreams, static_root = [], [], None
+    for service in target.services:
+        if service.kind == "static":
+            static_root = f"{target.deploy_to}/current/{service.directory}"
+        elif service.kind == "web" and service.route is not None:
+            backends = tuple(
+                Backend(
+                    address=hosts[name].private_address or hosts[name].address,
+                    port=port,
+                    host=name,
+                )
+                for name in service.hosts
+                for port in service.ports(name)
+            )
+            upstreams.append(Upstream(name=service.name, backends=backends))
+            routes.append(Route(prefix=service.route, upstream=service.name))
+    return tuple(routes), tuple(upstreams), static_root
 
 
 def setup_vars(target: Target) -> dict[str, Any]:

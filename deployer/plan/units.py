@@ -17,6 +17,7 @@ import yaml
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from deployer.config.resolve import ResolvedHost, Target
+from deployer.config.services import ResolvedService
 from deployer.paths import collections_dir
 from deployer.plan.inventory import systemd_limits
 
@@ -59,8 +60,54 @@ def unit_vars(target: Target, host: ResolvedHost) -> dict[str, Any]:
     }
 
 
+def service_unit_vars(
+    target: Target, service: ResolvedService, host: ResolvedHost
+) -> dict[str, Any]:
+    """The role's variables for one service of an app of several, on one host."""
+    count = service.count(host.name)
+    ports = service.ports(host.name)
+    return {
+        **_defaults(),
+        "service_app": service.unit,
+        "service_deploy_to": target.deploy_to,
+        "service_user": target.service_user,
+        "service_command": service.command,
+        "service_port": service.port,
+        "service_listen": service.listen,
+        "service_resources": systemd_limits(service.resources or host.resources),
+        # a worker's instances are numbered; a web service's are its ports
+        "service_instances": list(ports) if ports else list(range(1, count + 1)),
+        "service_workdir": service.directory,
+        "service_env": dict(service.env),
+    }
+
+
+def _render(values: dict[str, Any], base: str, listen: str) -> dict[str, str]:
+    render = _templates().get_template
+    if len(values["service_instances"]) > 1:  # templates, one instance per port
+        units = {
+            f"{base}@.service": render("app.service.j2").render(values),
+            f"{base}.target": render("app.target.j2").render(values),
+        }
+        if listen == "socket":
+            units[f"{base}@.socket"] = render("app.socket.j2").render(values)
+        return units
+    units = {f"{base}.service": render("app.service.j2").render(values)}
+    if listen == "socket":
+        units[f"{base}.socket"] = render("app.socket.j2").render(values)
+    return units
+
+
 def render_units(target: Target, host: ResolvedHost) -> dict[str, str]:
-    """Unit file name -> content for one host."""
+    """Unit file name -> content for one host: the one service's, or those of every
+    service of the app that runs on the host (a static service has none)."""
+    if target.services:
+        units: dict[str, str] = {}
+        for service in target.services:
+            if service.kind != "static" and host.name in service.hosts:
+                values = service_unit_vars(target, service, host)
+                units.update(_render(values, service.unit, service.listen))
+        return units
     values = unit_vars(target, host)
     app = target.app.name
     render = _templates().get_template

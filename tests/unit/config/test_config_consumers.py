@@ -197,6 +197,9 @@ ELSEWHERE: dict[str, str] = {
     "rollback.automatic": "tests/unit/engine/test_engine_lifecycle.py",
     "environments.*.notifications": "tests/unit/notify",
     "environments.*.swarm": "tests/golden/swarm",
+    # Planned (placement, units, routes) but not yet handed to the playbooks: each of its
+    # keys gets a probe against a services base once the deploy consumes them.
+    "services": "tests/unit/plan/test_services_plan.py",
 }
 """Leaf path -> where the test of its consumer lives (consumed outside planning)."""
 
