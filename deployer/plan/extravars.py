@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from deployer.config.models import Health
 from deployer.config.resolve import Target
 from deployer.plan import edge
 from deployer.plan.units import units_by_host
@@ -25,7 +26,14 @@ def lock_path(target: Target) -> str:
 
 
 def health_vars(target: Target) -> dict[str, Any]:
-    health, port = target.health, target.service.port
+    return _health_spec(target.health, target.service.port, target.service_user)
+
+
+def _health_spec(health: Health | None, port: int | None, user: str) -> dict[str, Any]:
+    """A service's checks as deployer_switch and deployer_health take them ({} for none:
+    the service is healthy while its process runs)."""
+    if health is None:
+        return {}
     out: dict[str, Any] = {
         "http": None,
         "tcp": None,
@@ -39,8 +47,30 @@ def health_vars(target: Target) -> dict[str, Any]:
         out["tcp"] = {**health.tcp.model_dump(), "port": health.tcp.port or port}
     if health.command is not None:
         command = health.command
-        out["command"] = {**command.model_dump(), "user": command.user or target.service_user}
+        out["command"] = {**command.model_dump(), "user": command.user or user}
     return out
+
+
+def services_vars(target: Target, hosts: Sequence[str]) -> dict[str, Any]:
+    """For an app of several services: each host's services in switch order, with the base
+    name of their units and their checks (a static service has no units: `current` alone
+    switches it)."""
+    if not target.services:
+        return {}
+    return {
+        "deployer_services": {
+            host: [
+                {
+                    "name": s.name,
+                    "unit": s.unit,
+                    "health": _health_spec(s.health, s.port, target.service_user),
+                }
+                for s in target.services
+                if host in s.hosts
+            ]
+            for host in hosts
+        }
+    }
 
 
 def lock_vars(target: Target, token: str, holder: Mapping[str, Any], ttl: int) -> dict[str, Any]:
@@ -123,6 +153,7 @@ def switch_vars(target: Target, hosts: Sequence[str], version: str) -> dict[str,
         **base_vars(target, hosts),
         "deployer_version": version,
         "deployer_health": health_vars(target),
+        **services_vars(target, hosts),
         **release_info_vars(target),
         **edge.drain_vars(target, hosts),
     }
@@ -133,6 +164,7 @@ def first_batch_vars(target: Target, batch: Sequence[str]) -> dict[str, Any]:
     return {
         "deployer_batch": list(batch),
         "deployer_health": health_vars(target),
+        **services_vars(target, batch),
         **release_info_vars(target),
         **edge.drain_vars(target, batch),
     }
@@ -148,6 +180,7 @@ def rollback_vars(
         "deployer_mark_bad": mark_bad,
         "deployer_reason": reason[:MAX_REASON],
         "deployer_health": health_vars(target),
+        **services_vars(target, list(to)),
         **release_info_vars(target),
         **edge.drain_vars(target, list(to)),
     }
@@ -164,6 +197,7 @@ def facts_vars(
     return {
         **base_vars(target, hosts),
         "deployer_health": health_vars(target) if health else None,
+        **services_vars(target, hosts),
         **edge.certificate_vars(target),
         **({"deployer_lock": dict(lock), "deployer_lock_host": target.primary} if lock else {}),
     }
@@ -180,6 +214,7 @@ def watch_vars(target: Target, hosts: Sequence[str], *, since: float) -> dict[st
     out: dict[str, Any] = {
         **base_vars(target, hosts),
         "deployer_health": health_vars(target),
+        **services_vars(target, hosts),
         "deployer_watch": {
             "duration": target.rollback.watch,
             "period": period,

@@ -120,6 +120,7 @@ def _all_vars(target: Target) -> dict[str, Callable[[], dict[str, Any]]]:
         "watch_vars": lambda: extravars.watch_vars(target, hosts, since=0.0),
         "release_info_vars": lambda: extravars.release_info_vars(target),
         "monitoring_vars": lambda: extravars.monitoring_vars(target),
+        "services_vars": lambda: extravars.services_vars(target, hosts),
     }
 
 

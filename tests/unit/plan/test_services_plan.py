@@ -96,3 +96,23 @@ def test_the_proxy_serves_the_static_files_and_routes_the_api() -> None:
     }  # fmt: skip
     drained = edge.drain_vars(target, ["api1"])["deployer_proxy_drain"]["drained"]
     assert drained.count(" down;") == 2
+
+
+def test_each_host_switches_its_own_services_in_dependency_order() -> None:
+    from deployer.plan import extravars
+
+    target = _target(GOLDEN / "full_stack" / "deploy.yml")
+    hosts = ["edge1", "api1", "api2"]
+    by_host = extravars.switch_vars(target, hosts, "v2")["deployer_services"]
+    assert [s["name"] for s in by_host["edge1"]] == ["frontend"]
+    assert [s["name"] for s in by_host["api1"]] == ["api", "worker"]  # worker depends on api
+    api, worker = by_host["api1"]
+    assert api["unit"] == "shop:api"
+    assert api["health"]["http"]["port"] == 8000  # the project's check, on the api's port
+    assert worker["health"] == {}  # healthy while its process runs
+    assert (
+        by_host
+        == extravars.rollback_vars(target, dict.fromkeys(hosts, "v1"), "v2", "x")[
+            "deployer_services"
+        ]
+    )
