@@ -272,6 +272,13 @@ def resolve_services(
             instances=_placement(name, spec, members, env.replicas, environment, problems),
         )
     problems += _port_problems(resolved)
+    used = {s.component for s in specs.values()}
+    for component in env.hosts:
+        if component not in used:
+            problems.append(
+                f"{_loc('environments', environment, 'hosts', component)}: its hosts would run "
+                "none of the services; give one of them this component, or remove it"
+            )
     return tuple(resolved[n] for n in switch_order(specs, problems) if n in resolved)
 
 
