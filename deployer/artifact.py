@@ -358,7 +358,7 @@ def prepare(
     return pack_directory(source, dest_dir, exclude, include=include, never=never)
 
 
-def for_services(target: Target, dest_dir: Path) -> Artifact:
+def for_services(target: Target, dest_dir: Path, *, build: bool = True) -> Artifact:
     """One tarball for every service of the release: each service's artifact directory
     (built first, when it has a build command) under `<service>/`."""
     parts = []
@@ -373,7 +373,7 @@ def for_services(target: Target, dest_dir: Path) -> Artifact:
                 else ("does not exist")
             )
             raise BadRequest(f"services.{service.name}.artifact.path: {source} {what}")
-        if settings.build:
+        if settings.build and build:
             run_build(settings.build, source)
         selection = _Selection(settings.exclude, settings.include, never)
         parts.append(Part(service.directory, source, selection))

@@ -271,6 +271,11 @@ class ServiceSpec(Section):
         description="URL prefix the edge proxy sends to a web service (for example `/api`); "
         "a static service always serves `/`.",
     )
+    root: RelPath | None = Field(
+        default=None,
+        description="For a static service: the directory of its artifact the proxy serves "
+        "(for example `dist`, where its build writes; default: the artifact itself).",
+    )
 
     @field_validator("route")
     @classmethod

@@ -46,6 +46,8 @@ class ResolvedService:
     depends_on: tuple[str, ...]
     route: str | None
     instances: Mapping[str, int] = field(default_factory=dict)
+    root: str | None = None
+    """A static service's directory (inside its own) that the proxy serves."""
     """Instances per host, where it runs more than one."""
 
     @property
@@ -109,6 +111,8 @@ def _spec_problems(name: str, spec: ServiceSpec) -> list[str]:
                     f"{_loc(*loc, key)}: a static service is files the edge proxy serves; it "
                     "runs no process"
                 )
+        if spec.root is not None and spec.root.rstrip("/") in (".", ""):
+            problems.append(f"{_loc(*loc, 'root')}: leave it out to serve the whole artifact")
         if spec.route not in (None, "/"):
             problems.append(f"{_loc(*loc, 'route')}: a static service serves '/'")
     else:
@@ -119,6 +123,8 @@ def _spec_problems(name: str, spec: ServiceSpec) -> list[str]:
                 problems.append(
                     f"{_loc(*loc, 'env', variable)}: deployer sets {variable} itself; remove it"
                 )
+    if spec.kind != "static" and "root" in given:
+        problems.append(f"{_loc(*loc, 'root')}: only a static service has files the proxy serves")
     if spec.kind == "web" and spec.port is None:
         problems.append(f"{_loc(*loc, 'port')}: required for a web service")
     if spec.kind == "worker":
@@ -270,6 +276,7 @@ def resolve_services(
             depends_on=spec.depends_on,
             route=route,
             instances=_placement(name, spec, members, env.replicas, environment, problems),
+            root=spec.root,
         )
     problems += _port_problems(resolved)
     used = {s.component for s in specs.values()}

@@ -103,6 +103,8 @@ def _service_routes(
     for service in target.services:
         if service.kind == "static":
             static_root = f"{target.deploy_to}/current/{service.directory}"
+            if service.root:
+                static_root += "/" + service.root.strip("/")
         elif service.kind == "web" and service.route is not None:
             backends = tuple(
                 Backend(

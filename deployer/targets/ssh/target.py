@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from deployer import artifact as artifacts
 from deployer.config.models import Strategy
+from deployer.errors import BadRequest
 from deployer.plan.extravars import (
     first_batch_vars,
     lock_release_vars,
@@ -90,9 +91,18 @@ class SshTarget:
 
     def prepare(self, version: str | None, artifact: Path | None, *, build: bool = True) -> Release:
         env = self.session.target
-        source = artifact or (env.project_dir / env.artifact.path)
-        command = env.artifact.build if build and not artifact else None
-        art = artifacts.for_target(env, source, self.session.state_dir / "artifacts", command)
+        dest = self.session.state_dir / "artifacts"
+        if env.services:
+            if artifact is not None:
+                raise BadRequest(
+                    "--artifact: an app of several services packs each one's "
+                    "services.<name>.artifact; it takes no single artifact"
+                )
+            art = artifacts.for_services(env, dest, build=build)
+        else:
+            source = artifact or (env.project_dir / env.artifact.path)
+            command = env.artifact.build if build and not artifact else None
+            art = artifacts.for_target(env, source, dest, command)
         self.session.runner  # noqa: B018 - the controller's own checks run before the row opens
         return Release(version or art.default_version, art.sha256, art)
 

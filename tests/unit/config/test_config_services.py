@@ -56,6 +56,7 @@ REFUSED = {
         },
         "services.admin.route",
     ),
+    "root-of-a-web-service": ({"services": {"api": {"root": "dist"}}}, "services.api.root"),
     "web-without-port": ({"services": {"api": {"port": None}}}, "services.api.port"),
     "worker-with-port": ({"services": {"worker": {"port": 9000}}}, "services.worker.port"),
     "unknown-dependency": (

@@ -88,7 +88,7 @@ def test_the_proxy_serves_the_static_files_and_routes_the_api() -> None:
     assert target.proxy.hosts == ("edge1",)  # the static service's hosts by default
     site = edge.site(target)
     assert site is not None
-    assert site.static_root == "/srv/shop/current/frontend"
+    assert site.static_root == "/srv/shop/current/frontend/dist"  # its build's output
     assert [(r.prefix, r.upstream) for r in site.routes] == [("/api", "api")]
     (api,) = site.upstreams
     assert {(b.address, b.port) for b in api.backends} == {
