@@ -19,7 +19,7 @@ import os
 import stat
 import subprocess
 import tarfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -358,14 +358,38 @@ def prepare(
     return pack_directory(source, dest_dir, exclude, include=include, never=never)
 
 
-def for_services(target: Target, dest_dir: Path, *, build: bool = True) -> Artifact:
+def service_overrides(target: Target, given: Path | None) -> dict[str, Path]:
+    """`--artifact SERVICE=DIR` for an app of several services: that service's files come
+    from DIR this once (not built)."""
+    if given is None:
+        return {}
+    name, sep, path = str(given).partition("=")
+    names = [s.name for s in target.services]
+    if not sep or name not in names or not path:
+        raise BadRequest(
+            f"--artifact {given}: an app of several services takes SERVICE=DIR, with "
+            f"SERVICE one of {', '.join(names)}"
+        )
+    return {name: Path(path)}
+
+
+def for_services(
+    target: Target,
+    dest_dir: Path,
+    *,
+    build: bool = True,
+    overrides: Mapping[str, Path] | None = None,
+) -> Artifact:
     """One tarball for every service of the release: each service's artifact directory
-    (built first, when it has a build command) under `<service>/`."""
+    (built first, when it has a build command) under `<service>/`; a service of
+    `overrides` is packed from the directory given there instead, unbuilt."""
     parts = []
     never = config_files(target)
+    overrides = overrides or {}
     for service in target.services:
         settings = service.artifact
-        source = target.project_dir / settings.path
+        override = overrides.get(service.name)
+        source = override if override is not None else target.project_dir / settings.path
         if not source.is_dir():
             what = (
                 "is a file: a service's artifact is a directory"
@@ -373,7 +397,7 @@ def for_services(target: Target, dest_dir: Path, *, build: bool = True) -> Artif
                 else ("does not exist")
             )
             raise BadRequest(f"services.{service.name}.artifact.path: {source} {what}")
-        if settings.build and build:
+        if settings.build and build and override is None:
             run_build(settings.build, source)
         selection = _Selection(settings.exclude, settings.include, never)
         parts.append(Part(service.directory, source, selection))

@@ -314,7 +314,12 @@ def inventory(
 
 VersionOpt = Annotated[str | None, typer.Option("--version", help="Release version.")]
 ArtifactOpt = Annotated[
-    Path | None, typer.Option("--artifact", help="Directory or .tar.gz instead of the config's.")
+    Path | None,
+    typer.Option(
+        "--artifact",
+        help="Directory or .tar.gz instead of the config's; for an app of several services "
+        "SERVICE=DIR, that service's files instead of its own.",
+    ),
 ]
 
 

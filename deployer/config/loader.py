@@ -282,9 +282,7 @@ def _clean_loc(loc: Loc) -> Loc:
     index)."""
     out: list[str | int] = []
     for part in loc:
-        if isinstance(part, str) and (
-            "[" in part or part in ("function-after", "constrained-str")
-        ):
+        if isinstance(part, str) and ("[" in part or part in ("function-after", "constrained-str")):
             continue
         if part in _UNION_TAGS and out and isinstance(out[-1], int):
             continue

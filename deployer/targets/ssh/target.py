@@ -13,7 +13,6 @@ from typing import Any, ClassVar
 
 from deployer import artifact as artifacts
 from deployer.config.models import Strategy
-from deployer.errors import BadRequest
 from deployer.plan.extravars import (
     first_batch_vars,
     lock_release_vars,
@@ -93,12 +92,8 @@ class SshTarget:
         env = self.session.target
         dest = self.session.state_dir / "artifacts"
         if env.services:
-            if artifact is not None:
-                raise BadRequest(
-                    "--artifact: an app of several services packs each one's "
-                    "services.<name>.artifact; it takes no single artifact"
-                )
-            art = artifacts.for_services(env, dest, build=build)
+            overrides = artifacts.service_overrides(env, artifact)
+            art = artifacts.for_services(env, dest, build=build, overrides=overrides)
         else:
             source = artifact or (env.project_dir / env.artifact.path)
             command = env.artifact.build if build and not artifact else None
