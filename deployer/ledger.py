@@ -41,6 +41,7 @@ Rules the readers follow:
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sqlite3
@@ -56,7 +57,7 @@ from pathlib import Path
 from deployer.errors import DeployerError
 from deployer.exitcodes import ExitCode
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_MS = 10_000
 
 # user_version N -> statements that migrate a version N-1 file to version N.
@@ -116,6 +117,8 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE deployments ADD COLUMN error_rate REAL",
         "ALTER TABLE deployments ADD COLUMN p95_ms REAL",
     ),
+    # Per-service results on each host, for an app of several services (a JSON list).
+    3: ("ALTER TABLE deployment_hosts ADD COLUMN services TEXT NOT NULL DEFAULT '[]'",),
 }
 
 
@@ -146,6 +149,16 @@ _FAILING = frozenset({HostStatus.FAILED, HostStatus.UNREACHABLE, HostStatus.UNKN
 
 
 @dataclass(frozen=True)
+class ServiceResult:
+    """How one service of an app of several came out on one host."""
+
+    name: str
+    healthy: bool | None = None
+    restarted: bool = False
+    message: str = ""
+
+
+@dataclass(frozen=True)
 class HostResult:
     host: str
     status: HostStatus
@@ -154,6 +167,7 @@ class HostResult:
     version_after: str | None = None
     message: str = ""
     seconds: float = 0.0
+    services: tuple[ServiceResult, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -416,6 +430,15 @@ class Ledger:
                 version_after=h["version_after"],
                 message=h["message"],
                 seconds=float(h["seconds"]),
+                services=tuple(
+                    ServiceResult(
+                        name=str(s["name"]),
+                        healthy=None if s.get("healthy") is None else bool(s["healthy"]),
+                        restarted=bool(s.get("restarted")),
+                        message=str(s.get("message") or ""),
+                    )
+                    for s in json.loads(h["services"] or "[]")
+                ),
             )
             for h in conn.execute(
                 "SELECT * FROM deployment_hosts WHERE deployment_id = ? ORDER BY host",
@@ -525,18 +548,29 @@ class Ledger:
                 r.version_after,
                 self._text(r.message),
                 _check_seconds("seconds", r.seconds),
+                json.dumps(
+                    [
+                        {
+                            "name": s.name,
+                            "healthy": s.healthy,
+                            "restarted": s.restarted,
+                            "message": self._text(s.message),
+                        }
+                        for s in r.services
+                    ]
+                ),
             )
             for r in results
         ]
         with self._tx() as conn:
             conn.executemany(
                 "INSERT INTO deployment_hosts (deployment_id, host, status, stage,"
-                " version_before, version_after, message, seconds)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " version_before, version_after, message, seconds, services)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (deployment_id, host) DO UPDATE SET status = excluded.status,"
                 " stage = excluded.stage, version_before = excluded.version_before,"
                 " version_after = excluded.version_after, message = excluded.message,"
-                " seconds = excluded.seconds",
+                " seconds = excluded.seconds, services = excluded.services",
                 rows,
             )
 

@@ -21,7 +21,7 @@ from deployer.config.names import check_version
 from deployer.engine.results import DeployResult, RolloutStop
 from deployer.errors import BadRequest, DeployerError, LockedError, UnreachableError
 from deployer.exitcodes import ExitCode
-from deployer.ledger import HostResult, HostStatus, Kind, Status, pid_is_alive
+from deployer.ledger import HostResult, HostStatus, Kind, ServiceResult, Status, pid_is_alive
 from deployer.plan.strategy import Plan, Step, plan
 from deployer.session import Session
 from deployer.targets.base import (
@@ -71,9 +71,17 @@ class _Rollout:
         return self.release.version
 
     def note(
-        self, host: str, status: HostStatus, stage: str, after: str | None, message: str = ""
+        self,
+        host: str,
+        status: HostStatus,
+        stage: str,
+        after: str | None,
+        message: str = "",
+        services: tuple[ServiceResult, ...] = (),
     ) -> None:
-        self.hosts[host] = HostReport(host, status, stage, self.before.get(host), after, message)
+        self.hosts[host] = HostReport(
+            host, status, stage, self.before.get(host), after, message, services
+        )
 
     def stage(self, name: str) -> None:
         self.current = name
@@ -83,7 +91,9 @@ class _Rollout:
         self.session.ledger.record_hosts(
             self.deployment_id,
             [
-                HostResult(r.host, r.status, r.stage, r.before, r.after, r.message)
+                HostResult(
+                    r.host, r.status, r.stage, r.before, r.after, r.message, services=r.services
+                )
                 for r in self.hosts.values()
             ],
         )
@@ -359,7 +369,7 @@ def _switch(
         if outcome.good:
             rollout.switched.append(host)
             status = HostStatus.CHANGED if outcome.changed else HostStatus.OK
-            rollout.note(host, status, "switch", version)
+            rollout.note(host, status, "switch", version, services=outcome.services)
             continue
         broken[host] = outcome
         if outcome.switched or outcome.unreachable:
@@ -375,6 +385,7 @@ def _switch(
             "health" if outcome.switched else "switch",
             after,
             outcome.message,
+            outcome.services,
         )
     rollout.flush()
     rollout.answered(reply.released, reply.interrupted)

@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from deployer.ledger import Deployment, HostStatus, Ledger, Status, pid_is_alive
+from deployer.ledger import (
+    Deployment,
+    HostStatus,
+    Ledger,
+    ServiceResult,
+    Status,
+    pid_is_alive,
+)
 
 if TYPE_CHECKING:
     from deployer.config.models import Strategy
@@ -52,6 +59,8 @@ class HostReply:
     previous_good: str | None = None
     switched: bool = False
     """A switch reached the new version here (its health check may still have failed)."""
+    services: tuple[ServiceResult, ...] = ()
+    """For an app of several services: how each came out on this host."""
 
     @property
     def good(self) -> bool:
@@ -245,6 +254,7 @@ class HostReport:
     before: str | None
     after: str | None
     message: str = ""
+    services: tuple[ServiceResult, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,13 @@ capped in length: it is only ever shown, stored or passed on as an unsafe string
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from deployer.config.names import check_version
+from deployer.ledger import ServiceResult
 from deployer.targets.base import MAX_TEXT, cap
 
 __all__ = ["MAX_TEXT", "Reply", "cap", "checked", "rejected", "valid_version"]
@@ -117,6 +119,8 @@ class Reply:
     last: Mapping[str, float] = field(default_factory=dict)
     releases: tuple[Mapping[str, Any], ...] = ()
     rejected: tuple[str, ...] = ()
+    services: tuple[ServiceResult, ...] = ()
+    """For an app of several services: each one's result (deployer_switch, deployer_health)."""
 
     @staticmethod
     def of(data: Mapping[str, Any]) -> Reply:
@@ -147,6 +151,7 @@ class Reply:
             },
             releases=tuple(r for r in data.get("releases") or () if isinstance(r, Mapping)),
             rejected=tuple(rejected(data)),
+            services=_services(data.get("services")),
         )
 
     def lock_report(self) -> dict[str, Any]:
@@ -159,6 +164,31 @@ class Reply:
             "age_seconds": self.age_seconds,
             "stale": self.stale,
         }
+
+
+_SERVICE = re.compile(r"[a-z][a-z0-9_]{0,62}")
+
+
+def _services(value: Any) -> tuple[ServiceResult, ...]:
+    """`{name: {healthy, restarted, health_message}}` as a host reports it; a name that is no
+    service name is dropped."""
+    if not isinstance(value, Mapping):
+        return ()
+    out = []
+    for name, result in value.items():
+        if not isinstance(name, str) or not _SERVICE.fullmatch(name):
+            continue
+        result = result if isinstance(result, Mapping) else {}
+        healthy = result.get("healthy")
+        out.append(
+            ServiceResult(
+                name=name,
+                healthy=None if healthy is None else bool(healthy),
+                restarted=bool(result.get("restarted")),
+                message=cap(str(result.get("health_message") or result.get("message") or "")),
+            )
+        )
+    return tuple(out)
 
 
 def _number(value: Any) -> float:

@@ -213,7 +213,10 @@ def _close(
             )
     ledger.record_hosts(
         deployment_id,
-        [HostResult(r.host, r.status, r.stage, r.before, r.after, r.message) for r in reports],
+        [
+            HostResult(r.host, r.status, r.stage, r.before, r.after, r.message, services=r.services)
+            for r in reports
+        ],
     )
     failed = [r.host for r in reports if r.status in {HostStatus.FAILED, HostStatus.UNKNOWN}]
     seconds = time.monotonic() - started

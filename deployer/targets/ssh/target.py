@@ -60,6 +60,7 @@ def _host(outcome: HostOutcome, default_stage: str) -> HostReply:
         current=reply.current,
         previous_good=reply.previous_good,
         switched=reply.switched,
+        services=reply.services,
     )
 
 

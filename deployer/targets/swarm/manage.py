@@ -140,7 +140,10 @@ def rollback(session: Session, driver: SwarmTarget, *, to: str | None = None) ->
             reports.append(HostReport(service, HostStatus.FAILED, "rollback", was, after, detail))
     ledger.record_hosts(
         deployment_id,
-        [HostResult(r.host, r.status, r.stage, r.before, r.after, r.message) for r in reports],
+        [
+            HostResult(r.host, r.status, r.stage, r.before, r.after, r.message, services=r.services)
+            for r in reports
+        ],
     )
     seconds = time.monotonic() - started
     why = "" if settled.ok else f"rollback to {version} failed: {settled.reason()}"

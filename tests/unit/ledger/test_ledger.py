@@ -456,8 +456,25 @@ def test_a_version_1_ledger_is_migrated_keeping_its_rows(db_path: Path) -> None:
     with sqlite3.connect(db_path) as raw:  # back to what a version 1 file looked like
         raw.execute("ALTER TABLE deployments DROP COLUMN error_rate")
         raw.execute("ALTER TABLE deployments DROP COLUMN p95_ms")
+        raw.execute("ALTER TABLE deployment_hosts DROP COLUMN services")
         raw.execute("PRAGMA user_version = 1")
     with Ledger(db_path) as reopened:
         assert reopened.get(first.id) == first
     with sqlite3.connect(db_path) as raw:
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+
+
+def test_per_service_results_are_kept_with_each_host_and_masked(tmp_path: Path) -> None:
+    from deployer.ledger import HostResult, HostStatus, ServiceResult
+
+    with Ledger(tmp_path / "l.sqlite3", redact=lambda t: t.replace("s3cret", "***")) as ledger:
+        dep = run(ledger, "prod", "v2", Status.FAILED)
+        results = (
+            ServiceResult("api", healthy=True, restarted=True, message="ok"),
+            ServiceResult("worker", healthy=False, message="exited 1: token s3cret refused"),
+        )
+        ledger.record_hosts(dep.id, [HostResult("api1", HostStatus.FAILED, services=results)])
+        (host,) = ledger.get(dep.id).hosts  # type: ignore[union-attr]
+    assert [s.name for s in host.services] == ["api", "worker"]
+    assert host.services[0] == results[0]
+    assert host.services[1].message == "exited 1: token *** refused"
