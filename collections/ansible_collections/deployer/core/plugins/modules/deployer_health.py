@@ -210,7 +210,7 @@ MODULE_SPEC = dict(
 def main():
     module = AnsibleModule(**MODULE_SPEC)
     p = module.params
-    if p["services"] is not None:
+    if p.get("services") is not None:
         services = [(s["name"], checks_of(s["health"] or {}, p["deploy_to"], s["unit"]))
                     for s in p["services"]]
         result = watch_services(services, p["duration"], p["period"], p["threshold"],

@@ -239,7 +239,7 @@ def main():
         has_version=has_version,
         version_state=mine["state"] if mine else None,
     )
-    bases = params["services"]
+    bases = params.get("services")
     states = units_states(module, [params["app"]] + [b for b in bases or [] if b != params["app"]])
     data["units"] = states[params["app"]]
     if bases is not None:

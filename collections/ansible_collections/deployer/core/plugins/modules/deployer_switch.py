@@ -403,7 +403,7 @@ def main():
     app = p["app"]
     version = p["version"] or ""
     health = p["health"] or {}
-    services = p["services"]
+    services = p.get("services")
     systemd = Systemd(module)
     data = dict(previous=tree.current(), current=tree.current(), switched=False,
                 restarted=False, healthy=False, attempts=0, health_message="", marked_bad=None)
@@ -826,7 +826,7 @@ def stop_application(module, systemd, tree, app, p, data):
         systemd.run("reset-failed", *names)
     data.update(current=None, switched=data["previous"] is not None,
                 health_message="no version to switch to: %s stopped" % app)
-    if p["services"] is not None:
+    if p.get("services") is not None:
         data["services"] = dict((s["name"], dict(
             restarted=False, healthy=False, attempts=0, health_message="stopped"))
             for s in p["services"])
