@@ -9,6 +9,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 HERE = os.path.dirname(os.path.abspath(__file__))
 with open(os.path.join(HERE, "..", "VERSION"), encoding="utf-8") as handle:
     VERSION = handle.read().strip()
+if VERSION == "v4":
+    raise SystemExit("api %s cannot start: no database configured" % VERSION)
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -1,6 +1,7 @@
 """deployer_switch with `services`: after v0 (one service), v1, the failed v2, v3 (worker
-dropped), a stop and v1 again, v1's api and worker run from current/<service> under their
-unit names, and the switch results say what happened to each service."""
+dropped), a stop, v1 again and the failed v4 rolled back, v1's api and worker run from
+current/<service> under their unit names, and the switch results say what happened to
+each service."""
 
 import json
 
@@ -33,6 +34,7 @@ def test_current_is_v1_and_the_states_say_what_happened(host, app):
     assert meta(host, app, "v2")["state"] == "bad"
     assert meta(host, app, "v2")["reason"] == "the worker did not start"
     assert meta(host, app, "v3")["state"] == "good"
+    assert meta(host, app, "v4")["state"] == "bad"
 
 
 def test_the_units_are_named_after_the_app_and_the_service(host, app):
@@ -113,3 +115,13 @@ def test_v1_again_brought_the_worker_back(host):
     assert switched["previous"] is None  # the app had been stopped
     assert switched["services"]["worker"]["restarted"]
     assert switched["healthy"]
+
+
+def test_v4_failed_on_the_api_before_the_worker_was_touched(host):
+    failed = result(host, "v4")["deployer"]
+    assert failed["service"] == "api"
+    assert failed["services"]["api"]["restarted"] is True
+    assert failed["services"]["api"]["healthy"] is False
+    assert failed["services"]["worker"] == {
+        "restarted": False, "healthy": False, "attempts": 0, "health_message": ""}
+    assert any("no database configured" in line for line in failed["failure"]["journal"])
