@@ -10,13 +10,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 with open(os.path.join(HERE, "..", "VERSION"), encoding="utf-8") as handle:
     VERSION = handle.read().strip()
 if VERSION == "v4":
-    raise SystemExit("api %s cannot start: no database configured" % VERSION)
+    raise SystemExit(f"api {VERSION} cannot start: no database configured")
 
 
 class Handler(BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 (the name BaseHTTPRequestHandler calls)
+    def do_GET(self):
         port = self.server.socket.getsockname()[1]
-        body = "ok" if self.path == "/healthz" else "api %s %s %d" % (VERSION, HERE, port)
+        body = "ok" if self.path == "/healthz" else f"api {VERSION} {HERE} {port}"
         data = body.encode("utf-8")
         self.send_response(200)
         self.send_header("Content-Length", str(len(data)))

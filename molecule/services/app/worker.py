@@ -8,10 +8,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 with open(os.path.join(HERE, "..", "VERSION"), encoding="utf-8") as handle:
     VERSION = handle.read().strip()
 if VERSION == "v2":
-    raise SystemExit("worker %s cannot start: no queue configured" % VERSION)
+    raise SystemExit(f"worker {VERSION} cannot start: no queue configured")
 BEAT = os.path.join(os.environ["RUNTIME_DIRECTORY"], "beat")
 while True:
     with open(BEAT + ".tmp", "w", encoding="utf-8") as handle:
-        handle.write("%s %s\n" % (VERSION, os.getcwd()))
+        handle.write(f"{VERSION} {os.getcwd()}\n")
     os.replace(BEAT + ".tmp", BEAT)
     time.sleep(1)

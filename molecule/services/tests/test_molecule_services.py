@@ -76,14 +76,18 @@ def test_the_worker_runs_from_current_worker(host, app):
 def test_v1_switched_the_api_then_the_worker(host):
     switched = result(host, "v1")["deployer"]
     assert switched["previous"] == "v0"
-    assert switched["switched"] and switched["restarted"] and switched["healthy"]
+    assert switched["switched"]
+    assert switched["restarted"]
+    assert switched["healthy"]
     services = switched["services"]
     assert list(services) == ["api", "worker"]
-    assert services["api"]["restarted"] and services["api"]["healthy"]
+    assert services["api"]["restarted"]
+    assert services["api"]["healthy"]
     assert services["api"]["attempts"] >= 2  # one instance after the other
     assert "8141" in services["api"]["health_message"]
     assert "8142" in services["api"]["health_message"]
-    assert services["worker"]["restarted"] and services["worker"]["healthy"]
+    assert services["worker"]["restarted"]
+    assert services["worker"]["healthy"]
     assert switched["attempts"] == sum(s["attempts"] for s in services.values())
     assert switched["health_message"].startswith("api: ")
 
@@ -106,7 +110,8 @@ def test_v3_dropped_the_worker_and_switched_docs_by_current(host):
     switched = result(host, "v3")["deployer"]
     assert list(switched["services"]) == ["api", "docs"]
     docs = switched["services"]["docs"]
-    assert docs["restarted"] is False and docs["healthy"] is True
+    assert docs["restarted"] is False
+    assert docs["healthy"] is True
     assert docs["attempts"] == 1  # its command check
 
 
@@ -123,5 +128,9 @@ def test_v4_failed_on_the_api_before_the_worker_was_touched(host):
     assert failed["services"]["api"]["restarted"] is True
     assert failed["services"]["api"]["healthy"] is False
     assert failed["services"]["worker"] == {
-        "restarted": False, "healthy": False, "attempts": 0, "health_message": ""}
+        "restarted": False,
+        "healthy": False,
+        "attempts": 0,
+        "health_message": "",
+    }
     assert any("no database configured" in line for line in failed["failure"]["journal"])
