@@ -168,12 +168,15 @@ def with_retries(health, extra=None, sleep=time.sleep):
     return False, retries, "%s (%d attempt%s)" % (message, retries, "" if retries == 1 else "s")
 
 
-def watch(health, duration, period, threshold, grace=0, sleep=time.sleep, clock=time.monotonic):
+def watch(health, duration, period, threshold, grace=0, sleep=time.sleep, clock=time.monotonic,
+          sample=None):
     """Sample every `period` s for `duration` s; unhealthy after `threshold` failures in a row.
 
     A sample that fails in the first `grace` seconds is counted in `failures` but does not
     count towards `threshold` (the app is still warming up). `health` may be a list of
-    check sets (one per instance): a sample passes when every set passes.
+    check sets (one per instance): a sample passes when every set passes. `sample(counted)`
+    -> (ok, message), when given, takes each sample instead (`counted`: outside the grace
+    period).
 
     Returns {healthy, checks, failures, max_consecutive_failures, message}.
     """
@@ -187,7 +190,10 @@ def watch(health, duration, period, threshold, grace=0, sleep=time.sleep, clock=
     last_failure = ""
     while True:
         counted = clock() - start >= grace
-        ok, message = attempt_each(health) if isinstance(health, list) else attempt(health)
+        if sample is not None:
+            ok, message = sample(counted)
+        else:
+            ok, message = attempt_each(health) if isinstance(health, list) else attempt(health)
         checks += 1
         if ok:
             run = 0
@@ -214,3 +220,48 @@ def watch(health, duration, period, threshold, grace=0, sleep=time.sleep, clock=
         summary = "healthy: %d check%s passed" % (checks, "" if checks == 1 else "s")
     return {"healthy": True, "checks": checks, "failures": failures,
             "max_consecutive_failures": worst, "message": summary}
+
+
+def watch_services(services, duration, period, threshold, grace=0, sleep=time.sleep,
+                   clock=time.monotonic):
+    """watch() over several services, `services` [(name, checks: a spec or a list of specs,
+    one per instance)]: a sample passes when every service's checks pass. Besides watch()'s
+    result, `services` {name: {healthy, message}}: a service is unhealthy when its own
+    checks failed `threshold` counted samples in a row."""
+    planned = int(max(0.0, float(duration or 0)) // max(0.1, float(period or 1))) + 1
+    limit = max(1, min(int(threshold or 1), planned))
+    state = dict((name, dict(checks=0, failures=0, run=0, worst=0, last=""))
+                 for name, _checks in services)
+
+    def sample(counted):
+        failed = []
+        for name, checks in services:
+            ok, message = attempt_each(checks) if isinstance(checks, list) else attempt(checks)
+            mine = state[name]
+            mine["checks"] += 1
+            if ok:
+                mine["run"] = 0
+                continue
+            mine["failures"] += 1
+            mine["last"] = message
+            mine["run"] += 1 if counted else 0
+            mine["worst"] = max(mine["worst"], mine["run"])
+            failed.append("%s: %s" % (name, message))
+        return (not failed), "; ".join(failed)
+
+    result = watch(None, duration, period, threshold, grace=grace, sleep=sleep, clock=clock,
+                   sample=sample)
+    result["services"] = {}
+    for name, _checks in services:
+        mine = state[name]
+        if mine["worst"] >= limit:
+            message = "%s (%d consecutive failed check%s)" % (
+                mine["last"], mine["worst"], "" if mine["worst"] == 1 else "s")
+        elif mine["failures"]:
+            message = "healthy: %d checks, %d failed (last: %s)" % (
+                mine["checks"], mine["failures"], mine["last"])
+        else:
+            message = "healthy: %d check%s passed" % (
+                mine["checks"], "" if mine["checks"] == 1 else "s")
+        result["services"][name] = {"healthy": mine["worst"] < limit, "message": message}
+    return result

@@ -118,6 +118,24 @@ def app_units(app):
             app + ".target"]
 
 
+def base_of(name):
+    """The unit base of a unit name: ``A:S`` of ``A:S@8001.service``, ``A:S@.socket`` or
+    ``A:S.target``; ``A`` of ``A.service``."""
+    return name.rsplit(".", 1)[0].split("@", 1)[0]
+
+
+def of_base(base, units):
+    """The units of `units` ({name: bytes}) that belong to the unit base `base` (the
+    shapes of app_units(base)); empty for a service with no units (files only)."""
+    return dict((n, units[n]) for n in app_units(base) if n in (units or {}))
+
+
+def instance_names(names, base):
+    """The instance units (``<base>@<port>.service`` / ``.socket``) among `names`."""
+    pattern = re.compile(r"^%s@[0-9]+\.(service|socket)$" % re.escape(base))
+    return sorted(n for n in set(names) if pattern.match(n))
+
+
 class Instance(object):
     """One running copy of the app: its service unit, its socket unit (socket activation)
     or None, and its port when it is one of several instances (None: the one service)."""

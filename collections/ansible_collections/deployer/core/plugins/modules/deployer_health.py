@@ -66,6 +66,45 @@ options:
   app:
     description: Application name, with O(deploy_to).
     type: str
+  services:
+    description:
+      - The app's services (see M(deployer.core.deployer_switch)'s O(services)), each with
+        its own checks; when given, O(health) is not used. With O(deploy_to), each service's
+        checks are run against every instance of its unit base in the current release.
+      - A sample passes when every service's checks pass; each service is reported in
+        RV(deployer.services), unhealthy when its own checks fail O(threshold) samples in a
+        row.
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: Service name.
+        type: str
+        required: true
+      unit:
+        description: Unit base of the service (C(<app>:<name>)).
+        type: str
+        required: true
+      health:
+        description: The service's checks, as O(health).
+        type: dict
+        default: {}
+        suboptions:
+          http:
+            description: As O(health.http).
+            type: dict
+          tcp:
+            description: As O(health.tcp).
+            type: dict
+          command:
+            description: As O(health.command).
+            type: dict
+          retries:
+            description: Ignored.
+            type: int
+          interval:
+            description: Ignored.
+            type: float
   fail_on_unhealthy:
     description: Fail the task when unhealthy (C(false) to only report, as in facts).
     type: bool
@@ -107,10 +146,15 @@ deployer:
     message:
       description: The last failure (with the run length) or a summary.
       type: str
+    services:
+      description: With O(services), by service name, C(healthy) and C(message) of each.
+      type: dict
+      returned: with O(services)
+      sample: {api: {healthy: true, message: "healthy: 1 check passed"}}
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.deployer.core.plugins.module_utils.health import watch
+from ansible_collections.deployer.core.plugins.module_utils.health import watch, watch_services
 from ansible_collections.deployer.core.plugins.module_utils.layout import Tree
 from ansible_collections.deployer.core.plugins.module_utils.units import (
     instance_health,
@@ -121,7 +165,7 @@ from ansible_collections.deployer.core.plugins.module_utils.units import (
 
 def checks_of(health, deploy_to, app):
     """`health`, or one set of checks per instance when the current release under
-    `deploy_to` runs several instances of `app`."""
+    `deploy_to` runs several instances of `app` (a unit base: the app's, or a service's)."""
     if not deploy_to or not app:
         return health
     tree = Tree(deploy_to)
@@ -134,15 +178,22 @@ def checks_of(health, deploy_to, app):
     return [instance_health(health, i, wanted) for i in wanted]
 
 
+HEALTH_OPTIONS = dict(
+    http=dict(type="dict"),
+    tcp=dict(type="dict"),
+    command=dict(type="dict"),
+    retries=dict(type="int"),
+    interval=dict(type="float"),
+)
+
 # The module's arguments; also read by the lean runner to validate on the controller.
 MODULE_SPEC = dict(
     argument_spec=dict(
-        health=dict(type="dict", default={}, options=dict(
-            http=dict(type="dict"),
-            tcp=dict(type="dict"),
-            command=dict(type="dict"),
-            retries=dict(type="int"),
-            interval=dict(type="float"),
+        health=dict(type="dict", default={}, options=HEALTH_OPTIONS),
+        services=dict(type="list", elements="dict", options=dict(
+            name=dict(type="str", required=True),
+            unit=dict(type="str", required=True),
+            health=dict(type="dict", default={}, options=HEALTH_OPTIONS),
         )),
         duration=dict(type="float", default=0),
         period=dict(type="float", default=5),
@@ -159,8 +210,14 @@ MODULE_SPEC = dict(
 def main():
     module = AnsibleModule(**MODULE_SPEC)
     p = module.params
-    health = checks_of(p["health"] or {}, p["deploy_to"], p["app"])
-    result = watch(health, p["duration"], p["period"], p["threshold"], grace=p["grace"])
+    if p.get("services") is not None:
+        services = [(s["name"], checks_of(s["health"] or {}, p["deploy_to"], s["unit"]))
+                    for s in p["services"]]
+        result = watch_services(services, p["duration"], p["period"], p["threshold"],
+                                grace=p["grace"])
+    else:
+        health = checks_of(p["health"] or {}, p["deploy_to"], p["app"])
+        result = watch(health, p["duration"], p["period"], p["threshold"], grace=p["grace"])
     if not result["healthy"] and p["fail_on_unhealthy"]:
         module.fail_json(msg="unhealthy: %s" % result["message"], deployer=result)
     module.exit_json(changed=False, deployer=result)

@@ -40,6 +40,13 @@ options:
       - Not checked when the host already has the version with the same sha256.
     type: int
     default: 0
+  services:
+    description:
+      - Unit bases of the app's services (C(<app>:<service>), see
+        M(deployer.core.deployer_switch)'s O(services)) whose unit states to report as
+        RV(deployer.service_units), besides RV(deployer.units).
+    type: list
+    elements: str
   certificate:
     description:
       - A PEM certificate (the edge proxy's) whose expiry to report as
@@ -96,6 +103,15 @@ deployer:
       description: systemd ActiveState / UnitFileState of C(<app>.socket) and C(<app>.service).
       type: dict
       sample: {socket: {active: active, enabled: enabled}, service: {active: active, enabled: static}}
+    service_units:
+      description:
+        - With O(services), by unit base, the states of C(<base>.socket) and
+          C(<base>.service) as in RV(deployer.units).
+      type: dict
+      returned: with O(services)
+      sample: {"shop:api": {socket: {active: active, enabled: enabled},
+                            service: {active: active, enabled: static}},
+               "shop:worker": {socket: null, service: {active: active, enabled: enabled}}}
     certificate:
       description: With O(certificate), C(path), C(not_after) (ISO 8601, UTC), C(issuer), or C(error).
       type: dict
@@ -127,21 +143,29 @@ PREFLIGHT = "preflight"
 
 
 def unit_states(module, app):
+    """{socket, service}: the states of C(<app>.socket) and C(<app>.service)."""
+    return units_states(module, [app])[app]
+
+
+def units_states(module, bases):
+    """{base: {socket, service}} for each unit base, in one systemctl call."""
+    result = dict((b, {"socket": None, "service": None}) for b in bases)
     systemctl = module.get_bin_path("systemctl")
-    states = {"socket": None, "service": None}
-    if not systemctl:
-        return states
-    units = [app + ".socket", app + ".service"]
+    if not systemctl or not bases:
+        return result
+    keys = [(b, k) for b in bases for k in ("socket", "service")]
+    units = ["%s.%s" % key for key in keys]
     rc, out, _err = module.run_command(
         [systemctl, "show", "-p", "LoadState,ActiveState,UnitFileState"] + units)
     if rc != 0:
-        return states
-    for key, block in zip(("socket", "service"), out.split("\n\n")):
+        return result
+    for (base, key), block in zip(keys, out.split("\n\n")):
         props = dict(line.partition("=")[::2] for line in block.splitlines())
         if props.get("LoadState") == "not-found":
             continue
-        states[key] = {"active": props.get("ActiveState"), "enabled": props.get("UnitFileState")}
-    return states
+        result[base][key] = {"active": props.get("ActiveState"),
+                             "enabled": props.get("UnitFileState")}
+    return result
 
 
 _MONTHS = dict((m, i + 1) for i, m in enumerate(
@@ -184,6 +208,7 @@ MODULE_SPEC = dict(
         version=dict(type="str", default=""),
         sha256=dict(type="str", default=""),
         required_bytes=dict(type="int", default=0),
+        services=dict(type="list", elements="str"),
         certificate=dict(type="path"),
     ),
     supports_check_mode=True,
@@ -213,8 +238,12 @@ def main():
         free_path=measured,
         has_version=has_version,
         version_state=mine["state"] if mine else None,
-        units=unit_states(module, params["app"]),
     )
+    bases = params.get("services")
+    states = units_states(module, [params["app"]] + [b for b in bases or [] if b != params["app"]])
+    data["units"] = states[params["app"]]
+    if bases is not None:
+        data["service_units"] = dict((b, states[b]) for b in bases)
     if params.get("certificate"):
         data["certificate"] = certificate_info(module, params["certificate"])
     if mine and mine["state"] == BAD:

@@ -37,7 +37,11 @@ description:
     active, the env and unit files are not newer than the running service and one health
     attempt passes, nothing is restarted and C(changed=false).
   - With an empty O(version) (nothing to roll back to) the app's units are stopped,
-    disabled and removed and C(current) is removed, so the host runs nothing.
+    disabled and removed and C(current) is removed, so the host runs nothing. That includes
+    the units of its services (C(<app>:<service>*)), whether or not O(services) is given.
+  - With O(services) the release has several services (see there). Without it, units of
+    services (C(<app>:*)) that an earlier release installed are stopped, disabled and
+    removed when switching (back) to a release of one service.
 options:
   deploy_to:
     description: Root of the release tree.
@@ -80,6 +84,63 @@ options:
         description: Seconds between attempts.
         type: float
         default: 1
+  services:
+    description:
+      - The release's services, in switch order (dependencies first). When given, it
+        replaces the one-service behaviour above (O(health) is not used); the files of
+        service C(S) are in C(releases/<version>/S/), the units of all services in the
+        release's C(.deployer/units/).
+      - The units of a service are those of the one service above with the unit base
+        O(services[].unit) instead of O(app) - C(<unit>.service) (and C(<unit>.socket)), or
+        the templates C(<unit>@.service) (and C(<unit>@.socket)) with C(<unit>.target).
+      - C(current) is switched once, then each service in order has its stale instances
+        stopped, its units installed or removed, is restarted and health-checked; the next
+        one restarts only when it is healthy. A service with no units in the release (files
+        only) is switched by C(current) alone; its checks, if any, are run.
+      - The app's own units (C(<app>.*), C(<app>@*)) and every installed C(<app>:*) unit of a
+        service the release does not have are stopped, disabled and removed (after
+        C(current) is switched, before the first restart).
+      - The release is marked C(good) only when every service is healthy. When the version
+        is already current, a service whose units are unchanged and fresh and that passes one
+        attempt is not restarted; when all are so, nothing changes (C(changed=false)).
+      - A release without units of its own (staged before units were kept with releases)
+        cannot be switched with O(services).
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: Service name (unique), as in RV(deployer.services) and failure messages.
+        type: str
+        required: true
+      unit:
+        description: Unit base of the service, C(<app>:<name>) (unique).
+        type: str
+        required: true
+      health:
+        description:
+          - The service's health checks, as O(health); run against each instance (an HTTP
+            or TCP check on the first instance's port against each instance's own port).
+          - Besides them every attempt requires the instance's service unit to be active.
+        type: dict
+        default: {}
+        suboptions:
+          http:
+            description: As O(health.http).
+            type: dict
+          tcp:
+            description: As O(health.tcp).
+            type: dict
+          command:
+            description: As O(health.command).
+            type: dict
+          retries:
+            description: Maximum number of attempts (per instance).
+            type: int
+            default: 10
+          interval:
+            description: Seconds between attempts.
+            type: float
+            default: 1
   mark_bad:
     description: A version to mark bad (ignored when not on the host).
     type: str
@@ -119,6 +180,19 @@ EXAMPLES = r"""
       retries: 10
       interval: 1
 
+- name: Switch a release of two services, the API first, then its worker
+  deployer.core.deployer_switch:
+    deploy_to: /srv/shop
+    app: shop
+    version: v7
+    services:
+      - name: api
+        unit: "shop:api"
+        health: {http: {port: 8000, path: /healthz}}
+      - name: worker
+        unit: "shop:worker"
+        health: {command: {run: "test -s /run/shop-worker/beat"}}
+
 - name: Roll back to v1, marking v2 bad
   deployer.core.deployer_switch:
     deploy_to: /srv/hello
@@ -144,17 +218,33 @@ deployer:
       description: The current link was changed.
       type: bool
     restarted:
-      description: The service was restarted.
+      description: The service was restarted (with O(services), any service was).
       type: bool
     healthy:
-      description: The health checks passed.
+      description: The health checks passed (with O(services), of every service).
       type: bool
     attempts:
-      description: Health check attempts made.
+      description: Health check attempts made (with O(services), of all services together).
       type: int
     health_message:
-      description: Result of the last attempt.
+      description:
+        - Result of the last attempt.
+        - "With O(services), C(<name>: <result>) of each service joined by C(; ), or on
+          failure the failing service's C(<name>: <result>)."
       type: str
+    services:
+      description:
+        - With O(services), by service name, C(restarted), C(healthy), C(attempts) and
+          C(health_message) of each; on failure the services after the failing one are
+          not restarted (C(healthy=false), C(attempts=0)).
+      type: dict
+      returned: with O(services)
+      sample: {api: {restarted: true, healthy: true, attempts: 2, health_message: "HTTP GET ..."},
+               worker: {restarted: true, healthy: true, attempts: 1, health_message: "..."}}
+    service:
+      description: With O(services), on failure, the name of the service that failed.
+      type: str
+      returned: on failure with O(services)
     marked_bad:
       description: The version marked bad by this run, or null.
       type: str
@@ -186,7 +276,11 @@ from ansible_collections.deployer.core.plugins.module_utils.explain import (
     journal,
     secret_values,
 )
-from ansible_collections.deployer.core.plugins.module_utils.health import attempt, with_retries
+from ansible_collections.deployer.core.plugins.module_utils.health import (
+    attempt,
+    configured,
+    with_retries,
+)
 from ansible_collections.deployer.core.plugins.module_utils.layout import (
     BAD,
     GOOD,
@@ -204,10 +298,14 @@ from ansible_collections.deployer.core.plugins.module_utils.systemd import (
     timestamp,
 )
 from ansible_collections.deployer.core.plugins.module_utils.units import (
+    UNIT_NAME,
     UNITS_DIR,
     app_units,
+    base_of,
     instance_health,
+    instance_names,
     instances as instances_of,
+    of_base,
     of_release as release_units,
     differences as unit_differences,
     install as install_units,
@@ -247,18 +345,25 @@ def record_release(info, app, version):
         write_atomic(path, text.encode("utf-8"), 0o644)
 
 
+HEALTH_OPTIONS = dict(
+    http=dict(type="dict"),
+    tcp=dict(type="dict"),
+    command=dict(type="dict"),
+    retries=dict(type="int", default=10),
+    interval=dict(type="float", default=1),
+)
+
 # The module's arguments; also read by the lean runner to validate on the controller.
 MODULE_SPEC = dict(
     argument_spec=dict(
         deploy_to=dict(type="path", required=True),
         app=dict(type="str", required=True),
         version=dict(type="str", required=True),
-        health=dict(type="dict", default={}, options=dict(
-            http=dict(type="dict"),
-            tcp=dict(type="dict"),
-            command=dict(type="dict"),
-            retries=dict(type="int", default=10),
-            interval=dict(type="float", default=1),
+        health=dict(type="dict", default={}, options=HEALTH_OPTIONS),
+        services=dict(type="list", elements="dict", options=dict(
+            name=dict(type="str", required=True),
+            unit=dict(type="str", required=True),
+            health=dict(type="dict", default={}, options=HEALTH_OPTIONS),
         )),
         mark_bad=dict(type="str"),
         reason=dict(type="str", default=""),
@@ -270,6 +375,25 @@ MODULE_SPEC = dict(
     supports_check_mode=True,
 )
 
+_SERVICE_BASE = re.compile(r"^[A-Za-z0-9_.:-]+$")
+
+
+def check_services(app, services):
+    """Why `services` breaks the contract (names unique, unit bases `<app>:<service>`,
+    unique), or None."""
+    names, bases = set(), set()
+    for service in services:
+        name, base = service["name"], service["unit"]
+        if not name or name in names:
+            return "services: service names must be unique and not empty (%r)" % name
+        if (not base.startswith(app + ":") or base == app + ":"
+                or not _SERVICE_BASE.match(base) or base in bases):
+            return ("services: the unit base of service %s must be unique and of the form "
+                    "%s:<service> (letters, digits, _ . - :), not %r" % (name, app, base))
+        names.add(name)
+        bases.add(base)
+    return None
+
 
 def main():
     module = AnsibleModule(**MODULE_SPEC)
@@ -279,6 +403,7 @@ def main():
     app = p["app"]
     version = p["version"] or ""
     health = p["health"] or {}
+    services = p.get("services")
     systemd = Systemd(module)
     data = dict(previous=tree.current(), current=tree.current(), switched=False,
                 restarted=False, healthy=False, attempts=0, health_message="", marked_bad=None)
@@ -286,6 +411,8 @@ def main():
 
     if version and check_version(version):
         module.fail_json(msg=check_version(version), deployer=dict(data, stage=SWITCH))
+    if services is not None and check_services(app, services):
+        module.fail_json(msg=check_services(app, services), deployer=dict(data, stage=SWITCH))
 
     # 1. Mark the failed version bad first: that must stick even if the switch fails.
     if p["mark_bad"] and p["mark_bad"] != version:
@@ -318,6 +445,10 @@ def main():
     # holds them) say what runs: one service, socket-activated when it has a socket unit,
     # or several instances of a template, each on its own port.
     units = release_units(release)
+    present = present_units(systemd, app)
+    if services is not None:
+        switch_services(module, systemd, tree, app, version, units, meta, present, data,
+                        changed)
     if units is None:
         to_write, to_remove = [], []
         wanted = instances_of(app, None, os.path.exists(os.path.join(UNITS_DIR, app + ".socket")))
@@ -326,42 +457,18 @@ def main():
         wanted = instances_of(app, units)
     group = app + ".target" if units and app + ".target" in units else None
     wanted_names = set(u for i in wanted for u in i.units)
-    stale = [u for u in instance_units(systemd, app) if u not in wanted_names]
+    stale = [u for u in instance_names(present, app) if u not in wanted_names]
+    # units of services (<app>:<service>) left by a release with several services
+    dropped = leftovers(present, app, ())
     checks = [(i, instance_health(health, i, wanted)) for i in wanted]
-
-    def active(instance):
-        def probe(_failing):
-            props = systemd.show(instance.service)[instance.service]
-            if props.get("ActiveState") == "active":
-                return True, ""
-            return False, "%s is %s" % (instance.service, describe(props))
-        return probe
 
     # 3. Already live and fine: leave it alone.
     env_file = tree.env_path(version)
     states = systemd.show(*[u for i in wanted for u in i.units])
 
-    def unit_file(unit):
-        name = unit if "@" not in unit else unit.split("@")[0] + "@." + unit.rsplit(".", 1)[1]
-        return os.path.join(UNITS_DIR, name)
-
-    def socket_ok(instance):
-        sock = states.get(instance.socket) or {}
-        return (sock.get("ActiveState") == "active" and sock.get("UnitFileState") == "enabled"
-                and not newer_than([unit_file(instance.socket)],
-                                   timestamp(sock.get("ActiveEnterTimestamp"))))
-
-    def fresh(instance):
-        svc = states.get(instance.service) or {}
-        files = [unit_file(u) for u in instance.units] + [env_file]
-        enabled = socket_ok(instance) if instance.socket else (
-            svc.get("UnitFileState") == "enabled")
-        return enabled and svc.get("ActiveState") == "active" and not newer_than(
-            files, timestamp(svc.get("ExecMainStartTimestamp")))
-
     if (data["previous"] == version and not to_write and not to_remove and not stale
-            and all(fresh(i) for i in wanted)):
-        results = [attempt(spec, active(i)) for i, spec in checks]
+            and not dropped and all(fresh(states, i, env_file) for i in wanted)):
+        results = [attempt(spec, active(systemd, i)) for i, spec in checks]
         if all(ok for ok, _message in results):
             if meta.get("state") != GOOD:
                 meta.update(state=GOOD, switched_at=meta.get("switched_at") or now_iso(),
@@ -385,13 +492,15 @@ def main():
     if data["switched"]:
         point_current(tree, version)
     record_release(p["release_info"], app, version)
+    if dropped:
+        remove_units(systemd, dropped)
     if stale:  # instances the release does not have (fewer replicas, or one service again)
         systemd.run("disable", "--now", *stale)
     if to_remove:  # e.g. the socket of a release that was socket-activated: free the port
         systemd.run("disable", "--now", *to_remove)
     if to_write or to_remove:
         install_units(units, to_write, to_remove)
-    if to_write or to_remove or stale:
+    if to_write or to_remove or stale or dropped:
         rc, out = systemd.run("daemon-reload")
         if rc != 0:
             fail_start(module, systemd, tree, wanted[0], version, data, health, started,
@@ -404,13 +513,13 @@ def main():
     # retry a restart that fails once (below), so the new `current` gets a clean start.
     systemd.run("reset-failed", *sorted(wanted_names))
     for instance in wanted:
-        restart(module, systemd, tree, instance, states, socket_ok(instance) if instance.socket
-                else None, version, data, health, started)
+        restart(module, systemd, tree, instance, states, socket_ok(states, instance)
+                if instance.socket else None, version, data, health, started)
 
     # 5. Health, on the host itself: every instance.
     total = 0
     for instance, spec in checks:
-        healthy, attempts, message = with_retries(spec, active(instance))
+        healthy, attempts, message = with_retries(spec, active(systemd, instance))
         total += attempts
         data.update(healthy=healthy, attempts=total, health_message=message)
         if not healthy:
@@ -421,24 +530,249 @@ def main():
     module.exit_json(changed=changed, deployer=data)
 
 
-def instance_units(systemd, app):
-    """Instance units of `app`'s templates that are loaded or enabled now."""
+class Service(object):
+    """One service of a release switched with O(services): its units in the release
+    (unit base `unit`), what to change under /etc, its instances and their checks."""
+
+    def __init__(self, spec, units, present):
+        self.name, self.base = spec["name"], spec["unit"]
+        self.health = spec.get("health") or {}
+        self.units = of_base(self.base, units)
+        self.to_write, self.to_remove = unit_differences(self.base, self.units)
+        # no units of its base: a static service (files only), switched by current alone
+        self.wanted = instances_of(self.base, self.units) if self.units else []
+        self.group = self.base + ".target" if self.base + ".target" in self.units else None
+        self.names = set(u for i in self.wanted for u in i.units)
+        self.stale = [u for u in instance_names(present, self.base) if u not in self.names]
+        self.checks = [(i, instance_health(self.health, i, self.wanted)) for i in self.wanted]
+        self.result = dict(restarted=False, healthy=False, attempts=0, health_message="")
+
+    def unchanged(self):
+        return not (self.to_write or self.to_remove or self.stale)
+
+    def check_once(self, systemd):
+        """One attempt of every instance's checks (of the checks alone for a static
+        service): (ok, attempts, message)."""
+        if not self.wanted:
+            if not configured(self.health):
+                return True, 0, "no units: switched by current alone"
+            ok, message = attempt(self.health)
+            return ok, 1, message
+        results = [attempt(spec, active(systemd, i)) for i, spec in self.checks]
+        return (all(ok for ok, _m in results), len(results),
+                "; ".join(m for _ok, m in results if m))
+
+    def check_with_retries(self, systemd):
+        """Every instance's checks with retries: (ok, attempts, message, failing instance
+        and its checks or None)."""
+        if not self.wanted:
+            if not configured(self.health):
+                return True, 0, "no units: switched by current alone", None
+            ok, attempts, message = with_retries(self.health)
+            return ok, attempts, message, (None, self.health)
+        total, messages = 0, []
+        for instance, spec in self.checks:
+            ok, attempts, message = with_retries(spec, active(systemd, instance))
+            total += attempts
+            messages.append(message)
+            if not ok:
+                return False, total, message, (instance, spec)
+        return True, total, "; ".join(m for m in messages if m), None
+
+
+def switch_services(module, systemd, tree, app, version, units, meta, present, data, changed):
+    """Switch a release of several services (O(services)): `current` once, then each
+    service in order (its stale instances stopped, its units installed, restarted and
+    health-checked), the next one only when it is healthy; the app's own units and those of
+    services the release dropped are removed. Does not return."""
+    p = module.params
+    if units is None:
+        module.fail_json(msg="version %s has no units of its own (.deployer/units/, staged "
+                         "before units were kept with releases): it cannot be switched with "
+                         "services" % version, deployer=dict(data, stage=SWITCH))
+    plan = [Service(spec, units, present) for spec in p["services"]]
+    data["services"] = dict((s.name, s.result) for s in plan)
+    # Units of the app the release does not have: the app's own (one service before) and
+    # those of the services it no longer has.
+    dropped = leftovers(present, app, [s.base for s in plan])
+    env_file = tree.env_path(version)
+    names = [u for s in plan for i in s.wanted for u in i.units]
+    states = systemd.show(*names) if names else {}
+
+    def summary():
+        data.update(
+            attempts=sum(s.result["attempts"] for s in plan),
+            restarted=any(s.result["restarted"] for s in plan),
+            health_message="; ".join("%s: %s" % (s.name, s.result["health_message"])
+                                     for s in plan))
+
+    # 3. Already live and fine (each service: units as the release has them, fresh, one
+    # healthy attempt): leave it alone. A service found so stays up when others restart.
+    live = []
+    if data["previous"] == version:
+        for service in plan:
+            if service.unchanged() and all(fresh(states, i, env_file) for i in service.wanted):
+                ok, attempts, message = service.check_once(systemd)
+                if ok:
+                    service.result.update(healthy=True, attempts=attempts,
+                                          health_message=message)
+                    live.append(service)
+        if len(live) == len(plan) and not dropped:
+            if meta.get("state") != GOOD:
+                meta.update(state=GOOD, switched_at=meta.get("switched_at") or now_iso(),
+                            reason=None)
+                if not module.check_mode:
+                    tree.write_meta(version, meta)
+                changed = True
+            summary()
+            data["healthy"] = True
+            if not module.check_mode:
+                record_release(p["release_info"], app, version)
+            module.exit_json(changed=changed, deployer=data)
+
+    # 4. Switch once, remove what the release does not have, then service by service.
+    data.update(current=version, switched=data["previous"] != version)
+    todo = [s for s in plan if s not in live]
+    if module.check_mode:
+        for service in todo:
+            service.result.update(restarted=bool(service.wanted),
+                                  health_message="check mode: health not checked")
+        summary()
+        module.exit_json(changed=True, deployer=data)
+    started = time.time()
+    if data["switched"]:
+        point_current(tree, version)
+    record_release(p["release_info"], app, version)
+    if dropped:
+        remove_units(systemd, dropped)
+        systemd.run("daemon-reload")
+    for service in todo:
+        switch_service(module, systemd, tree, service, states, version, data, started, summary)
+    summary()
+    data["healthy"] = True
+    meta = tree.read_meta(version) or meta
+    meta.update(state=GOOD, switched_at=now_iso(), reason=None)
+    tree.write_meta(version, meta)
+    module.exit_json(changed=True, deployer=data)
+
+
+def switch_service(module, systemd, tree, service, states, version, data, started, summary):
+    """One service of O(services), `current` already switched: its units as the release
+    has them, its instances restarted, then health-checked; fails the switch naming it."""
+    def failed(instance, spec, message):
+        summary()
+        fail_start(module, systemd, tree, instance, version, data, spec, started, message,
+                   service=service.name)
+
+    if service.stale:
+        systemd.run("disable", "--now", *service.stale)
+    if service.to_remove:
+        systemd.run("disable", "--now", *service.to_remove)
+    if service.to_write or service.to_remove:
+        install_units(service.units, service.to_write, service.to_remove)
+    if not service.unchanged():
+        rc, out = systemd.run("daemon-reload")
+        if rc != 0:
+            failed(service.wanted[0] if service.wanted else None, service.health,
+                   "systemctl daemon-reload failed: %s" % out)
+    if service.group:
+        systemd.run("enable", service.group)
+    if service.wanted:
+        systemd.run("reset-failed", *sorted(service.names))
+        service.result["restarted"] = True
+        for instance in service.wanted:
+            restart(module, systemd, tree, instance, states, socket_ok(states, instance)
+                    if instance.socket else None, version, data, service.health, started,
+                    service=service.name, summary=summary)
+    ok, attempts, message, failing = service.check_with_retries(systemd)
+    service.result.update(healthy=ok, attempts=attempts, health_message=message)
+    if not ok:
+        failed(failing[0], failing[1], message)
+
+
+def present_units(systemd, app):
+    """The app's units systemd knows of: loaded or enabled instances (<app>@<port>.*), and
+    the units of its services (<app>:*) loaded, enabled or installed."""
     names = set()
-    rc, out = systemd.run("list-units", "--all", "--plain", "--no-legend", app + "@*")
+    rc, out = systemd.run("list-units", "--all", "--plain", "--no-legend", app + "@*",
+                          app + ":*")
     if rc == 0:
         for line in out.splitlines():
             fields = line.split()
             if fields:
                 names.add(fields[0])
-    for wants in glob.glob(os.path.join(UNITS_DIR, "*.wants", glob.escape(app) + "@*")):
-        names.add(os.path.basename(wants))
-    pattern = re.compile(r"^%s@[0-9]+\.(service|socket)$" % re.escape(app))
-    return sorted(n for n in names if pattern.match(n))
+    for pattern in ("*.wants/" + glob.escape(app) + "@*", "*.wants/" + glob.escape(app) + ":*",
+                    glob.escape(app) + ":*"):
+        for path in glob.glob(os.path.join(UNITS_DIR, pattern)):
+            names.add(os.path.basename(path))
+    ours = re.compile(r"^%s[@:]" % re.escape(app))
+    return sorted(n for n in names if ours.match(n) and UNIT_NAME.match(n))
 
 
-def restart(module, systemd, tree, instance, states, socket_ok, version, data, health, started):
+def leftovers(present, app, bases):
+    """Units to remove for a release whose services have the unit bases `bases`: when it
+    has several services (`bases` not empty), the app's own units and instances; the units
+    of any service (<app>:*) whose base is not in `bases`."""
+    out = set(n for n in present if n.startswith(app + ":") and base_of(n) not in bases)
+    if bases:
+        out.update(n for n in app_units(app) if os.path.lexists(os.path.join(UNITS_DIR, n)))
+        out.update(instance_names(present, app))
+    return sorted(out)
+
+
+def remove_units(systemd, names):
+    """Stop, disable and remove units the release does not have (daemon-reload after)."""
+    running = [n for n in names if "@." not in n]  # a template cannot be stopped
+    systemd.run("disable", *names)
+    if running:
+        systemd.run("stop", *running)
+    install_units({}, [], [n for n in names if os.path.lexists(os.path.join(UNITS_DIR, n))])
+    if running:
+        systemd.run("reset-failed", *running)
+
+
+def unit_file(unit):
+    name = unit if "@" not in unit else unit.split("@")[0] + "@." + unit.rsplit(".", 1)[1]
+    return os.path.join(UNITS_DIR, name)
+
+
+def socket_ok(states, instance):
+    sock = states.get(instance.socket) or {}
+    return (sock.get("ActiveState") == "active" and sock.get("UnitFileState") == "enabled"
+            and not newer_than([unit_file(instance.socket)],
+                               timestamp(sock.get("ActiveEnterTimestamp"))))
+
+
+def fresh(states, instance, env_file):
+    """The instance runs the installed units and env file (none is newer than its start)."""
+    svc = states.get(instance.service) or {}
+    files = [unit_file(u) for u in instance.units] + [env_file]
+    enabled = socket_ok(states, instance) if instance.socket else (
+        svc.get("UnitFileState") == "enabled")
+    return enabled and svc.get("ActiveState") == "active" and not newer_than(
+        files, timestamp(svc.get("ExecMainStartTimestamp")))
+
+
+def active(systemd, instance):
+    """The health attempts' extra check: the instance's service is active."""
+    def probe(_failing):
+        props = systemd.show(instance.service)[instance.service]
+        if props.get("ActiveState") == "active":
+            return True, ""
+        return False, "%s is %s" % (instance.service, describe(props))
+    return probe
+
+
+def restart(module, systemd, tree, instance, states, socket_ok, version, data, health, started,
+            service=None, summary=None):
     """Start `instance` on the release just made current: its socket first (when it has
     one), then a restart of its service (retried once)."""
+    def failed(message):
+        if summary:
+            summary()
+        fail_start(module, systemd, tree, instance, version, data, health, started, message,
+                   service=service)
+
     sock = states.get(instance.socket) or {}
     svc = states.get(instance.service) or {}
     if instance.socket and not socket_ok:
@@ -451,8 +785,7 @@ def restart(module, systemd, tree, instance, states, socket_ok, version, data, h
                 systemd.run("stop", instance.service)
             rc, out = systemd.run("enable", "--now", instance.socket)
         if rc != 0:
-            fail_start(module, systemd, tree, instance, version, data, health, started,
-                       "systemctl could not start %s: %s" % (instance.socket, out))
+            failed("systemctl could not start %s: %s" % (instance.socket, out))
     elif not instance.socket and svc.get("UnitFileState") != "enabled":
         systemd.run("enable", instance.service)  # it starts at boot on its own
     rc, out = systemd.run("restart", instance.service)
@@ -461,16 +794,19 @@ def restart(module, systemd, tree, instance, states, socket_ok, version, data, h
         rc, out = systemd.run("restart", instance.service)
     if rc != 0:
         state = describe(systemd.show(instance.service)[instance.service])
-        fail_start(module, systemd, tree, instance, version, data, health, started,
-                   "systemctl restart %s failed (%s): %s" % (instance.service, state, out))
+        failed("systemctl restart %s failed (%s): %s" % (instance.service, state, out))
 
 
 def stop_application(module, systemd, tree, app, p, data):
     """Nothing to switch to (a first release that failed, or a rollback with no previous
-    release): stop and disable the app's units, remove them and `current`, so no broken
-    process keeps restarting and the host plainly runs nothing."""
-    files = app_units(app)
-    names = files + instance_units(systemd, app)
+    release): stop and disable the app's units (those of each of its services too), remove
+    them and `current`, so no broken process keeps restarting and the host plainly runs
+    nothing."""
+    present = present_units(systemd, app)
+    services = [n for n in present if n.startswith(app + ":")]
+    files = app_units(app) + [n for n in services if n not in app_units(app)]
+    names = app_units(app) + instance_names(present, app) + [
+        n for n in services if "@." not in n]
     props = systemd.show(*names)
     running = any(props[u].get("ActiveState") not in (None, "", "inactive", "failed")
                   for u in names)
@@ -482,31 +818,46 @@ def stop_application(module, systemd, tree, app, p, data):
         systemd.run("stop", *names)
         remove_path(tree.current_link)
         if installed:
+            templates = [n for n in installed if n not in names]  # of services: not stoppable
+            if templates:
+                systemd.run("disable", *templates)
             install_units({}, [], installed)
             systemd.run("daemon-reload")
         systemd.run("reset-failed", *names)
     data.update(current=None, switched=data["previous"] is not None,
                 health_message="no version to switch to: %s stopped" % app)
+    if p.get("services") is not None:
+        data["services"] = dict((s["name"], dict(
+            restarted=False, healthy=False, attempts=0, health_message="stopped"))
+            for s in p["services"])
     if not module.check_mode:
         record_release(p["release_info"], app, None)
     module.exit_json(changed=changed or bool(data["marked_bad"]), deployer=data)
 
 
-def fail_start(module, systemd, tree, instance, version, data, health, started, message):
+def fail_start(module, systemd, tree, instance, version, data, health, started, message,
+               service=None):
     """Fail the switch with why: the cause systemd and the journal show, the last health
-    result, and the failing instance's last journal lines."""
-    props = systemd.show(instance.service)[instance.service]
-    lines = journal(instance.service, started, secret_values(tree.env_path(version)))
+    result, and the failing instance's last journal lines. `service`: the service of
+    O(services) that failed (`instance` None: one without units)."""
+    props = systemd.show(instance.service)[instance.service] if instance else {}
+    lines = journal(instance.service, started, secret_values(tree.env_path(version))) \
+        if instance else []
     port = (health.get("http") or {}).get("port") or (health.get("tcp") or {}).get("port")
     failure = describe_failure(props, lines, message, port)
     # The new version is current and did not come up: a health failure, not a switch one.
-    data.update(health_message=message, failure=failure,
-                stage=HEALTH if data["switched"] else SWITCH)
+    data.update(health_message=message if service is None else "%s: %s" % (service, message),
+                failure=failure, healthy=False, stage=HEALTH if data["switched"] else SWITCH)
+    where = []
+    if service is not None:
+        data["service"] = service
+        where.append("service %s" % service)
+    if instance and instance.port:
+        where.append("instance on port %d" % instance.port)
     tail = " | ".join(failure["journal"][-5:])
-    where = " (instance on port %d)" % instance.port if instance.port else ""
     module.fail_json(
         msg="%s failed on this host%s: %s (%s)%s" % (
-            version, where, failure["summary"], message,
+            version, " (%s)" % ", ".join(where) if where else "", failure["summary"], message,
             "; journal: " + tail if tail else ""),
         changed=True, deployer=data)
 
