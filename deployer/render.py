@@ -20,7 +20,7 @@ from deployer.engine.preview import PlanResult
 from deployer.engine.results import DeployResult
 from deployer.errors import DeployerError
 from deployer.inventories import WrittenInventory
-from deployer.ledger import Deployment
+from deployer.ledger import Deployment, ServiceResult
 from deployer.stats import Durations, Stats
 from deployer.targets.base import LockInfo, ReleasesResult, RollbackResult, StatusResult
 from deployer.targets.ssh.monitoring import MonitoringResult
@@ -97,6 +97,15 @@ def _status(text: str) -> str:
     return f"[{_STATUS_STYLE.get(text, 'white')}]{text}[/]"
 
 
+def _services(results: Sequence[ServiceResult], *, restarts: bool = False) -> str:
+    """`api healthy (restarted), worker UNHEALTHY` for an app of several services."""
+    out = []
+    for s in results:
+        state = {True: "healthy", False: "UNHEALTHY", None: "-"}[s.healthy]
+        out.append(f"{s.name} {state}" + (" (restarted)" if restarts and s.restarted else ""))
+    return ", ".join(out)
+
+
 def _hosts_table(rows: Sequence[Sequence[str]], *headers: str) -> Table:
     table = Table(box=None, pad_edge=False)
     for header in headers:
@@ -108,11 +117,18 @@ def _hosts_table(rows: Sequence[Sequence[str]], *headers: str) -> Table:
 
 @show.register
 def _(result: DeployResult, console: Console) -> None:
-    rows = [
+    rows: list[tuple[str, ...]] = [
         (h.host, h.status.value, h.stage, h.before or "-", h.after or "-", h.message)
         for h in result.hosts
     ]
-    console.print(_hosts_table(rows, "host", "result", "stage", "before", "after", "message"))
+    headers: tuple[str, ...] = ("host", "result", "stage", "before", "after", "message")
+    if any(h.services for h in result.hosts):  # an app of several services
+        rows = [
+            (*r[:5], _services(h.services, restarts=True), r[5])
+            for r, h in zip(rows, result.hosts, strict=True)
+        ]
+        headers = (*headers[:5], "services", headers[5])
+    console.print(_hosts_table(rows, *headers))
     noop = " (no-op: already deployed)" if result.noop else ""
     console.print(
         f"deployment #{result.deployment_id} {escape(result.environment)} "
@@ -140,7 +156,7 @@ def _(result: RollbackResult, console: Console) -> None:
 
 @show.register
 def _(result: StatusResult, console: Console) -> None:
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for h in result.hosts:
         health = (
             "unreachable"
@@ -148,7 +164,13 @@ def _(result: StatusResult, console: Console) -> None:
             else {True: "healthy", False: "UNHEALTHY", None: "-"}[h.healthy]
         )
         rows.append((h.host, h.current or "-", health, h.message))
-    console.print(_hosts_table(rows, "host", "version", "health", "detail"))
+    if any(h.services for h in result.hosts):  # an app of several services
+        rows = [
+            (*r[:3], _services(h.services), r[3]) for r, h in zip(rows, result.hosts, strict=True)
+        ]
+        console.print(_hosts_table(rows, "host", "version", "health", "services", "detail"))
+    else:
+        console.print(_hosts_table(rows, "host", "version", "health", "detail"))
     if result.last is not None:
         last = result.last
         console.print(
@@ -190,7 +212,10 @@ def _(result: PlanResult, console: Console) -> None:
     rows: list[tuple[str, ...]] = [
         (str(h.batch), h.host, h.current or "-", h.new, h.action) for h in result.hosts
     ]
-    if any(h.ports for h in result.hosts):  # several instances per host: where they listen
+    if any(h.services for h in result.hosts):  # an app of several services: what runs where
+        rows = [(*row, ", ".join(h.services)) for row, h in zip(rows, result.hosts, strict=True)]
+        console.print(_hosts_table(rows, "batch", "host", "current", "new", "action", "services"))
+    elif any(h.ports for h in result.hosts):  # several instances per host: where they listen
         rows = [(*row, _instances(h.ports)) for row, h in zip(rows, result.hosts, strict=True)]
         console.print(_hosts_table(rows, "batch", "host", "current", "new", "action", "instances"))
     else:

@@ -26,6 +26,8 @@ class PlannedHost:
     rollback_to: str | None = None
     ports: tuple[int, ...] = ()
     """The ports of the host's instances, when it runs several (`replicas`)."""
+    services: tuple[str, ...] = ()
+    """For an app of several services: what the host runs of each, in switch order."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,23 @@ def _proxy(session: Session) -> PlannedProxy | None:
     return PlannedProxy(proxy.hosts, proxy.server_name, proxy.http_port, backends)
 
 
+def _placement(env: Any, host: str) -> tuple[str, ...]:
+    """`api: 2 on 8100-8101`, `worker: 2`, `frontend: static` for the services on `host`."""
+    out = []
+    for service in env.services:
+        if host not in service.hosts:
+            continue
+        ports, count = service.ports(host), service.count(host)
+        if service.kind == "static":
+            out.append(f"{service.name}: static")
+        elif ports:
+            where = f"{ports[0]}" if len(ports) == 1 else f"{ports[0]}-{ports[-1]}"
+            out.append(f"{service.name}: {len(ports)} on {where}")
+        else:
+            out.append(f"{service.name}: {count}")
+    return tuple(out)
+
+
 def plan(
     session: Session, driver: Target, *, version: str | None, artifact_path: Path | None
 ) -> PlanResult:
@@ -89,12 +108,19 @@ def plan(
         for host in group:
             fact = facts.get(host)
             ports = env.ports(host) if host in env.instances else ()
+            placed = _placement(env, host)
             if fact is None or not fact.reachable:
-                rows.append(PlannedHost(host, number, None, version, "unreachable", ports=ports))
+                rows.append(
+                    PlannedHost(
+                        host, number, None, version, "unreachable", ports=ports, services=placed
+                    )
+                )
                 continue
             action = "unchanged" if fact.current == version else "deploy"
             back = steps.rollback_to.get(host)
-            rows.append(PlannedHost(host, number, fact.current, version, action, back, ports))
+            rows.append(
+                PlannedHost(host, number, fact.current, version, action, back, ports, placed)
+            )
     bad = version in session.ledger.bad_versions(env.environment) or any(
         version in f.bad for f in facts.values()
     )

@@ -210,6 +210,8 @@ class HostState:
     releases: tuple[ReleaseOnHost, ...]
     certificate: Certificate | None = None
     """The edge proxy's certificate, on a proxy host when HTTPS is on (`status`)."""
+    services: tuple[ServiceResult, ...] = ()
+    """For an app of several services: each one's health sample on this host (`status`)."""
 
     def has(self, version: str) -> bool:
         return any(r.version == version for r in self.releases)

@@ -151,7 +151,7 @@ class Reply:
             },
             releases=tuple(r for r in data.get("releases") or () if isinstance(r, Mapping)),
             rejected=tuple(rejected(data)),
-            services=_services(data.get("services")),
+            services=service_results(data.get("services")),
         )
 
     def lock_report(self) -> dict[str, Any]:
@@ -169,7 +169,7 @@ class Reply:
 _SERVICE = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
 
-def _services(value: Any) -> tuple[ServiceResult, ...]:
+def service_results(value: Any) -> tuple[ServiceResult, ...]:
     """`{name: {healthy, restarted, health_message}}` as a host reports it; a name that is no
     service name is dropped."""
     if not isinstance(value, Mapping):

@@ -23,7 +23,7 @@ from deployer.targets.base import (
 )
 from deployer.targets.ssh.context import SshSession as Session
 from deployer.targets.ssh.lock import lock_info, locked_error
-from deployer.targets.ssh.replies import rejected
+from deployer.targets.ssh.replies import rejected, service_results
 
 
 def _releases(data: Mapping[str, Any]) -> tuple[ReleaseOnHost, ...]:
@@ -116,6 +116,7 @@ def read_hosts(
             message=message if reachable else (outcome.message if outcome else "no result"),
             releases=_releases(data),
             certificate=certificate(host, data, datetime.now(UTC)) if reachable else None,
+            services=service_results(data.get("services")) if health and reachable else (),
         )
     return states
 
