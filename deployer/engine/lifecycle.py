@@ -79,8 +79,10 @@ class _Rollout:
         message: str = "",
         services: tuple[ServiceResult, ...] = (),
     ) -> None:
+        # a later note (the rollback of a host) keeps what its services did before
+        kept = self.hosts[host].services if host in self.hosts and not services else services
         self.hosts[host] = HostReport(
-            host, status, stage, self.before.get(host), after, message, services
+            host, status, stage, self.before.get(host), after, message, kept
         )
 
     def stage(self, name: str) -> None:

@@ -31,6 +31,8 @@ class Load:
 
     proxies: list[str]
     domain: str
+    path: str = "/"
+    """Answered with a body whose last word is the version."""
     stop: threading.Event = field(default_factory=threading.Event)
     sent: int = 0
     failures: Counter[str] = field(default_factory=Counter)
@@ -40,7 +42,7 @@ class Load:
     def _one(self, address: str) -> None:
         conn = http.client.HTTPConnection(address, 80, timeout=5)
         try:
-            conn.request("GET", "/", headers={"Host": self.domain})
+            conn.request("GET", self.path, headers={"Host": self.domain})
             response = conn.getresponse()
             body = response.read().decode(errors="replace")
         except (OSError, http.client.HTTPException) as exc:
@@ -56,7 +58,8 @@ class Load:
     def _run(self) -> None:
         started = time.monotonic()
         while not self.stop.is_set() and time.monotonic() - started < MAX_SECONDS:
-            worker = threading.Thread(target=self._one, args=(self.proxies[self.sent % 2],))
+            proxy = self.proxies[self.sent % len(self.proxies)]
+            worker = threading.Thread(target=self._one, args=(proxy,))
             worker.start()
             self.threads.append(worker)
             self.sent += 1
