@@ -22,9 +22,9 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from deployer.artifact import for_target
+from deployer.artifact import for_services, for_target
 from deployer.config.loader import load_project
-from deployer.config.models import Environment, Host, Project, Section
+from deployer.config.models import Environment, Host, Project, Section, ServiceSpec
 from deployer.config.resolve import Target, resolve
 from deployer.errors import ConfigError
 from deployer.plan import extravars, strategy
@@ -197,9 +197,6 @@ ELSEWHERE: dict[str, str] = {
     "rollback.automatic": "tests/unit/engine/test_engine_lifecycle.py",
     "environments.*.notifications": "tests/unit/notify",
     "environments.*.swarm": "tests/golden/swarm",
-    # Planned (placement, units, routes) but not yet handed to the playbooks: each of its
-    # keys gets a probe against a services base once the deploy consumes them.
-    "services": "tests/unit/plan/test_services_plan.py",
 }
 """Leaf path -> where the test of its consumer lives (consumed outside planning)."""
 
@@ -227,6 +224,8 @@ def _leaves(model: type[BaseModel], prefix: str) -> list[str]:
             out += _leaves(Environment, "environments.*.")
         elif model is Environment and name == "hosts":
             out += _leaves(Host, "environments.*.hosts.*[].")
+        elif model is Project and name == "services":
+            out += _leaves(ServiceSpec, "services.*.")
         elif inner is not None and issubclass(inner, Section) and origin in NOT_CONTAINERS:
             out += _leaves(inner, f"{path}.")
         else:
@@ -238,9 +237,10 @@ LEAVES = _leaves(Project, "")
 
 
 def test_every_key_has_a_probe_or_a_named_consumer() -> None:
-    unprobed = [p for p in LEAVES if p not in PROBES and p not in ELSEWHERE]
+    probed = {*PROBES, *SERVICE_PROBES, *ELSEWHERE}
+    unprobed = [p for p in LEAVES if p not in probed]
     assert unprobed == [], "give each new key a probe here (or refuse it in resolve)"
-    assert sorted(set(PROBES) | set(ELSEWHERE)) == sorted(LEAVES), "stale probes"
+    assert sorted(probed) == sorted(LEAVES), "stale probes"
 
 
 @pytest.mark.parametrize("path", sorted(ELSEWHERE))
@@ -259,11 +259,19 @@ def _project(tmp_path: Path, data: Data) -> Target:
 def _fingerprint(target: Target, tmp_path: Path) -> str:
     hosts = list(target.host_names)
     lock = extravars.lock_vars(target, "token", {}, target.lock_ttl)
-    source = tmp_path / target.artifact.path
-    source.mkdir(exist_ok=True)
-    for name in ("app.py", "notes.txt", "secret.pem"):
-        (source / name).write_text(name)
-    packed = for_target(target, source, tmp_path / "dist", target.artifact.build)
+    if target.services:
+        for service in target.services:
+            source = tmp_path / service.artifact.path
+            source.mkdir(parents=True, exist_ok=True)
+            for name in ("app.py", "notes.txt", "secret.pem"):
+                (source / name).write_text(name)
+        packed = for_services(target, tmp_path / "dist")
+    else:
+        source = tmp_path / target.artifact.path
+        source.mkdir(exist_ok=True)
+        for name in ("app.py", "notes.txt", "secret.pem"):
+            (source / name).write_text(name)
+        packed = for_target(target, source, tmp_path / "dist", target.artifact.build)
     outputs = {
         "inventory": build_inventory(target),
         "prepare": extravars.prepare_vars(
@@ -305,4 +313,116 @@ def test_a_key_changes_the_plan_or_is_refused(path: str, tmp_path: Path) -> None
     if refused:
         assert all(": " in problem for problem in refused), refused  # each names its path
         return
+    assert _fingerprint(target, probe_dir) != baseline, f"{path} reaches no consumer"
+
+
+# --- an app of several services -------------------------------------------------------------
+
+SERVICES_BASE: dict[str, Any] = {
+    "app": {"name": "shop"},
+    "health": {"http": {"path": "/healthz"}},
+    "services": {
+        "front": {"kind": "static", "component": "edge", "artifact": {"path": "front"}},
+        "api": {
+            "component": "web",
+            "artifact": {"path": "api"},
+            "command": "/usr/bin/python3 api.py",
+            "port": 8000,
+            "route": "/api",
+        },
+        "work": {"kind": "worker", "component": "web", "command": "/usr/bin/python3 w.py"},
+    },
+    "environments": {
+        "production": {
+            "hosts": {
+                "web": [
+                    {"address": "10.0.0.1", "name": "web1"},
+                    {"address": "10.0.0.2", "name": "web2"},
+                ],
+                "edge": [{"address": "10.0.0.3", "name": "edge1"}],
+            },
+            "domain": "base.example.com",
+        }
+    },
+}
+
+
+def _svc(name: str, *path: str, value: Any) -> Callable[[Data], None]:
+    return _set("services", name, *path, value=value)
+
+
+def _both(*probes: Callable[[Data], None]) -> Callable[[Data], None]:
+    def probe(data: Data) -> None:
+        for one in probes:
+            one(data)
+
+    return probe
+
+
+def _unset(*path: str) -> Callable[[Data], None]:
+    def probe(data: Data) -> None:
+        node: Any = data
+        for key in path[:-1]:
+            node = node[key]
+        del node[path[-1]]
+
+    return probe
+
+
+SERVICE_PROBES: dict[str, Callable[[Data], None]] = {
+    "services.*.kind": _both(
+        _svc("api", "kind", value="worker"), _unset("services", "api", "port"),
+        _unset("services", "api", "route"),
+    ),
+    "services.*.component": _both(
+        _svc("work", "component", value="edge"), _set(*ENV, "hosts", "web", value=[
+            {"address": "10.0.0.1", "name": "web1"}, {"address": "10.0.0.2", "name": "web2"},
+            {"address": "10.0.0.3", "name": "edge1"},
+        ]),
+    ),
+    "services.*.artifact.path": _svc("api", "artifact", "path", value="api2"),
+    "services.*.artifact.build": _svc("api", "artifact", "build", value="touch built.txt"),
+    "services.*.artifact.exclude": _svc("api", "artifact", "exclude", value=["*.txt"]),
+    "services.*.artifact.include": _svc("api", "artifact", "include", value=["secret.pem"]),
+    "services.*.command": _svc("api", "command", value="/usr/bin/python3 other.py"),
+    "services.*.port": _svc("api", "port", value=8500),
+    "services.*.listen": _svc("api", "listen", value="socket"),
+    "services.*.env": _svc("api", "env", value={"MODE": "x"}),
+    "services.*.health.http.path": _svc("api", "health", value={"http": {"path": "/h"}}),
+    "services.*.health.http.port": _svc("work", "health", value={"http": {"port": 9001}}),
+    "services.*.health.http.status": _svc(
+        "api", "health", value={"http": {"path": "/healthz", "status": 204}}
+    ),
+    "services.*.health.http.body": _svc("api", "health", value={"http": {"body": "ok"}}),
+    "services.*.health.http.timeout": _svc("api", "health", value={"http": {"timeout": 5}}),
+    "services.*.health.tcp.port": _svc("work", "health", value={"tcp": {"port": 9001}}),
+    "services.*.health.tcp.timeout": _svc("api", "health", value={"tcp": {"timeout": 5}}),
+    "services.*.health.command.run": _svc("work", "health", value={"command": {"run": "true"}}),
+    "services.*.health.command.timeout": _svc(
+        "work", "health", value={"command": {"run": "true", "timeout": 3}}
+    ),
+    "services.*.health.command.user": _svc(
+        "work", "health", value={"command": {"run": "true", "user": "root"}}
+    ),
+    "services.*.health.retries": _svc("work", "health", value={"retries": 3}),
+    "services.*.health.interval": _svc("work", "health", value={"interval": 3}),
+    "services.*.resources.cpu": _svc("api", "resources", value={"cpu": 2}),
+    "services.*.resources.memory": _svc("api", "resources", value={"memory": "1Gi"}),
+    "services.*.depends_on": _svc("api", "depends_on", value=["work"]),
+    "services.*.route": _svc("api", "route", value="/v1"),
+    "services.*.root": _svc("front", "root", value="dist"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("path", sorted(SERVICE_PROBES))
+def test_a_service_key_changes_the_plan(path: str, tmp_path: Path) -> None:
+    """Against an app of several services: every key must change what the hosts are
+    handed (never merely be refused)."""
+    base_dir, probe_dir = tmp_path / "base", tmp_path / "probe"
+    base_dir.mkdir()
+    probe_dir.mkdir()
+    baseline = _fingerprint(_project(base_dir, SERVICES_BASE), base_dir)
+    data = copy.deepcopy(SERVICES_BASE)
+    SERVICE_PROBES[path](data)
+    target = _project(probe_dir, data)
     assert _fingerprint(target, probe_dir) != baseline, f"{path} reaches no consumer"
