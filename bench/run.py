@@ -7,7 +7,9 @@
 1. deploy wall time at N hosts: deployer (the whole fleet at once) vs deployer rolling in two
    batches (`batch_size: 50%`, its own app and port) vs a plain one-task-per-step playbook vs
    the floor (one ssh per host), same tarball and hosts, runs alternated; medians and ratios;
-2. rollback wall time at N; 3. failed requests and the longest gap between successes under a
+2. rollback wall time at N; 3d. the full-stack example (examples/shop: a static frontend
+   on one host, its API on the others) deploy and rollback wall times at N; 3. failed
+   requests and the longest gap between successes under a
    constant HTTP load during a deploy and during a rollback (the example app on its systemd
    socket), and during a deploy of the same app binding its own port (no proxy in front:
    reported, not a target); 4. deploy time at each scale
@@ -32,6 +34,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.contenders import (
+    FULL_STACK_PORT,
     PORT_MODE_PORT,
     PROXIED_PORT,
     ROLLING_PORT,
@@ -166,6 +169,59 @@ def scaling(root: Path, lab: Any, sizes: list[int]) -> dict[int, float]:
     return out
 
 
+SHOP = Path(__file__).resolve().parents[1] / "examples" / "shop"
+
+
+def full_stack(root: Path, lab: Any, n: int, runs: int) -> dict[str, Any]:
+    """examples/shop as shipped, but the whole fleet at once (next to the one-service
+    figures): its static frontend on the first host, its API (two instances per host) on
+    the other n - 1; `runs` deploys of a new version and `runs` rollbacks, medians."""
+    import shutil
+
+    import yaml
+
+    shutil.copytree(SHOP, root, ignore=shutil.ignore_patterns("dist", "__pycache__", ".deployer"))
+    config = yaml.safe_load((root / "deploy.yml").read_text())
+
+    def entry(host: Any) -> dict[str, Any]:
+        return {
+            "name": host.name,
+            "address": host.address,
+            "port": host.port,
+            "user": host.user,
+            "private_address": host.ip,
+        }
+
+    hosts = list(lab.hosts[:n])
+    config["app"]["name"] = "benchshop"
+    config["services"]["api"]["port"] = FULL_STACK_PORT
+    config["strategy"] = {"kind": "all_at_once"}
+    config["environments"] = {
+        "bench": {
+            "domain": "benchshop.lab.test",
+            "hosts": {"edge": [entry(hosts[0])], "backend": [entry(h) for h in hosts[1:]]},
+            "replicas": {"backend": 2 * (n - 1)},
+            "features": {"cdn": True},
+            "ssh": {"private_key": str(lab.private_key), "known_hosts": str(lab.known_hosts)},
+        }
+    }
+    (root / "deploy.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    shop = Bench(root, lab, n, environment="bench")  # runs the CLI in `root`; no config of its own
+    shop.deploy("warm")
+    deploys, backs = [], []
+    for i in range(runs):
+        deploys.append(shop.deploy(f"fs{i}-{int(time.time())}"))
+        backs.append(shop.deployer("rollback", "bench")[0])
+        say(f"  run {i + 1}/{runs}: deploy {deploys[-1]:.2f}s, rollback {backs[-1]:.2f}s")
+    return {
+        "hosts": n,
+        "deploy_runs": deploys,
+        "rollback_runs": backs,
+        "deploy_median": median(deploys),
+        "rollback_median": median(backs),
+    }
+
+
 def cli_overhead(bench: Bench) -> dict[str, float]:
     """Wall time of the work before any SSH connection: process start, config load,
     resolution, inventory generation (`deployer inventory`), median of 7."""
@@ -297,6 +353,8 @@ def main() -> int:
             proxied.deploy("warm")
             results["proxied_deploy_s"] = proxied.deploy(f"proxied-{int(time.time())}")
             results["load_proxy"] = under_load(proxied, args.rate, through_proxy=True)
+            say(f"3d. the full-stack example (frontend + API), {args.hosts} hosts")
+            results["full_stack"] = full_stack(Path(tmp) / "shop", lab, args.hosts, args.runs)
             say("5. CLI overhead")
             results["cli"] = cli_overhead(bench)
             say("4. scaling")
@@ -334,6 +392,15 @@ def report(r: dict[str, Any]) -> str:
         *(
             [f"deploy behind the edge proxy, 25% per batch: {r['proxied_deploy_s']:.2f}s"]
             if "proxied_deploy_s" in r
+            else []
+        ),
+        *(
+            [
+                f"full-stack example (static frontend + API) at {r['full_stack']['hosts']} "
+                f"hosts, whole fleet at once: deploy {r['full_stack']['deploy_median']:.2f}s, "
+                f"rollback {r['full_stack']['rollback_median']:.2f}s (medians)"
+            ]
+            if "full_stack" in r
             else []
         ),
         *(

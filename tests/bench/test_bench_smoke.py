@@ -55,6 +55,10 @@ def test_bench_harness_runs_end_to_end_at_two_hosts(tmp_path: Path) -> None:
     assert compare["rolling_batches"] == 2  # two batches of one at N=2
     assert compare["rolling_vs_floor"] > 0
     assert results["rollback"]["median"] > 0
+    full_stack = results["full_stack"]  # frontend on one host, API on the other
+    assert (full_stack["hosts"], len(full_stack["deploy_runs"])) == (2, 1)
+    assert full_stack["deploy_median"] > 0
+    assert full_stack["rollback_median"] > 0
     assert set(results["scaling"]) == {"1", "2"}
     assert results["cli"]["median_ms"] > 0
     assert results["peak_memory_mib"] > 0
