@@ -394,9 +394,10 @@ def for_services(
             what = (
                 "is a file: a service's artifact is a directory"
                 if source.exists()
-                else ("does not exist")
+                else "does not exist"
             )
-            raise BadRequest(f"services.{service.name}.artifact.path: {source} {what}")
+            where = f"services.{service.name}.artifact.path" if override is None else "--artifact"
+            raise BadRequest(f"{where}: {source} {what}")
         if settings.build and build and override is None:
             run_build(settings.build, source)
         selection = _Selection(settings.exclude, settings.include, never)

@@ -145,6 +145,11 @@ def _spec_problems(name: str, spec: ServiceSpec) -> list[str]:
 def _app_wide_problems(project: Project, env: Environment, environment: str) -> list[str]:
     """With `services:`, the single-service keys are refused where they are set."""
     problems = []
+    if env.target != "ssh":
+        problems.append(
+            f"{_loc('environments', environment, 'target')}: an app of several services "
+            f"deploys to target ssh only; target {env.target!r} would run none of them"
+        )
     for key in sorted(project.service.model_fields_set - set(APP_WIDE)):
         problems.append(f"{_loc('service', key)}: with services, set it per service")
     if env.service is not None:

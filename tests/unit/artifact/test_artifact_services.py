@@ -53,6 +53,18 @@ def test_one_service_from_another_directory(tmp_path: Path) -> None:
     assert "frontend/dist/index.html" in names
 
 
+def test_a_missing_directory_is_named_where_it_was_given(tmp_path: Path) -> None:
+    target = _shop(tmp_path)
+    overrides = service_overrides(target, Path(f"api={tmp_path / 'nowhere'}"))
+    with pytest.raises(BadRequest) as error:
+        for_services(target, tmp_path / "out", overrides=overrides)
+    assert str(error.value).startswith("--artifact: ")
+    shutil.rmtree(target.project_dir / "api")
+    with pytest.raises(BadRequest) as error:
+        for_services(target, tmp_path / "out")
+    assert str(error.value).startswith("services.api.artifact.path: ")
+
+
 @pytest.mark.parametrize("given", ["api", "billing=x", "api="])
 def test_an_artifact_flag_that_names_no_service_is_refused(tmp_path: Path, given: str) -> None:
     with pytest.raises(BadRequest) as error:

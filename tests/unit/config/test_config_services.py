@@ -87,6 +87,10 @@ REFUSED = {
         {"environments": {"production": {"features": {"monitoring": True}}}},
         f"{PROD}.features.monitoring",
     ),
+    "swarm": (
+        {"environments": {"production": {"target": "swarm"}}},
+        f"{PROD}.target",
+    ),
     "static-without-proxy": (
         {"environments": {"production": {"domain": None}}},
         "services.frontend",
