@@ -57,7 +57,7 @@ from pathlib import Path
 from deployer.errors import DeployerError
 from deployer.exitcodes import ExitCode
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 BUSY_TIMEOUT_MS = 10_000
 
 # user_version N -> statements that migrate a version N-1 file to version N.
@@ -119,6 +119,23 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
     # Per-service results on each host, for an app of several services (a JSON list).
     3: ("ALTER TABLE deployment_hosts ADD COLUMN services TEXT NOT NULL DEFAULT '[]'",),
+    # What each deploy hook did (its output masked), in the order they ran.
+    4: (
+        """CREATE TABLE deployment_hooks (
+            deployment_id INTEGER NOT NULL REFERENCES deployments (id) ON DELETE CASCADE,
+            seq           INTEGER NOT NULL,
+            name          TEXT    NOT NULL,
+            host          TEXT    NOT NULL,
+            ok            INTEGER NOT NULL,
+            exit_code     INTEGER,
+            seconds       REAL    NOT NULL DEFAULT 0,
+            timed_out     INTEGER NOT NULL DEFAULT 0,
+            truncated     INTEGER NOT NULL DEFAULT 0,
+            output        TEXT    NOT NULL DEFAULT '',
+            message       TEXT    NOT NULL DEFAULT '',
+            PRIMARY KEY (deployment_id, seq)
+        )""",
+    ),
 }
 
 
@@ -159,6 +176,22 @@ class ServiceResult:
 
 
 @dataclass(frozen=True)
+class HookResult:
+    """What one deploy hook did on its host."""
+
+    name: str
+    host: str
+    ok: bool
+    exit_code: int | None = None
+    seconds: float = 0.0
+    timed_out: bool = False
+    truncated: bool = False
+    output: str = ""
+    """Its output as the host masked it (the tail, when long), masked again here."""
+    message: str = ""
+
+
+@dataclass(frozen=True)
 class HostResult:
     host: str
     status: HostStatus
@@ -192,6 +225,7 @@ class Deployment:
     hosts: tuple[HostResult, ...]
     error_rate: float | None = None  # percent of requests answered 5xx, after the rollout
     p95_ms: float | None = None  # 95th percentile response time after the rollout
+    hooks: tuple[HookResult, ...] = ()
 
     @property
     def failing_hosts(self) -> tuple[str, ...]:
@@ -466,6 +500,23 @@ class Ledger:
             hosts=hosts,
             error_rate=row["error_rate"],
             p95_ms=row["p95_ms"],
+            hooks=tuple(
+                HookResult(
+                    name=k["name"],
+                    host=k["host"],
+                    ok=bool(k["ok"]),
+                    exit_code=k["exit_code"],
+                    seconds=float(k["seconds"]),
+                    timed_out=bool(k["timed_out"]),
+                    truncated=bool(k["truncated"]),
+                    output=k["output"],
+                    message=k["message"],
+                )
+                for k in conn.execute(
+                    "SELECT * FROM deployment_hooks WHERE deployment_id = ? ORDER BY seq",
+                    (row["id"],),
+                )
+            ),
         )
 
     def _get(self, conn: sqlite3.Connection, deployment_id: int) -> Deployment:
@@ -572,6 +623,29 @@ class Ledger:
                 " version_after = excluded.version_after, message = excluded.message,"
                 " seconds = excluded.seconds, services = excluded.services",
                 rows,
+            )
+
+    def record_hook(self, deployment_id: int, hook: HookResult) -> None:
+        """Keep what a hook did (its output and message masked like every free text)."""
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO deployment_hooks (deployment_id, seq, name, host, ok, exit_code,"
+                " seconds, timed_out, truncated, output, message) VALUES (?, (SELECT"
+                " COALESCE(MAX(seq), 0) + 1 FROM deployment_hooks WHERE deployment_id = ?),"
+                " ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    deployment_id,
+                    deployment_id,
+                    hook.name,
+                    hook.host,
+                    int(hook.ok),
+                    hook.exit_code,
+                    _check_seconds("seconds", hook.seconds),
+                    int(hook.timed_out),
+                    int(hook.truncated),
+                    self._text(hook.output),
+                    self._text(hook.message),
+                ),
             )
 
     def finish(

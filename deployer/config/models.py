@@ -13,6 +13,7 @@ which this module imports, uses them without importing this module back.
 from __future__ import annotations
 
 import re
+import shlex
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -191,6 +192,11 @@ class Service(Section):
     resources: Resources = Field(
         default_factory=Resources, description="Default resource limits of the service."
     )
+    uses: tuple[Accessory, ...] = Field(
+        default=(),
+        description="Accessories it connects to: `database` gives it DATABASE_URL, `cache` "
+        "REDIS_URL, in its environment file.",
+    )
 
     @field_validator("command")
     @classmethod
@@ -261,6 +267,11 @@ class ServiceSpec(Section):
     resources: Resources | None = Field(
         default=None,
         description="Its limits (default: `resources.<component>` of the environment).",
+    )
+    uses: tuple[Accessory, ...] = Field(
+        default=(),
+        description="Accessories it connects to: `database` gives it DATABASE_URL, `cache` "
+        "REDIS_URL, in its environment file.",
     )
     depends_on: tuple[Ident, ...] = Field(
         default=(),
@@ -400,11 +411,102 @@ class Ssh(Section):
     connect_timeout: int = Field(default=10, ge=1, le=300)
 
 
+ACCESSORY_VERSIONS = {"postgresql": ("15",), "redis": ("7",)}
+"""The major versions Debian 12 (the hosts' release) packages, per accessory."""
+
+Accessory = Literal["database", "cache"]
+StorageSize = Annotated[str, Field(pattern=r"^[1-9][0-9]{0,8}(Ki|Mi|Gi|Ti)$")]
+
+
 class Database(Section):
-    type: Literal["postgresql", "mysql", "mariadb", "redis", "mongodb", "sqlite"]
-    version: SingleLine | None = None
-    storage: str | None = Field(default=None, pattern=r"^\d+(Ki|Mi|Gi|Ti)$")
-    replicas: int = Field(default=1, ge=0)
+    """The environment's PostgreSQL, set up by deployer from Debian's packages on the hosts
+    of `component`, bound to their private address (target ssh)."""
+
+    type: Literal["postgresql"] = Field(description="The database server (postgresql).")
+    version: SingleLine = Field(
+        default="15", description="Major version; Debian 12 hosts install 15 only."
+    )
+    storage: StorageSize | None = Field(
+        default=None,
+        description="Space the data needs (for example 5Gi): preflight checks that the data "
+        "directory's filesystem has it free before anything is set up.",
+    )
+    replicas: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="Servers: the primary and replicas - 1 streaming-replication standbys, on "
+        "the component's further hosts.",
+    )
+    component: Ident = Field(
+        default="database", description="The component (host group) whose hosts run it."
+    )
+    port: int = Field(default=5432, ge=1, le=65535)
+    name: Ident | None = Field(
+        default=None,
+        description="Name of the app's database and role (default: the app name with '_' "
+        "for '-' and '.').",
+    )
+
+
+class Cache(Section):
+    """The environment's Redis, set up by deployer from Debian's package on the host of
+    `component`, bound to its private address, with a password (target ssh)."""
+
+    type: Literal["redis"] = Field(description="The cache server (redis).")
+    version: SingleLine = Field(
+        default="7", description="Major version; Debian 12 hosts install 7 only."
+    )
+    component: Ident = Field(
+        default="cache", description="The component (host group) whose host runs it."
+    )
+    port: int = Field(default=6379, ge=1, le=65535)
+
+
+HookName = Literal["before_switch", "after_switch", "after_rollback", "after_failure"]
+
+
+class Hook(Section):
+    """A command run once per deploy on one host of its service's component, in the new
+    release, as the service user, with the service's environment (secrets and accessories'
+    URLs included). Never through a shell: the command is split into words like a shell
+    would, without expansions."""
+
+    command: SingleLine = Field(examples=["alembic upgrade head"])
+    service: Ident | None = Field(
+        default=None,
+        description="The service whose directory, environment and hosts it runs with (needed "
+        "with `services:`).",
+    )
+    timeout: int = Field(default=300, ge=1, le=86400, description="Seconds before it is killed.")
+
+    @field_validator("command")
+    @classmethod
+    def _words(cls, value: str) -> str:
+        try:
+            words = shlex.split(value)
+        except ValueError as exc:
+            raise ValueError(f"cannot be split into words: {exc}") from None
+        if not words:
+            raise ValueError("is empty")
+        return value
+
+    @property
+    def argv(self) -> list[str]:
+        return shlex.split(self.command)
+
+
+class Hooks(Section):
+    """Commands run at points of a deploy. `before_switch` (migrations) runs after every
+    host is staged and before any is switched: when it fails nothing is switched.
+    `after_switch` runs once the whole fleet is on the new version, `after_rollback` after
+    an automatic rollback, `after_failure` after any failed deploy; a failure of those three
+    is reported and changes nothing else."""
+
+    before_switch: Hook | None = None
+    after_switch: Hook | None = None
+    after_rollback: Hook | None = None
+    after_failure: Hook | None = None
 
 
 class AppMetrics(Section):
@@ -577,7 +679,12 @@ class Environment(Section):
     resources: dict[Ident, Resources] = Field(
         default_factory=dict, description="Resource limits per component."
     )
-    database: Database | None = None
+    database: Database | None = Field(
+        default=None, description="PostgreSQL for the app, set up by deployer (target ssh)."
+    )
+    cache: Cache | None = Field(
+        default=None, description="Redis for the app, set up by deployer (target ssh)."
+    )
     features: Features = Field(default_factory=Features)
     ssh: Ssh = Field(default_factory=Ssh)
     primary: Name | None = Field(
@@ -629,6 +736,7 @@ class Project(Section):
     health: Health = Field(default_factory=Health)
     strategy: Strategy = Field(default_factory=Strategy)
     rollback: Rollback = Field(default_factory=Rollback)
+    hooks: Hooks = Field(default_factory=Hooks, description="Commands run at points of a deploy.")
     keep_releases: int = Field(
         default=5, ge=2, le=100, description="Releases kept on each host (current included)."
     )

@@ -15,6 +15,15 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from deployer.config.accessories import (
+    ACCESSORY_ENV,
+    ResolvedAccessory,
+    ResolvedHook,
+    accessory_components,
+    resolve_accessories,
+    resolve_hooks,
+    uses_problems,
+)
 from deployer.config.base import SecretRef
 from deployer.config.loader import LoadedProject, format_loc
 from deployer.config.models import (
@@ -22,7 +31,6 @@ from deployer.config.models import (
     Acme,
     App,
     Artifact,
-    Database,
     Environment,
     Features,
     Health,
@@ -128,7 +136,6 @@ class Target:
     domain: str | None
     replicas: Mapping[str, int]
     resources: Mapping[str, Resources]
-    database: Database | None
     features: Features
     known_hosts: tuple[Path, ...]
     connect_timeout: int
@@ -144,6 +151,25 @@ class Target:
     """The app's services in switch order (`services:`); () for the one `service`."""
     instances: Mapping[str, int] = field(default_factory=dict)
     """Hosts that run several instances of the app (target ssh), and how many."""
+    accessories: tuple[ResolvedAccessory, ...] = ()
+    """The environment's database and cache, where deployer sets them up."""
+    accessory_hosts: tuple[ResolvedHost, ...] = ()
+    """Hosts that run an accessory and none of the app."""
+    hooks: Mapping[str, ResolvedHook] = field(default_factory=dict)
+
+    def accessory(self, kind: str) -> ResolvedAccessory | None:
+        return next((a for a in self.accessories if a.kind == kind), None)
+
+    @property
+    def every_host(self) -> tuple[ResolvedHost, ...]:
+        """The app's hosts, then the hosts that run only accessories."""
+        return (*self.hosts, *self.accessory_hosts)
+
+    def uses(self, service: str | None = None) -> tuple[str, ...]:
+        """The accessories a service (None: the app's one service) connects to."""
+        if service is None:
+            return tuple(self.service.uses)
+        return next((s.uses for s in self.services if s.name == service), ())
 
     def ports(self, host: str) -> tuple[int, ...]:
         """The ports of the app's instances on `host` (one: service.port)."""
@@ -252,12 +278,6 @@ def _not_built(env: Environment, base: tuple[str, ...], rollback: Rollback) -> l
     """Keys of the environment model that deployer does not act on yet: refused, never
     accepted and ignored."""
     problems: list[str] = []
-    if env.database is not None:
-        problems.append(
-            f"{format_loc((*base, 'database'))}: database accessories are not built yet, so "
-            "deployer would not set one up; remove the key and pass the database's address "
-            "through service.env or secrets.env"
-        )
     rule = rollback.health_checks
     if rule.grace and rule.grace >= rollback.watch:
         in_env = (
@@ -547,13 +567,47 @@ def resolve(loaded: LoadedProject, environment: str, lab: LabInfo | None = None)
                 f"{format_loc((*base, where, component))}: no such component in "
                 f"{format_loc((*base, 'hosts'))} ({', '.join(env.hosts)})"
             )
-    hosts = _hosts(env, environment, service, lab, loaded.directory, problems)
+    every_host = _hosts(env, environment, service, lab, loaded.directory, problems)
     by_component: dict[str, list[str]] = {}
-    for host in hosts:
+    for host in every_host:
         for component in host.components:
             by_component.setdefault(component, []).append(host.name)
+    accessories = resolve_accessories(project, env, environment, by_component, problems)
     services = resolve_services(
         project, env, environment, by_component, feature_env, health, problems
+    )
+    hosts, accessory_hosts = _app_hosts(project, env, every_host)
+    if every_host and not hosts:
+        problems.append(
+            f"{format_loc((*base, 'hosts'))}: every component runs an accessory only; give "
+            "the app a component of its own"
+        )
+    problems += _uses_problems(project, env, environment, service, base)
+    app_components = {c for h in hosts for c in h.components}
+    for where in ("replicas", "resources"):
+        for component in getattr(env, where):
+            if component in env.hosts and component not in app_components:
+                problems.append(
+                    f"{format_loc((*base, where, component))}: {component} runs accessories "
+                    "only, which take no app instances or limits; remove it"
+                )
+    if env.target != "ssh":
+        for name in sorted(project.hooks.model_fields_set):
+            if getattr(project.hooks, name) is not None:
+                problems.append(
+                    f"hooks.{name}: hooks run on target ssh only; environment {environment} "
+                    f"is target {env.target!r}, which would not run it"
+                )
+    hooks = (
+        {}
+        if env.target != "ssh"
+        else resolve_hooks(
+            project,
+            {s.name: (s.hosts, s.directory, s.uses) for s in services if s.kind != "static"},
+            [h.name for h in hosts],
+            tuple(service.uses),
+            problems,
+        )
     )
     proxy = _proxy(env, base, service, hosts, problems, services)
     vault_refs = proxy is not None and any(r.vault for r in proxy.tls.values())
@@ -623,7 +677,6 @@ def resolve(loaded: LoadedProject, environment: str, lab: LabInfo | None = None)
         domain=env.domain,
         replicas=dict(env.replicas),
         resources=dict(env.resources),
-        database=env.database,
         features=env.features,
         known_hosts=tuple(known_hosts),
         connect_timeout=env.ssh.connect_timeout,
@@ -635,7 +688,53 @@ def resolve(loaded: LoadedProject, environment: str, lab: LabInfo | None = None)
         proxy=proxy,
         instances=instances,
         services=services,
+        accessories=accessories,
+        accessory_hosts=tuple(accessory_hosts),
+        hooks=hooks,
     )
+
+
+def _app_hosts(
+    project: Project, env: Environment, every_host: Sequence[ResolvedHost]
+) -> tuple[list[ResolvedHost], list[ResolvedHost]]:
+    """The hosts of the app (with the components it runs there), and the hosts that run
+    only accessories: a component that an accessory names and no service does."""
+    named = set(accessory_components(env).values())
+    if project.services:
+        named -= {spec.component for spec in project.services.values()}
+    app, only = [], []
+    for host in every_host:
+        components = tuple(c for c in host.components if c not in named)
+        if components:
+            app.append(replace(host, components=components))
+        else:
+            only.append(host)
+    return app, only
+
+
+def _uses_problems(
+    project: Project, env: Environment, environment: str, service: Service, base: tuple[str, ...]
+) -> list[str]:
+    uses = {f"services.{n}.uses": s.uses for n, s in project.services.items()}
+    if not project.services:
+        uses[_service_loc(env, base, "uses")] = tuple(service.uses)
+    problems = uses_problems(env, environment, uses)
+    if env.target != "ssh":
+        return problems
+    for kind, variable in ACCESSORY_ENV.items():
+        if getattr(env, kind) is None:
+            continue
+        if variable in service.env and not project.services:
+            problems.append(
+                f"{_service_loc(env, base, 'env', variable)}: deployer gives it to the "
+                f"services that use the {kind}; remove it here"
+            )
+        if variable in project.secrets.env:
+            problems.append(
+                f"secrets.env.{variable}: deployer gives it to the services that use the "
+                f"{kind}; remove it here"
+            )
+    return problems
 
 
 def _hosts(

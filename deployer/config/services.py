@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from deployer.config.accessories import ACCESSORY_ENV, accessory_components
 from deployer.config.loader import format_loc
 from deployer.config.models import (
     FEATURE_ENV,
@@ -48,7 +49,8 @@ class ResolvedService:
     instances: Mapping[str, int] = field(default_factory=dict)
     root: str | None = None
     """A static service's directory (inside its own) that the proxy serves."""
-    """Instances per host, where it runs more than one."""
+    uses: tuple[str, ...] = ()
+    """The accessories it connects to (database, cache)."""
 
     @property
     def directory(self) -> str:
@@ -105,7 +107,7 @@ def _spec_problems(name: str, spec: ServiceSpec) -> list[str]:
     loc = ("services", name)
     given = spec.model_fields_set
     if spec.kind == "static":
-        for key in ("command", "port", "listen", "env", "health", "resources"):
+        for key in ("command", "port", "listen", "env", "health", "resources", "uses"):
             if key in given:
                 problems.append(
                     f"{_loc(*loc, key)}: a static service is files the edge proxy serves; it "
@@ -118,7 +120,7 @@ def _spec_problems(name: str, spec: ServiceSpec) -> list[str]:
     else:
         if spec.command is None:
             problems.append(f"{_loc(*loc, 'command')}: required for a {spec.kind} service")
-        for variable in ("PORT", *FEATURE_ENV.values()):
+        for variable in ("PORT", *FEATURE_ENV.values(), *ACCESSORY_ENV.values()):
             if variable in spec.env:
                 problems.append(
                     f"{_loc(*loc, 'env', variable)}: deployer sets {variable} itself; remove it"
@@ -282,9 +284,10 @@ def resolve_services(
             route=route,
             instances=_placement(name, spec, members, env.replicas, environment, problems),
             root=spec.root,
+            uses=spec.uses,
         )
     problems += _port_problems(resolved)
-    used = {s.component for s in specs.values()}
+    used = {s.component for s in specs.values()} | set(accessory_components(env).values())
     for component in env.hosts:
         if component not in used:
             problems.append(

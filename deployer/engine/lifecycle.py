@@ -13,15 +13,23 @@ run is never left looking successful when it was not; the lock is given back in 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from deployer.config.names import check_version
 from deployer.engine.results import DeployResult, RolloutStop
 from deployer.errors import BadRequest, DeployerError, LockedError, UnreachableError
 from deployer.exitcodes import ExitCode
-from deployer.ledger import HostResult, HostStatus, Kind, ServiceResult, Status, pid_is_alive
+from deployer.ledger import (
+    HookResult,
+    HostResult,
+    HostStatus,
+    Kind,
+    ServiceResult,
+    Status,
+    pid_is_alive,
+)
 from deployer.plan.strategy import Plan, Step, plan
 from deployer.session import Session
 from deployer.targets.base import (
@@ -65,6 +73,7 @@ class _Rollout:
     live_since: float | None = None  # epoch seconds when the first batch switched
     measured: dict[str, float] = field(default_factory=dict)  # the watch's last PromQL values
     current: str = "lock"  # the stage the ledger shows
+    hooks: list[HookResult] = field(default_factory=list)
 
     @property
     def version(self) -> str:
@@ -84,6 +93,18 @@ class _Rollout:
         self.hosts[host] = HostReport(
             host, status, stage, self.before.get(host), after, message, kept
         )
+
+    def keep_hooks(self, replies: Iterable[HostReply]) -> None:
+        """Record what the hooks that ran in a step did, masked, as they come."""
+        for reply in replies:
+            if reply.hook is not None:
+                hook = replace(
+                    reply.hook,
+                    output=self.session.redact(reply.hook.output),
+                    message=self.session.redact(reply.message) if not reply.hook.ok else "",
+                )
+                self.session.ledger.record_hook(self.deployment_id, hook)
+                self.hooks.append(hook)
 
     def stage(self, name: str) -> None:
         self.current = name
@@ -177,6 +198,8 @@ def deploy(
         lock_note = _release_lock(rollout)
     if lock_note:
         reason = f"{reason}; {lock_note}" if reason else lock_note
+    if status is not Status.INTERRUPTED and not (status is Status.SUCCEEDED and rollout.noop):
+        reason = _after_hooks(rollout, status, reason)
     rollout.flush()
     seconds = time.monotonic() - started
     noop = status is Status.SUCCEEDED and rollout.noop
@@ -206,7 +229,42 @@ def deploy(
         deploy_seconds=seconds,
         rollback_seconds=rollout.rollback_seconds,
         notifications=tuple(deliveries),
+        hooks=tuple(rollout.hooks),
     )
+
+
+AFTER_HOOKS = {
+    Status.SUCCEEDED: ("after_switch",),
+    Status.ROLLED_BACK: ("after_rollback", "after_failure"),
+    Status.FAILED: ("after_failure",),
+}
+
+
+def _after_hooks(rollout: _Rollout, status: Status, reason: str) -> str:
+    """The hooks that follow the outcome, on their host, in the release it runs now (the
+    new one after a success, the one it was put back on otherwise). Their failure is
+    reported in the reason and changes nothing else."""
+    target = rollout.session.target
+    for name in AFTER_HOOKS.get(status, ()):
+        hook = target.hooks.get(name)
+        if hook is None:
+            continue
+        version = rollout.version if status is Status.SUCCEEDED else rollout.before.get(hook.host)
+        if version is None:
+            note = f"hook {name} not run: {hook.host} runs no release"
+        else:
+            try:
+                reply = rollout.driver.run_hook(name, version)
+            except DeployerError as exc:
+                reply = HostReply(hook.host, ok=False, message=exc.message, stage="hook")
+            if reply is None:
+                continue
+            rollout.keep_hooks([reply])
+            if reply.good:
+                continue
+            note = f"hook {name} failed on {hook.host}: {cap(reply.message, REASON_HOST_CHARS)}"
+        reason = f"{reason}; {note}" if reason else note
+    return reason
 
 
 def _walk(rollout: _Rollout, wait: float, started: float) -> None:
@@ -305,6 +363,7 @@ def _stage(rollout: _Rollout, step: Step, wait: float, started: float) -> BatchR
                 continue
             raise RolloutStop(Status.FAILED, ExitCode.LOCKED, "lock", _locked(reply.lock))
         break
+    rollout.keep_hooks(reply.hosts.values())
     switch_began = reply.switched is not None
     if not switch_began:
         rollout.answered(reply.released, reply.interrupted)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from deployer.exitcodes import ExitCode
-from deployer.ledger import Status
+from deployer.ledger import HookResult, Status
 from deployer.targets.base import HostReport
 
 if TYPE_CHECKING:  # the notifier's imports (smtplib, ssl) load only when it sends
@@ -29,6 +29,7 @@ class DeployResult:
     deploy_seconds: float
     rollback_seconds: float | None
     notifications: tuple[Delivery, ...] = ()
+    hooks: tuple[HookResult, ...] = ()
 
 
 class RolloutStop(Exception):

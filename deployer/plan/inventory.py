@@ -87,17 +87,19 @@ def environment_vars(target: Target) -> dict[str, Any]:
         out["deployer_domain"] = target.domain
     if target.replicas:
         out["deployer_replicas"] = dict(target.replicas)
-    if target.database is not None:
-        out["deployer_database"] = target.database.model_dump(exclude_none=True)
     return out
 
 
 def build_inventory(target: Target) -> dict[str, Any]:
     """The inventory of `target` as a dict in Ansible's YAML inventory shape."""
-    by_name = {h.name: h for h in target.hosts}
+    by_name = {h.name: h for h in target.every_host}
     written: set[str] = set()
     children: dict[str, Any] = {}
-    for component, names in target.components.items():
+    groups = {k: list(v) for k, v in target.components.items()}
+    for accessory in target.accessories:  # its group: the hosts that run it
+        members = groups.setdefault(accessory.component, [])
+        members += [h for h in accessory.hosts if h not in members]
+    for component, names in groups.items():
         hosts: dict[str, Any] = {}
         for name in names:
             hosts[name] = {} if name in written else host_vars(by_name[name])

@@ -57,6 +57,7 @@ def unit_vars(target: Target, host: ResolvedHost) -> dict[str, Any]:
         "service_listen": target.service.listen,
         "service_resources": systemd_limits(host.resources),
         "service_instances": list(target.ports(host.name)) if host.name in target.instances else [],
+        "service_env_files": list(target.uses()),
     }
 
 
@@ -79,6 +80,7 @@ def service_unit_vars(
         "service_instances": list(ports) if ports else list(range(1, count + 1)),
         "service_workdir": service.directory,
         "service_env": dict(service.env),
+        "service_env_files": list(service.uses),
     }
 
 

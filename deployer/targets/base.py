@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from deployer.ledger import (
     Deployment,
+    HookResult,
     HostStatus,
     Ledger,
     ServiceResult,
@@ -61,6 +62,8 @@ class HostReply:
     """A switch reached the new version here (its health check may still have failed)."""
     services: tuple[ServiceResult, ...] = ()
     """For an app of several services: how each came out on this host."""
+    hook: HookResult | None = None
+    """A deploy hook that ran here in this step."""
 
     @property
     def good(self) -> bool:
@@ -384,6 +387,10 @@ class Target(Protocol):
         unlock: str | None,
     ) -> BatchReply:
         """Put each host back on its version (None: stop the app; it ran nothing before)."""
+
+    def run_hook(self, name: str, version: str) -> HostReply | None:
+        """Run the configured hook `name` (after_switch, after_rollback, after_failure) on
+        its host, in release `version`; None when the target runs no hooks."""
 
     def status(self) -> StatusResult: ...
 

@@ -53,7 +53,7 @@ class SshSession(Session):
         phases: Mapping[str, str] | None = None,
         on_phase: Callable[[str], None] | None = None,
     ) -> RunResult:
-        touched = set(hosts) if hosts is not None else {h.name for h in self.target.hosts}
+        touched = set(hosts) if hosts is not None else {h.name for h in self.target.every_host}
         if self.target.proxy is not None:  # its hosts are drained in step with every batch
             touched |= set(self.target.proxy.hosts)
         count = len(touched)

@@ -17,8 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deployer.config.names import check_version
-from deployer.ledger import ServiceResult
+from deployer.ledger import HookResult, ServiceResult
 from deployer.targets.base import MAX_TEXT, cap
+
+HOOK_OUTPUT = 65536
+"""Characters kept of a hook's output (the host already sends its tail, masked)."""
 
 __all__ = ["MAX_TEXT", "Reply", "cap", "checked", "rejected", "valid_version"]
 
@@ -81,6 +84,9 @@ def checked(data: Mapping[str, Any]) -> dict[str, Any]:
             out[key] = version
         elif key == "releases":
             out[key] = _releases(value, rejected)
+        elif key == "hook" and isinstance(value, Mapping):
+            hook = {str(k): _text(v) for k, v in value.items() if k != "output"}
+            out[key] = {**hook, "output": cap(str(value.get("output") or ""), HOOK_OUTPUT)}
         else:
             out[key] = _text(value)
     if rejected:
@@ -121,6 +127,8 @@ class Reply:
     rejected: tuple[str, ...] = ()
     services: tuple[ServiceResult, ...] = ()
     """For an app of several services: each one's result (deployer_switch, deployer_health)."""
+    hook: HookResult | None = None
+    """What a deploy hook did here (deployer_hook); its host is filled in by the caller."""
 
     @staticmethod
     def of(data: Mapping[str, Any]) -> Reply:
@@ -152,6 +160,7 @@ class Reply:
             releases=tuple(r for r in data.get("releases") or () if isinstance(r, Mapping)),
             rejected=tuple(rejected(data)),
             services=service_results(data.get("services")),
+            hook=hook_result(data.get("hook")),
         )
 
     def lock_report(self) -> dict[str, Any]:
@@ -189,6 +198,28 @@ def service_results(value: Any) -> tuple[ServiceResult, ...]:
             )
         )
     return tuple(out)
+
+
+_HOOKS = frozenset({"before_switch", "after_switch", "after_rollback", "after_failure"})
+
+
+def hook_result(value: Any) -> HookResult | None:
+    """`{name, rc, seconds, timed_out, truncated, output}` as deployer_hook reports it."""
+    if not isinstance(value, Mapping) or value.get("name") not in _HOOKS:
+        return None
+    rc = value.get("rc")
+    timed_out = bool(value.get("timed_out"))
+    code = rc if isinstance(rc, int) and not isinstance(rc, bool) else None
+    return HookResult(
+        name=str(value["name"]),
+        host="",
+        ok=code == 0 and not timed_out,
+        exit_code=code,
+        seconds=_number(value.get("seconds")),
+        timed_out=timed_out,
+        truncated=bool(value.get("truncated")),
+        output=str(value.get("output") or ""),
+    )
 
 
 def _number(value: Any) -> float:

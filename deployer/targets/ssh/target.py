@@ -8,12 +8,15 @@ lock back itself. So an all-at-once deploy with no watch window is one Ansible r
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
 from deployer import artifact as artifacts
 from deployer.config.models import Strategy
+from deployer.plan.accessories import hook_vars
 from deployer.plan.extravars import (
+    base_vars,
     first_batch_vars,
     lock_release_vars,
     lock_vars,
@@ -61,6 +64,7 @@ def _host(outcome: HostOutcome, default_stage: str) -> HostReply:
         previous_good=reply.previous_good,
         switched=reply.switched,
         services=reply.services,
+        hook=replace(reply.hook, host=outcome.host) if reply.hook else None,
     )
 
 
@@ -234,6 +238,21 @@ class SshTarget:
         )
         replies = {h: _host(o, "rollback") for h, o in result.hosts.items()}
         return BatchReply(replies, _released(result))
+
+    def run_hook(self, name: str, version: str) -> HostReply | None:
+        env = self.env
+        hook = env.hooks.get(name)
+        if hook is None:
+            return None
+        extravars = {
+            **base_vars(env, [hook.host]),
+            "deployer_version": version,
+            "deployer_hook_name": name,
+            **hook_vars(env, [name]),
+        }
+        result = self.session.run("hook.yml", extravars, hosts=[hook.host], cancellable=False)
+        outcome = result.hosts.get(hook.host)
+        return _host(outcome, "hook") if outcome is not None else None
 
     def status(self) -> StatusResult:
         return state.status(self.session)

@@ -195,6 +195,9 @@ class SwarmTarget:
         replies = self._replies(back, tuple(to), version, "rollback")
         return BatchReply({s: r for s, r in replies.items()})
 
+    def run_hook(self, name: str, version: str) -> HostReply | None:
+        return None  # hooks are refused for target swarm when the config is resolved
+
     def status(self) -> StatusResult:
         return manage.status(self.session, self)
 

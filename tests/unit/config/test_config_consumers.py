@@ -28,6 +28,7 @@ from deployer.config.models import Environment, Host, Project, Section, ServiceS
 from deployer.config.resolve import Target, resolve
 from deployer.errors import ConfigError
 from deployer.plan import extravars, strategy
+from deployer.plan.accessories import hook_vars
 from deployer.plan.inventory import build_inventory
 from deployer.plan.units import units_by_host
 
@@ -84,6 +85,22 @@ def _acme(**settings: str) -> Callable[[Data], None]:
         _set(*ENV, "features", "ssl", value=True)(data)
         _set(*ENV, "proxy", value={"component": "edge"})(data)
         _set(*ENV, "tls", value={"acme": settings})(data)
+
+    return probe
+
+
+def _db(**settings: Any) -> Callable[[Data], None]:
+    return _set(*ENV, "database", value={"type": "postgresql", "component": "edge", **settings})
+
+
+def _cache(**settings: Any) -> Callable[[Data], None]:
+    return _set(*ENV, "cache", value={"type": "redis", "component": "edge", **settings})
+
+
+def _both(*probes: Callable[[Data], None]) -> Callable[[Data], None]:
+    def probe(data: Data) -> None:
+        for one in probes:
+            one(data)
 
     return probe
 
@@ -160,16 +177,25 @@ PROBES: dict[str, Callable[[Data], None]] = {
     "environments.*.tls.acme.ca_bundle": _acme(ca_bundle="/etc/ssl/private-ca.pem"),
     "environments.*.replicas": _set(*ENV, "replicas", value={"web": 4}),
     "environments.*.resources": _set(*ENV, "resources", value={"web": {"cpu": 2}}),
-    "environments.*.database.type": _set(*ENV, "database", value={"type": "postgresql"}),
-    "environments.*.database.version": _set(
-        *ENV, "database", value={"type": "postgresql", "version": "15"}
-    ),
-    "environments.*.database.storage": _set(
-        *ENV, "database", value={"type": "postgresql", "storage": "1Gi"}
-    ),
-    "environments.*.database.replicas": _set(
-        *ENV, "database", value={"type": "postgresql", "replicas": 2}
-    ),
+    # the accessories run on edge1, which then runs no app (tests/unit/plan/test_accessories.py
+    # pins each key's own effect against an environment that has the accessory already)
+    "environments.*.database.type": _db(),
+    "environments.*.database.version": _db(version="14"),
+    "environments.*.database.storage": _db(storage="1Gi"),
+    "environments.*.database.replicas": _db(replicas=2),
+    "environments.*.database.component": _db(component="web"),
+    "environments.*.database.port": _db(port=5433),
+    "environments.*.database.name": _db(name="store"),
+    "environments.*.cache.type": _cache(),
+    "environments.*.cache.version": _cache(version="6"),
+    "environments.*.cache.component": _cache(component="web"),
+    "environments.*.cache.port": _cache(port=6380),
+    "service.uses": _both(_db(), _set("service", "uses", value=["database"])),
+    **{
+        f"hooks.{name}.{key}": _set("hooks", name, value={"command": "bin/x", key: value})
+        for name in ("before_switch", "after_switch", "after_rollback", "after_failure")
+        for key, value in (("command", "bin/migrate"), ("timeout", 30))
+    },
     "environments.*.features.debug": _set(*ENV, "features", "debug", value=True),
     "environments.*.features.monitoring": _set(*ENV, "features", "monitoring", value=False),
     "environments.*.features.logging": _set(*ENV, "features", "logging", value=False),
@@ -288,6 +314,7 @@ def _fingerprint(target: Target, tmp_path: Path) -> str:
         "rollback": extravars.rollback_vars(target, dict.fromkeys(hosts, "v0"), "v1", "why"),
         "facts": extravars.facts_vars(target, hosts, health=True),
         "monitoring": extravars.monitoring_vars(target),
+        "hooks": hook_vars(target, list(target.hooks)),
         "units": units_by_host(target, hosts),
         "plan": strategy.plan(
             target.strategy, hosts, "v1", watch=target.rollback.watch, fuse=True
@@ -351,14 +378,6 @@ def _svc(name: str, *path: str, value: Any) -> Callable[[Data], None]:
     return _set("services", name, *path, value=value)
 
 
-def _both(*probes: Callable[[Data], None]) -> Callable[[Data], None]:
-    def probe(data: Data) -> None:
-        for one in probes:
-            one(data)
-
-    return probe
-
-
 def _unset(*path: str) -> Callable[[Data], None]:
     def probe(data: Data) -> None:
         node: Any = data
@@ -411,6 +430,17 @@ SERVICE_PROBES: dict[str, Callable[[Data], None]] = {
     "services.*.depends_on": _svc("api", "depends_on", value=["work"]),
     "services.*.route": _svc("api", "route", value="/v1"),
     "services.*.root": _svc("front", "root", value="dist"),
+    "services.*.uses": _both(
+        _set(*ENV, "hosts", "db", value=[{"address": "10.0.0.9", "name": "db1"}]),
+        _set(*ENV, "database", value={"type": "postgresql", "component": "db"}),
+        _svc("api", "uses", value=["database"]),
+    ),
+    **{
+        f"hooks.{name}.service": _set(
+            "hooks", name, value={"command": "bin/x", "service": "work"}
+        )
+        for name in ("before_switch", "after_switch", "after_rollback", "after_failure")
+    },
 }  # fmt: skip
 
 

@@ -35,7 +35,7 @@ def _unset_fields(model: BaseModel, where: str) -> list[str]:
     return missing
 
 
-NOT_BUILT = {"production.database"}
+NOT_BUILT: set[str] = set()
 """Keys the schema knows but deployer refuses for target ssh until it acts on them."""
 ONE_OF = {
     "production.tls.certificate.from_env",
@@ -49,7 +49,15 @@ ONE_OF = {
 def test_full_config_sets_every_key() -> None:
     project = load_project(GOOD / "full.yml").project
     # an app is the one `service` or `services` (tests/golden/services), never both
-    assert _unset_fields(project, "(top)") == ["(top).services"]
+    # the hooks' `service` is for an app of several; `uses` is set where the database is
+    assert set(_unset_fields(project, "(top)")) == {
+        "(top).service.uses",
+        "(top).services",
+        "(top).hooks.before_switch.service",
+        "(top).hooks.after_switch.service",
+        "(top).hooks.after_rollback.service",
+        "(top).hooks.after_failure.service",
+    }
     unset = _unset_fields(project.environments["production"], "production")
     assert set(unset) == NOT_BUILT | ONE_OF
 
@@ -57,7 +65,7 @@ def test_full_config_sets_every_key() -> None:
 @pytest.mark.parametrize(
     ("key", "value"),
     [
-        ("database", {"type": "postgresql"}),
+        ("database", {"replicas": 2}),
     ],
 )
 def test_keys_not_built_yet_are_refused_with_their_path(
@@ -70,12 +78,13 @@ def test_keys_not_built_yet_are_refused_with_their_path(
     data = yaml.safe_load((GOOD / "full.yml").read_text())
     env = data["environments"]["production"]
     env[key] = {**env[key], **value} if isinstance(value, dict) and key in env else value
+    env["hosts"]["db"].append({"address": "203.0.113.21", "name": "db2"})
     (tmp_path / "deploy.yml").write_text(yaml.safe_dump(data))
     loaded = load_project(tmp_path / "deploy.yml")
     with pytest.raises(ConfigError) as error:
         resolve(loaded, "production")
     (problem,) = error.value.problems
-    assert problem.startswith(f"environments.production.{key}")
+    assert problem.startswith(f"environments.production.{key}.{next(iter(value))}")
     assert "not built yet" in problem
 
 
@@ -156,10 +165,12 @@ def test_full_config_environment_overrides_everything() -> None:
     assert target.service_user == "shopprod"
     assert target.ledger_path == loaded.directory / "state" / "ledger.sqlite3"
     assert target.known_hosts == (loaded.directory / "keys" / "known_hosts",)
-    assert {h.name: h.private_key for h in target.hosts} == dict.fromkeys(
+    assert [h.name for h in target.hosts] == ["web1", "web2", "mon1"]  # db1: accessories only
+    assert [h.name for h in target.accessory_hosts] == ["db1"]
+    assert {h.name: h.private_key for h in target.every_host} == dict.fromkeys(
         ["web1", "web2", "db1", "mon1"], loaded.directory / "keys" / "deploy_ed25519"
     )
-    assert {h.name: h.private_address for h in target.hosts} == {
+    assert {h.name: h.private_address for h in target.every_host} == {
         "web1": "203.0.113.10",
         "web2": "203.0.113.11",
         "db1": "203.0.113.20",

@@ -457,11 +457,12 @@ def test_a_version_1_ledger_is_migrated_keeping_its_rows(db_path: Path) -> None:
         raw.execute("ALTER TABLE deployments DROP COLUMN error_rate")
         raw.execute("ALTER TABLE deployments DROP COLUMN p95_ms")
         raw.execute("ALTER TABLE deployment_hosts DROP COLUMN services")
+        raw.execute("DROP TABLE deployment_hooks")
         raw.execute("PRAGMA user_version = 1")
     with Ledger(db_path) as reopened:
         assert reopened.get(first.id) == first
     with sqlite3.connect(db_path) as raw:
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
 
 
 def test_per_service_results_are_kept_with_each_host_and_masked(tmp_path: Path) -> None:

@@ -1,0 +1,100 @@
+"""What the accessories and the deploy hooks hand to the hosts: pure functions of the
+resolved target.
+
+Credentials never pass through here. Each accessory's host generates its password once and
+keeps it (root, 0600); its URL travels from that host's set-up step to the release's env
+files inside the same Ansible run, under no_log, and never reaches the controller's Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from deployer.config.accessories import ResolvedAccessory, ResolvedHook
+from deployer.config.resolve import Target
+
+ENV_FILE = "env"
+"""The release's own env file (`.deployer/env`: secrets.env); accessories add `env.<kind>`."""
+
+
+def _address(target: Target, host: str) -> str:
+    found = next(h for h in target.every_host if h.name == host)
+    return found.private_address or found.address
+
+
+def clients(target: Target, accessory: ResolvedAccessory) -> list[str]:
+    """The private addresses of the hosts whose services use `accessory`."""
+    names = users(target, accessory.kind)
+    return sorted({_address(target, h) for h in names})
+
+
+def users(target: Target, kind: str) -> list[str]:
+    """The app's hosts that run a service using the accessory `kind`."""
+    if target.services:
+        return [
+            h.name
+            for h in target.hosts
+            if any(kind in s.uses and h.name in s.hosts for s in target.services)
+        ]
+    return list(target.host_names) if kind in target.uses() else []
+
+
+def accessory_spec(target: Target, accessory: ResolvedAccessory, state: str) -> dict[str, Any]:
+    """The arguments of deployer_accessory for the host that runs `accessory`."""
+    spec: dict[str, Any] = {
+        "kind": accessory.engine,
+        "state": state,
+        "name": accessory.name,
+        "version": accessory.version,
+        "address": _address(target, accessory.primary),
+        "port": accessory.port,
+        "clients": clients(target, accessory),
+        "storage_bytes": accessory.storage_bytes,
+    }
+    if accessory.database:
+        spec["database"] = accessory.database
+        spec["user"] = accessory.database
+    return spec
+
+
+def accessory_vars(target: Target, state: str = "present") -> dict[str, Any]:
+    """`deployer_accessories` {kind: {host, role, args}} and `deployer_accessory_users`
+    {app host: [kind, ...]} (the env files each app host's release gets), or {} without
+    accessories."""
+    if not target.accessories:
+        return {}
+    return {
+        "deployer_accessories": {
+            a.kind: {"host": a.primary, "args": accessory_spec(target, a, state)}
+            for a in target.accessories
+        },
+        "deployer_accessory_users": {
+            host: [a.kind for a in target.accessories if host in users(target, a.kind)]
+            for host in target.host_names
+        },
+    }
+
+
+def hook_spec(target: Target, hook: ResolvedHook) -> dict[str, Any]:
+    """The arguments of deployer_hook (without the release it runs in)."""
+    if hook.service is None:
+        env = dict(target.service.env)
+    else:
+        env = dict(next(s for s in target.services if s.name == hook.service).env)
+    return {
+        "host": hook.host,
+        "name": hook.name,
+        "directory": hook.directory,
+        "user": target.service_user,
+        "command": list(hook.argv),
+        "env": env,
+        "env_files": [ENV_FILE, *(f"{ENV_FILE}.{kind}" for kind in hook.uses)],
+        "timeout": hook.timeout,
+    }
+
+
+def hook_vars(target: Target, names: Sequence[str]) -> dict[str, Any]:
+    """`deployer_hooks` {name: spec} for the configured hooks among `names`."""
+    wanted = {n: hook_spec(target, target.hooks[n]) for n in names if n in target.hooks}
+    return {"deployer_hooks": wanted} if wanted else {}
