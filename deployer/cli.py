@@ -40,6 +40,11 @@ monitoring_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(monitoring_app, name="monitoring")
+accessory_app = typer.Typer(
+    help="The environment's database and cache (never rolled back with releases).",
+    no_args_is_help=True,
+)
+app.add_typer(accessory_app, name="accessory")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -494,6 +499,57 @@ def monitoring_setup(ctx: typer.Context, environment: EnvArg, as_json: JsonOpt =
         title = f"monitoring setup {environment}"
         result = _run(ctx, environment, title, lambda d: setup(_ssh_only(d, "monitoring setup")))
         _finish(result, as_json, result.exit_code)
+
+
+AccessoryArg = Annotated[
+    list[str] | None, typer.Argument(help="database or cache (default: every accessory).")
+]
+
+
+def _accessory(ctx: typer.Context, action: str, environment: str, names: Any, js: bool) -> None:
+    from deployer.targets.ssh import accessories
+
+    with _errors(js):
+        title = f"accessory {action} {environment}"
+        result = _run(
+            ctx,
+            environment,
+            title,
+            lambda d: accessories.run(_ssh_only(d, "accessory"), action, names or ()),
+        )
+        _finish(result, js, ExitCode.OK if result.ok else ExitCode.DEPLOY_FAILED)
+
+
+@accessory_app.command("setup")
+def accessory_setup(
+    ctx: typer.Context, environment: EnvArg, names: AccessoryArg = None, as_json: JsonOpt = False
+) -> None:
+    """Set up the accessories (deploy does this by itself, before anything is switched)."""
+    _accessory(ctx, "setup", environment, names, as_json)
+
+
+@accessory_app.command("status")
+def accessory_status(
+    ctx: typer.Context, environment: EnvArg, names: AccessoryArg = None, as_json: JsonOpt = False
+) -> None:
+    """Whether each accessory runs, its version, connections or memory."""
+    _accessory(ctx, "status", environment, names, as_json)
+
+
+@accessory_app.command("restart")
+def accessory_restart(
+    ctx: typer.Context, environment: EnvArg, names: AccessoryArg = None, as_json: JsonOpt = False
+) -> None:
+    """Restart the accessories (the app's connections drop and reconnect)."""
+    _accessory(ctx, "restart", environment, names, as_json)
+
+
+@accessory_app.command("upgrade")
+def accessory_upgrade(
+    ctx: typer.Context, environment: EnvArg, names: AccessoryArg = None, as_json: JsonOpt = False
+) -> None:
+    """Upgrade the accessories' packages within their major version, then restart them."""
+    _accessory(ctx, "upgrade", environment, names, as_json)
 
 
 @monitoring_app.command("config")

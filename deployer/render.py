@@ -20,9 +20,16 @@ from deployer.engine.preview import PlanResult
 from deployer.engine.results import DeployResult
 from deployer.errors import DeployerError
 from deployer.inventories import WrittenInventory
-from deployer.ledger import Deployment, ServiceResult
+from deployer.ledger import Deployment, HookResult, ServiceResult
 from deployer.stats import Durations, Stats
-from deployer.targets.base import LockInfo, ReleasesResult, RollbackResult, StatusResult
+from deployer.targets.base import (
+    AccessoryResult,
+    AccessoryState,
+    LockInfo,
+    ReleasesResult,
+    RollbackResult,
+    StatusResult,
+)
 from deployer.targets.ssh.monitoring import MonitoringResult
 
 if TYPE_CHECKING:  # imported only where their commands ran: they pull in docker
@@ -129,6 +136,7 @@ def _(result: DeployResult, console: Console) -> None:
         ]
         headers = (*headers[:5], "services", headers[5])
     console.print(_hosts_table(rows, *headers))
+    _hooks(result.hooks, console)
     noop = " (no-op: already deployed)" if result.noop else ""
     console.print(
         f"deployment #{result.deployment_id} {escape(result.environment)} "
@@ -138,6 +146,27 @@ def _(result: DeployResult, console: Console) -> None:
     )
     if result.reason:
         console.print(f"  reason: {escape(result.reason)}")
+
+
+def _hooks(hooks: Sequence[HookResult], console: Console) -> None:
+    """Each hook's outcome, then its output (masked), indented."""
+    for hook in hooks:
+        if hook.ok:
+            state = "[green]ok[/]"
+        elif hook.timed_out:
+            state = "[red]timed out[/]"
+        else:
+            state = f"[red]failed (exit {hook.exit_code})[/]"
+        cut = " (the start of its output was cut)" if hook.truncated else ""
+        console.print(
+            f"hook {hook.name} on {escape(hook.host)}: {state} in {hook.seconds:.1f}s{cut}"
+        )
+        for line in hook.output.rstrip("\n").splitlines()[-HOOK_LINES:]:
+            console.print(f"  | {escape(line)}")
+
+
+HOOK_LINES = 40
+"""Lines of a hook's output shown (the ledger keeps all of what the host sent)."""
 
 
 @show.register
@@ -184,12 +213,61 @@ def _(result: StatusResult, console: Console) -> None:
                 f"certificate on {escape(cert.host)}: valid until {cert.not_after} "
                 f"({cert.days_left:g} days){issuer}"
             )
+    if result.accessories:
+        console.print(_accessories_table(result.accessories))
     if result.problems:
         for problem in result.problems:
             console.print(f"[yellow]![/] {escape(problem)}")
     else:
         versions = ", ".join(result.versions) or "nothing deployed"
         console.print(f"[green]ok[/]: every host runs {escape(versions)} and is healthy")
+
+
+def _bytes(value: int | None) -> str:
+    if value is None:
+        return "-"
+    size = float(value)
+    for unit in ("B", "KiB", "MiB"):
+        if size < 1024:
+            return f"{size:.0f} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
+def _accessories_table(accessories: Sequence[AccessoryState]) -> Table:
+    rows = []
+    for a in accessories:
+        state = (
+            "unreachable"
+            if not a.reachable
+            else {True: "running", False: "STOPPED", None: "-"}[a.running]
+        )
+        if a.connections is not None:
+            detail = f"{a.connections} connections"
+        elif a.used_memory is not None:
+            detail = f"{_bytes(a.used_memory)} used"
+        else:
+            detail = ""
+        free = f"{_bytes(a.free_bytes)} free" if a.free_bytes is not None else ""
+        rows.append(
+            (
+                a.kind,
+                a.engine,
+                a.host,
+                state,
+                a.version or "-",
+                ", ".join(x for x in (detail, free) if x),
+                a.message,
+            )
+        )
+    return _hosts_table(rows, "accessory", "server", "host", "state", "version", "use", "detail")
+
+
+@show.register
+def _(result: AccessoryResult, console: Console) -> None:
+    console.print(_accessories_table(result.accessories))
+    verdict = "[green]ok[/]" if result.ok else "[red]not every accessory runs[/]"
+    console.print(f"accessory {result.action} {escape(result.environment)}: {verdict}")
 
 
 @show.register

@@ -195,13 +195,16 @@ def facts_vars(
     *,
     health: bool,
     lock: Mapping[str, Any] | None = None,
+    accessories: bool = False,
 ) -> dict[str, Any]:
-    """Read the hosts; with `lock`, take the environment lock first in the same run."""
+    """Read the hosts; with `lock`, take the environment lock first in the same run; with
+    `accessories`, read those too (their hosts are then part of the run)."""
     return {
         **base_vars(target, hosts),
         "deployer_health": health_vars(target) if health else None,
         **services_vars(target, hosts),
         **edge.certificate_vars(target),
+        **(accessory_vars(target, "status") if accessories else {}),
         **({"deployer_lock": dict(lock), "deployer_lock_host": target.primary} if lock else {}),
     }
 

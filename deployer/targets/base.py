@@ -203,6 +203,24 @@ class Certificate:
 
 
 @dataclass(frozen=True)
+class AccessoryState:
+    """An accessory as its host reports it (`status`, `deployer accessory`)."""
+
+    kind: str  # database | cache
+    engine: str  # postgresql | redis
+    host: str
+    reachable: bool
+    running: bool | None = None
+    version: str | None = None
+    """The installed package's version."""
+    port: int | None = None
+    connections: int | None = None
+    used_memory: int | None = None
+    free_bytes: int | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
 class HostState:
     host: str
     reachable: bool
@@ -235,6 +253,20 @@ class StatusResult:
     last: Deployment | None
     certificates: tuple[Certificate, ...] = ()
     """The edge proxy's certificate on each proxy host, when HTTPS is on."""
+    accessories: tuple[AccessoryState, ...] = ()
+
+
+@dataclass(frozen=True)
+class AccessoryResult:
+    """What `deployer accessory ACTION` did."""
+
+    environment: str
+    action: str
+    accessories: tuple[AccessoryState, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(a.reachable and a.running for a in self.accessories)
 
 
 @dataclass(frozen=True)

@@ -147,7 +147,13 @@ class _Collector:
     def _fold(self, entry: dict[str, Any], state: str, data: Mapping[str, Any]) -> None:
         res = data.get("res") or {}
         if isinstance(res, dict) and isinstance(res.get("deployer"), dict):
-            entry["data"].update(checked(res["deployer"]))
+            reply = checked(res["deployer"])
+            if isinstance(reply.get("accessories"), dict):  # one per role: kept side by side
+                reply["accessories"] = {
+                    **entry["data"].get("accessories", {}),
+                    **reply["accessories"],
+                }
+            entry["data"].update(reply)
         if state == "failed":
             entry["failed"] = True
         elif state == "unreachable":

@@ -13,6 +13,7 @@ from deployer.errors import UnreachableError
 from deployer.ledger import pid_is_alive
 from deployer.plan.extravars import facts_vars
 from deployer.targets.base import (
+    AccessoryState,
     Certificate,
     HostState,
     ReleaseOnHost,
@@ -24,6 +25,7 @@ from deployer.targets.base import (
 from deployer.targets.ssh.context import SshSession as Session
 from deployer.targets.ssh.lock import lock_info, locked_error
 from deployer.targets.ssh.replies import rejected, service_results
+from deployer.targets.ssh.runner import HostOutcome
 
 
 def _releases(data: Mapping[str, Any]) -> tuple[ReleaseOnHost, ...]:
@@ -79,16 +81,72 @@ def certificate_problems(certificates: tuple[Certificate, ...]) -> list[str]:
     return out
 
 
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def accessory_states(
+    target: Any, outcomes: Mapping[str, HostOutcome]
+) -> tuple[AccessoryState, ...]:
+    """Each accessory as its host reported it (`deployer.accessories.<engine>`), checked."""
+    out = []
+    for accessory in target.accessories:
+        outcome = outcomes.get(accessory.primary)
+        reachable = outcome is not None and not outcome.unreachable
+        reports = outcome.data.get("accessories") if outcome is not None else None
+        report = reports.get(accessory.engine) if isinstance(reports, Mapping) else None
+        report = report if isinstance(report, Mapping) else {}
+        message = "" if outcome is None or outcome.good else outcome.message
+        if not reachable:
+            message = outcome.message if outcome is not None else "no result"
+        running = report.get("running")
+        out.append(
+            AccessoryState(
+                kind=accessory.kind,
+                engine=accessory.engine,
+                host=accessory.primary,
+                reachable=reachable,
+                running=None if running is None else bool(running),
+                version=_text(report["version"], 80) if report.get("version") else None,
+                port=_count(report.get("port")),
+                connections=_count(report.get("connections")),
+                used_memory=_count(report.get("used_memory")),
+                free_bytes=_count(report.get("free_bytes")),
+                message=_text(message, 500),
+            )
+        )
+    return tuple(out)
+
+
+def accessory_problems(accessories: tuple[AccessoryState, ...]) -> list[str]:
+    out = []
+    for a in accessories:
+        if not a.reachable:
+            out.append(f"{a.host}: the {a.kind} ({a.engine}) is unreachable: {a.message}")
+        elif not a.running:
+            why = f": {a.message}" if a.message else ""
+            out.append(f"{a.host}: the {a.kind} ({a.engine}) is not running{why}")
+    return out
+
+
 def read_hosts(
-    session: Session, *, health: bool, lock: Mapping[str, Any] | None = None
+    session: Session,
+    *,
+    health: bool,
+    lock: Mapping[str, Any] | None = None,
+    accessories: list[AccessoryState] | None = None,
 ) -> dict[str, HostState]:
     """One Ansible run: current version, stored releases and (optionally) health; with
-    `lock`, the environment lock is taken first in the same run (LockedError when held)."""
+    `lock`, the environment lock is taken first in the same run (LockedError when held);
+    given `accessories` (a list), the accessories are read too and appended to it."""
     target = session.target
     hosts = list(target.host_names)
-    result = session.run(
-        "facts.yml", facts_vars(target, hosts, health=health, lock=lock), hosts=hosts
-    )
+    reading = accessories is not None and bool(target.accessories)
+    extravars = facts_vars(target, hosts, health=health, lock=lock, accessories=reading)
+    every = [*hosts, *(h.name for h in target.accessory_hosts)] if reading else hosts
+    result = session.run("facts.yml", extravars, hosts=every)
+    if accessories is not None and reading:
+        accessories += accessory_states(target, result.hosts)
     if lock is not None:
         primary = result.hosts.get(target.primary)
         if primary is not None and primary.failed and primary.data.get("held"):
@@ -124,7 +182,8 @@ def read_hosts(
 def status(session: Session) -> StatusResult:
     target, ledger = session.target, session.ledger
     ledger.reconcile_orphans(session.identity.control_host, pid_is_alive)
-    states = read_hosts(session, health=True)
+    accessories: list[AccessoryState] = []
+    states = read_hosts(session, health=True, accessories=accessories)
     versions: dict[str, list[str]] = {}
     problems: list[str] = []
     for state in states.values():
@@ -141,6 +200,7 @@ def status(session: Session) -> StatusResult:
     problems += more
     certificates = tuple(s.certificate for s in states.values() if s.certificate is not None)
     problems += certificate_problems(certificates)
+    problems += accessory_problems(tuple(accessories))
     return StatusResult(
         environment=target.environment,
         hosts=tuple(states.values()),
@@ -151,6 +211,7 @@ def status(session: Session) -> StatusResult:
         problems=tuple(problems),
         last=last,
         certificates=certificates,
+        accessories=tuple(accessories),
     )
 
 
