@@ -312,6 +312,10 @@ def _(result: PlanResult, console: Console) -> None:
             f"{escape(proxy.server_name or '_')}) over {escape(', '.join(proxy.backends))}; "
             "each batch is drained from it before it restarts"
         )
+    for line in result.accessories:
+        console.print(f"accessory {escape(line)} (set up before anything is switched)")
+    for line in result.hooks:
+        console.print(f"hook {escape(line)}")
 
 
 @show.register

@@ -4,6 +4,7 @@ would go back to). Changes nothing on the hosts."""
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,10 @@ class PlanResult:
     steps: tuple[dict[str, Any], ...] = ()
     proxy: PlannedProxy | None = None
     """The edge proxy, when the environment has one."""
+    accessories: tuple[str, ...] = ()
+    """`database: postgresql 15 on db1:5432`, set up before anything is switched."""
+    hooks: tuple[str, ...] = ()
+    """`before_switch on api1 as api: alembic upgrade head`."""
 
 
 @dataclass(frozen=True)
@@ -133,4 +138,10 @@ def plan(
         steps.runs,
         tuple(steps.to_dict()["steps"]),
         _proxy(session),
+        tuple(f"{a.kind}: {a.engine} {a.version} on {a.primary}:{a.port}" for a in env.accessories),
+        tuple(
+            f"{h.name} on {h.host}" + (f" as {h.service}" if h.service else "") + f": "
+            f"{shlex.join(h.argv)}"
+            for h in env.hooks.values()
+        ),
     )
