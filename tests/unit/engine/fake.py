@@ -24,6 +24,7 @@ from deployer.config.models import Strategy
 from deployer.config.resolve import Target as Environment
 from deployer.config.resolve import resolve
 from deployer.errors import LockedError
+from deployer.ledger import HookResult
 from deployer.plan.strategy import HostFacts
 from deployer.session import Session
 from deployer.targets.base import (
@@ -113,6 +114,8 @@ class Scenario:
     interrupt: tuple[str, int] | None = None
     """(method, nth call of it) whose reply says the operator pressed Ctrl-C."""
     rollback_fail: frozenset[str] = frozenset()
+    hooks_fail: frozenset[str] = frozenset()
+    """Hooks (before_switch, after_switch, ...) that exit 1 with a masked secret in their output."""
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,10 @@ class C:
         )
 
     @staticmethod
+    def run_hook(host: str, name: str) -> Call:
+        return Call("run_hook", (host,), action=name)
+
+    @staticmethod
     def activate(hosts: Sequence[str], *, unlock: bool = False) -> Call:
         return Call("activate", tuple(hosts), unlock=unlock)
 
@@ -192,6 +199,7 @@ class FakeTarget:
         self.running: dict[str, str | None] = dict(self.scenario.before)
         self.version = ""
         self.reasons: list[str] = []
+        self.hooks_ran: list[tuple[str, str | None]] = []
 
     # -- bookkeeping ---------------------------------------------------------------------
 
@@ -343,6 +351,10 @@ class FakeTarget:
                 self.staged.add(host)
                 replies[host] = HostReply(host, changed=True, current=current)
         good = all(r.good for r in replies.values())
+        before = self.session.target.hooks.get("before_switch")
+        if good and before is not None:  # after every host is staged, before any switch
+            replies[before.host] = self._hook("before_switch", replies[before.host])
+            good = replies[before.host].good
         switched = None
         if good and switch:
             if on_switch is not None:
@@ -358,6 +370,28 @@ class FakeTarget:
             released=self._give_back(unlock, good),
             interrupted=interrupted,
         )
+
+    def _hook(self, name: str, reply: HostReply) -> HostReply:
+        self.hooks_ran.append(
+            (name, self.running.get(reply.host) if name != "before_switch" else self.version)
+        )
+        if name in self.scenario.hooks_fail:
+            result = HookResult(
+                name, reply.host, False, 1, 0.5, output="password=s3cret-value\nboom\n"
+            )
+            return replace(
+                reply,
+                ok=False,
+                stage="hook",
+                message=f"hook {name} failed (exit 1): boom",
+                hook=result,
+            )
+        return replace(reply, hook=HookResult(name, reply.host, True, 0, 0.5, output="migrated\n"))
+
+    def run_hook(self, name: str, version: str) -> HostReply | None:
+        hook = self.session.target.hooks[name]
+        self._record(Call("run_hook", (hook.host,), action=name))
+        return self._hook(name, HostReply(hook.host, current=version))
 
     def activate(self, release: Release, batch: Sequence[str], *, unlock: str | None) -> BatchReply:
         nth = self._record(C.activate(batch, unlock=unlock is not None))
