@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 import yaml
+from shop_lab import Shop, shop_project
 
 from deployer.lab import LabState, down, ssh_argv, up
 
@@ -130,3 +131,9 @@ def project(tmp_path: Path, lab: LabState) -> Iterator[Project]:
             f"/etc/nginx/conf.d/deployer-{app}-*.conf /etc/nginx/deployer/{app}-*; "
             "if systemctl -q is-active nginx; then sudo systemctl reload nginx; fi",
         )
+
+
+@pytest.fixture
+def shop(tmp_path: Path, lab: LabState) -> Iterator[Shop]:
+    """examples/shop on the lab under an app name of its own (see shop_lab.py)."""
+    yield from shop_project(tmp_path, lab)

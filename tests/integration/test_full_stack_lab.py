@@ -6,84 +6,18 @@ back automatically) fail no request, and afterwards frontend and API are on v2 e
 
 from __future__ import annotations
 
-import http.client
 import json
-import random
-import secrets
 import shutil
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from shop_lab import Shop
 from test_edge_proxy import Load
-
-from deployer.lab import LabState, ssh_argv
 
 pytestmark = pytest.mark.integration
 
 SHOP = Path(__file__).resolve().parents[2] / "examples" / "shop"
-
-
-class Shop:
-    def __init__(self, root: Path, app: str, lab: LabState) -> None:
-        self.root, self.app, self.lab = root, app, lab
-        self.domain = f"{app}.lab.test"
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "deployer", *args],
-            cwd=self.root,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env={**__import__("os").environ, "DEPLOYER_LAB_NAME": self.lab.name},
-        )
-
-    def ssh(self, host: Any, command: str) -> str:
-        return subprocess.run(
-            ssh_argv(self.lab, host, command), capture_output=True, text=True, timeout=60
-        ).stdout
-
-    def get(self, path: str) -> tuple[int, dict[str, str], str]:
-        conn = http.client.HTTPConnection(self.lab.hosts[0].ip, 80, timeout=5)
-        try:
-            conn.request("GET", path, headers={"Host": self.domain})
-            response = conn.getresponse()
-            return response.status, dict(response.getheaders()), response.read().decode()
-        finally:
-            conn.close()
-
-
-@pytest.fixture
-def shop(tmp_path: Path, lab: LabState) -> Iterator[Shop]:
-    app = "s" + secrets.token_hex(4)
-    root = tmp_path / "shop"
-    shutil.copytree(SHOP, root, ignore=shutil.ignore_patterns("dist", "__pycache__"))
-    text = (root / "deploy.yml").read_text()
-    port = random.randint(20000, 40000)
-    text = text.replace("name: shop\n", f"name: {app}\n", 1).replace("port: 8100", f"port: {port}")
-    text = text.replace("domain: shop.lab.test", f"domain: {app}.lab.test")
-    (root / "deploy.yml").write_text(text)
-    yield Shop(root, app, lab)
-    for host in lab.hosts:
-        subprocess.run(
-            ssh_argv(
-                lab,
-                host,
-                f"sudo systemctl disable --now '{app}:*' 2>/dev/null; "
-                f"sudo rm -rf /srv/{app} /etc/systemd/system/{app}:* "
-                f"/etc/systemd/system/*.wants/{app}:* /var/lib/deployer/locks/{app} "
-                f"/etc/nginx/conf.d/deployer-{app}-*.conf /etc/nginx/deployer/{app}-*; "
-                "sudo systemctl daemon-reload; "
-                "if systemctl -q is-active nginx; then sudo systemctl reload nginx; fi",
-            ),
-            capture_output=True,
-            timeout=60,
-        )
 
 
 def test_frontend_and_api_deploy_and_roll_back_together_without_a_failed_request(

@@ -1,0 +1,130 @@
+"""examples/shop's database and cache on a real lab host: PostgreSQL 15 and Redis 7 from
+Debian, set up by the deploy before anything is switched, and the API's schema migrated by
+alembic in the before_switch hook. v1 creates the schema; v2 migrates it and the API serves
+the new column; a v3 whose migration fails is stopped before any host is switched, every host
+stays on v2 and the schema is untouched. The generated credentials never leave the data host
+but inside the releases' env files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+from shop_lab import Shop
+
+pytestmark = pytest.mark.integration
+
+FAILING = '''"""A migration that fails halfway: the schema must stay as it was."""
+
+from alembic import op
+
+revision = "0003"
+down_revision = "0002"
+
+
+def upgrade() -> None:
+    op.execute("ALTER TABLE items ADD COLUMN colour TEXT")
+    op.execute("SELECT 1 / 0")
+'''
+
+
+def _deploy(shop: Shop, version: str, api: Path | None = None) -> subprocess.CompletedProcess[str]:
+    extra = ["--artifact", f"api={api}"] if api is not None else []
+    return shop.cli("deploy", "lab", "--version", version, *extra)
+
+
+def _json(proc: subprocess.CompletedProcess[str]) -> dict:  # type: ignore[type-arg]
+    return json.loads(proc.stdout)
+
+
+def test_migrations_run_before_the_switch_and_a_failed_one_switches_nothing(
+    shop: Shop, tmp_path: Path
+) -> None:
+    outputs: list[str] = []
+    v1 = tmp_path / "api-v1"
+    shutil.copytree(shop.root / "api", v1)
+    (v1 / "migrations" / "versions" / "0002_stock.py").unlink()
+    first = _deploy(shop, "v1", v1)
+    outputs += [first.stdout, first.stderr]
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert "hook before_switch on" in first.stdout  # its outcome and output are shown
+    assert shop.get("/api/schema")[2].strip() == "0001"
+    items = json.loads(shop.get("/api/items")[2])
+    assert [sorted(i) for i in items] == [["id", "name", "price"]] * 2
+    assert int(shop.get("/api/visits")[2]) + 1 == int(shop.get("/api/visits")[2])
+
+    second = _deploy(shop, "v2")
+    outputs += [second.stdout, second.stderr]
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert shop.get("/api/schema")[2].strip() == "0002"
+    assert {i["name"]: i["stock"] for i in json.loads(shop.get("/api/items")[2])} == {
+        "tea": 10,
+        "coffee": 10,
+    }
+
+    v3 = tmp_path / "api-v3"
+    shutil.copytree(shop.root / "api", v3)
+    (v3 / "migrations" / "versions" / "0003_fails.py").write_text(FAILING)
+    third = shop.cli("deploy", "lab", "--version", "v3", "--artifact", f"api={v3}", "--json")
+    outputs += [third.stdout, third.stderr]
+    assert third.returncode == 1, third.stdout[-3000:]
+    result = _json(third)
+    assert (result["status"], result["stage"]) == ("FAILED", "hook")
+    assert "hook before_switch failed" in result["reason"]
+    (hook,) = result["hooks"]
+    assert hook["ok"] is False
+    assert "ZeroDivision" in hook["output"] or "division by zero" in hook["output"]
+    # no host was switched, the schema is as v2 left it
+    current = {
+        h.name: shop.ssh(h, f"readlink /srv/{shop.app}/current").strip() for h in shop.lab.hosts[:3]
+    }
+    assert {Path(c).name for c in current.values()} == {"v2"}, current
+    assert shop.get("/api/schema")[2].strip() == "0002"
+    assert "colour" not in json.loads(shop.get("/api/items")[2])[0]
+    history = json.loads(shop.cli("history", "lab", "--json").stdout)
+    assert history[0]["stage"] == "hook"
+    assert history[0]["hooks"][0]["name"] == "before_switch"
+
+    # the accessories report themselves, in status too
+    accessories = shop.cli("accessory", "status", "lab", "--json")
+    assert accessories.returncode == 0, accessories.stdout[-2000:]
+    states = {a["kind"]: a for a in _json(accessories)["accessories"]}
+    assert states["database"]["running"]
+    assert states["cache"]["running"]
+    assert states["database"]["connections"] is not None
+    assert states["cache"]["used_memory"] > 0
+    status = _json(shop.cli("status", "lab", "--json"))
+    assert [a["kind"] for a in status["accessories"]] == ["database", "cache"]
+    outputs += [accessories.stdout, json.dumps(status)]
+
+    # the credentials: generated on the data host, kept there (root 0600) and in the
+    # releases' env files only
+    data = shop.lab.hosts[0]
+    name = f"{shop.app}-lab"
+    canaries = []
+    for kind in ("postgresql", "redis"):
+        path = f"/etc/deployer/accessories/{name}/{kind}.password"
+        mode = shop.ssh(data, f"sudo stat -c '%a %U' {path}").split()
+        assert mode == ["600", "root"], (path, mode)
+        canaries.append(shop.ssh(data, f"sudo cat {path}").strip())
+    assert all(len(c) >= 16 for c in canaries)
+    for text in outputs:
+        assert not any(c in text for c in canaries)
+    for path in (shop.root / ".deployer").rglob("*"):
+        if path.is_file():
+            blob = path.read_bytes()
+            assert not any(c.encode() in blob for c in canaries), path
+    dump = "\n".join(sqlite3.connect(shop.root / ".deployer" / "ledger.sqlite3").iterdump())
+    assert not any(c in dump for c in canaries)
+    for host in shop.lab.hosts[:3]:
+        found = shop.ssh(
+            host,
+            "sudo grep -rl -e "
+            + " -e ".join(canaries)
+            + " /tmp /var/tmp /root/.ansible /home/deploy/.ansible 2>/dev/null; true",
+        )
+        assert found.strip() == "", (host.name, found)
