@@ -174,8 +174,8 @@ SHOP = Path(__file__).resolve().parents[1] / "examples" / "shop"
 
 def full_stack(root: Path, lab: Any, n: int, runs: int) -> dict[str, Any]:
     """examples/shop as shipped, but the whole fleet at once (next to the one-service
-    figures): its static frontend on the first host, its API (two instances per host) on
-    the other n - 1; `runs` deploys of a new version and `runs` rollbacks, medians."""
+    figures): its static frontend, PostgreSQL and Redis on the first host, its API (two
+    instances per host) on the other n - 1, its migration hook before every switch; `runs` deploys of a new version and `runs` rollbacks, medians."""
     import shutil
 
     import yaml
@@ -199,8 +199,15 @@ def full_stack(root: Path, lab: Any, n: int, runs: int) -> dict[str, Any]:
     config["environments"] = {
         "bench": {
             "domain": "benchshop.lab.test",
-            "hosts": {"edge": [entry(hosts[0])], "backend": [entry(h) for h in hosts[1:]]},
+            "hosts": {
+                "edge": [entry(hosts[0])],
+                "backend": [entry(h) for h in hosts[1:]],
+                "data": [entry(hosts[0])],
+            },
             "replicas": {"backend": 2 * (n - 1)},
+            # its PostgreSQL and Redis on the edge host; the migration hook runs every deploy
+            "database": {"type": "postgresql", "component": "data"},
+            "cache": {"type": "redis", "component": "data", "port": FULL_STACK_PORT + 100},
             "features": {"cdn": True},
             "ssh": {"private_key": str(lab.private_key), "known_hosts": str(lab.known_hosts)},
         }
