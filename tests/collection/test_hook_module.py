@@ -389,6 +389,7 @@ def test_the_module_reports_stage_hook_only_on_failure(tree: Path) -> None:
     rc, result = run_host("deployer_hook", source, params(tree, sh("echo $API_TOKEN; exit 4")))
     assert rc == 1
     assert result["failed"] is True
+    assert result["changed"] is True  # it ran
     assert result["msg"] == "hook before_switch failed (exit 4): ********"
     assert result["deployer"]["stage"] == "hook"
     assert result["deployer"]["hook"]["output"] == "********\n"
@@ -397,3 +398,4 @@ def test_the_module_reports_stage_hook_only_on_failure(tree: Path) -> None:
     assert result["msg"].startswith("hook before_switch cannot run: invalid directory")
     assert result["deployer"]["stage"] == "hook"
     assert result["deployer"]["hook"]["rc"] is None
+    assert not result.get("changed")

@@ -31,7 +31,7 @@ description:
     after a line saying how many were cut; a secret cut in half at that boundary is
     masked too.
   - Fails when the hook exits non-zero, is killed by a signal or times out, with the last
-    (masked) output line in the message. Always C(changed) when it ran.
+    (masked) output line in the message. Always C(changed) when it ran, failed or not.
 options:
   name:
     description: Which hook this is (reported, and in the messages).
@@ -566,7 +566,9 @@ def main():
     try:
         hook = run(module.params, check=module.check_mode)
     except HookError as exc:
-        module.fail_json(msg=str(exc), deployer={"stage": STAGE, "hook": exc.hook})
+        # it ran (unless it could not start): a failed hook may have changed things too
+        module.fail_json(msg=str(exc), changed=exc.hook["rc"] is not None,
+                         deployer={"stage": STAGE, "hook": exc.hook})
     except Refused as exc:
         module.fail_json(msg="hook %s cannot run: %s" % (name, exc),
                          deployer={"stage": STAGE, "hook": not_run(name)})
