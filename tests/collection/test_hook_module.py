@@ -399,3 +399,15 @@ def test_the_module_reports_stage_hook_only_on_failure(tree: Path) -> None:
     assert result["deployer"]["stage"] == "hook"
     assert result["deployer"]["hook"]["rc"] is None
     assert not result.get("changed")
+
+
+@pytest.mark.parametrize("cut", [1, 5, 63, 64, 65, 3000, 4095])
+def test_the_rest_of_a_long_secret_at_the_cut_is_masked(cut: int) -> None:
+    secret = bytes(range(256)) * 16  # 4 KiB, like a certificate in an env file
+    raw = secret[cut:] + b"\nafter\n"
+    text, truncated = deployer_hook.mask_tail(raw, len(raw) + cut, len(raw), [secret])
+    assert truncated
+    assert text.endswith("\n********\nafter\n")
+    # a secret of which only a part was printed, with nothing after it
+    text, _ = deployer_hook.mask_tail(secret[cut : cut + 100], 10_000, 100, [secret])
+    assert text.endswith("\n********")

@@ -172,6 +172,7 @@ DIRECTORY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+-]{0,127}\Z")
 # scheme://user:PASSWORD@host - in the env files' values, and in the output itself
 URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s/?#@:]*:)([^\s/?#@]+)@")
 ENV_FILE_BYTES = 1 << 20
+_PROBE = 64  # bytes: see _secret_at_start
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC
@@ -371,10 +372,9 @@ def mask_tail(raw, total, limit, secrets):
             at = raw.find(secret, at + 1)
     if total > len(raw):  # cut before raw: raw may start with the end of a secret
         for secret in secrets:
-            for size in range(len(secret) - 1, 0, -1):
-                if raw.startswith(secret[-size:]):
-                    spans.append((0, size))
-                    break
+            end = _secret_at_start(raw, secret)
+            if end:
+                spans.append((0, end))
     merged = []
     for start, end in sorted(spans):
         if merged and start <= merged[-1][1]:
@@ -401,6 +401,23 @@ def mask_tail(raw, total, limit, secrets):
     if dropped > 0:
         text = "[deployer: the first %d bytes of the hook's output were cut]\n%s" % (dropped, text)
     return text, dropped > 0
+
+
+def _secret_at_start(raw, secret):
+    """How many bytes at the start of `raw` are the rest of `secret` cut before them
+    (0: none). Long secrets (certificates) are found with one search, not a loop per size."""
+    probe = raw[:_PROBE]
+    if len(probe) == _PROBE:  # a rest of at least _PROBE bytes: where `probe` sits in the secret
+        at = secret.find(probe, 1)
+        while at >= 0:
+            rest = secret[at:]
+            if raw.startswith(rest) or rest.startswith(raw):
+                return min(len(rest), len(raw))
+            at = secret.find(probe, at + 1)
+    for size in range(min(len(secret) - 1, _PROBE - 1, len(raw)), 0, -1):
+        if secret.endswith(raw[:size]):
+            return size
+    return 0
 
 
 def last_line(text):
@@ -514,7 +531,10 @@ def run(p, check=False):
         secrets = secrets_of(values)
         limit = p["output_limit"]
         keep = limit + (len(secrets[0]) if secrets else 0)
-        here = os.open(".", os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC)
+        try:
+            here = os.open(".", os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC)
+        except OSError:  # a working directory that is gone: come back to /
+            here = os.open("/", os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC)
         try:
             os.fchdir(workdir)  # the directory opened above, never a path looked up again
             try:
