@@ -71,6 +71,7 @@ def test_every_lean_module_publishes_its_spec() -> None:
         "deployer_switch",
         "deployer_preflight",
         "deployer_health",
+        "deployer_hook",
     ):
         source, spec, _paths, _rules, check = lean.module_spec(module)
         assert "MODULE_SPEC" in source, module

@@ -159,6 +159,7 @@ def defaults_problems(role: str, defaults: dict[str, Any]) -> list[str]:
 def test_every_role_is_checked() -> None:
     assert ROLES == [
         "healthcheck",
+        "hook",
         "lock",
         "monitoring",
         "preflight",

@@ -60,3 +60,24 @@ def test_limits_follow_each_host_component() -> None:
 def test_only_the_hosts_of_the_run_are_rendered() -> None:
     target = _target(GOLDEN / "limits_and_specifiers")
     assert set(units_by_host(target, ["worker1"])) == {"worker1"}
+
+
+def test_extra_env_files_follow_the_release_env_file_in_order() -> None:
+    from deployer.plan.units import _defaults, _templates
+
+    values = {
+        **_defaults(),
+        "service_app": "shop",
+        "service_deploy_to": "/srv/shop",
+        "service_user": "shop",
+        "service_command": "run",
+        "service_env_files": ["database", "redis"],
+    }
+    lines = _templates().get_template("app.service.j2").render(values).splitlines()
+    files = [line for line in lines if line.startswith("EnvironmentFile=")]
+    assert files == [
+        "EnvironmentFile=-/srv/shop/current/.deployer/env",
+        "EnvironmentFile=-/srv/shop/current/.deployer/env.database",
+        "EnvironmentFile=-/srv/shop/current/.deployer/env.redis",
+    ]
+    assert _defaults()["service_env_files"] == []  # and the golden units render as before

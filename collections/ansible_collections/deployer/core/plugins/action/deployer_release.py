@@ -13,7 +13,7 @@ Before uploading it reads the version's meta.json on the host with one plain com
 Python): a host that already stores this version with this sha256, not marked bad, gets no
 upload, so deploying a version again moves no bytes.
 
-It also hands the module `env` as one JSON string (see run()).
+It also hands the module `env` and `env_files` as one JSON string each (see _run()).
 
 A failed result always carries `deployer.stage` (see the module's RETURN): the module's own,
 `upload` when the tarball could not be found or sent, `stage` for a failure that has no
@@ -56,11 +56,13 @@ class ActionModule(LeanAction):
         task_vars = task_vars or {}
         args = dict(self._task.args)
         src = args.pop("src", None)
-        if isinstance(args.get("env"), dict):
-            # One opaque no_log string instead of a dict: AnsibleModule masks every no_log
-            # value wherever it appears in the result, so a dict with a value like "1" or
-            # "hello" would turn "/srv/hello/releases/v1" into "/srv/********/releases/v********".
-            args["env"] = json.dumps(args["env"], sort_keys=True)
+        for option in ("env", "env_files"):
+            if isinstance(args.get(option), dict):
+                # One opaque no_log string instead of a dict: AnsibleModule masks every no_log
+                # value wherever it appears in the result, so a dict with a value like "1" or
+                # "hello" would turn "/srv/hello/releases/v1" into
+                # "/srv/********/releases/v********".
+                args[option] = json.dumps(args[option], sort_keys=True)
         if not src or args.get("archive") or self._task.check_mode:
             result.update(self.run_module(args, task_vars))
             return result

@@ -105,6 +105,21 @@ options:
         occurrence of short values (such as C(1) or the app name) in the result.
     type: raw
     default: {}
+  env_files:
+    description:
+      - More environment files of the release, name -> variables (as a dict or as that
+        dict in a JSON string), each written as C(.deployer/env.<name>) in the format of
+        C(.deployer/env) (mode 0600, root's alone) and reconciled the same way; the
+        files of names no longer given are removed. For accessory credentials
+        (C(DATABASE_URL), C(REDIS_URL)) that units add with more C(EnvironmentFile=) lines
+        (deployer.core.service's C(service_env_files)) and hooks read
+        (M(deployer.core.deployer_hook)).
+      - Names match C(^[a-z][a-z0-9_]{0,31}$). Every variable of these files counts as
+        secret (their names go in the files' secret-names comment).
+      - Never returned or logged; the action plugin sends a dict as one JSON string, as
+        for O(env).
+    type: raw
+    default: {}
   secret_names:
     description:
       - Names of the variables of O(env) whose values are secret. Only the names are
@@ -187,6 +202,10 @@ deployer:
     env_changed:
       description: The env file was (re)written.
       type: bool
+    env_files_changed:
+      description: Names of O(env_files) whose C(.deployer/env.<name>) was (re)written or removed.
+      type: list
+      elements: str
     links_changed:
       description: Shared paths created or (re)linked into the release.
       type: list
@@ -257,6 +276,7 @@ from ansible_collections.deployer.core.plugins.module_utils.layout import (
     remove_path,
     write_atomic,
 )
+from ansible_collections.deployer.core.plugins.module_utils import envfile
 from ansible_collections.deployer.core.plugins.module_utils.explain import (
     SECRET_NAMES_COMMENT,
 )
@@ -271,7 +291,8 @@ from ansible_collections.deployer.core.plugins.module_utils.unpack import (
     unpack,
 )
 
-ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_FILE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}\Z")
+ENV_FILE_PREFIX = "env."  # .deployer/env.<name>, one per O(env_files) entry
 SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 # What an empty deploy_to may hold: a fresh filesystem's lost+found, a streamed upload
 NOT_CONTENT = re.compile(r"^(lost\+found|\.deployer-upload-.*)$")
@@ -308,23 +329,43 @@ def env_value(value):
 
 
 def render_env(env, secret_names=()):
-    """systemd EnvironmentFile: KEY="value", with \\ " ` $ escaped inside double quotes.
-    The names (never the values) of the secret variables go in a comment, so that what
-    reads the app's output on the host (the switch's failure report) can mask them."""
-    lines = ["# Written by deployer; do not edit.\n"]
+    """systemd EnvironmentFile: KEY="value", with \\ " ` $ escaped inside double quotes
+    (module_utils/envfile.py, which also reads it back as systemd does). The names (never
+    the values) of the secret variables go in a comment, so that what reads the app's
+    output on the host (the switch's failure report) can mask them."""
     secret = sorted(n for n in set(secret_names or ()) if n in env)
-    if secret:
-        lines.append("%s%s\n" % (SECRET_NAMES_COMMENT, " ".join(secret)))
-    for key in sorted(env):
-        if not ENV_KEY.match(key):
-            raise StageError("invalid environment variable name %r: use letters, digits and _"
-                             % key)
-        value = env_value(env[key])
-        if "\x00" in value:
-            raise StageError("environment variable %s contains a NUL byte" % key)
-        escaped = "".join("\\" + c if c in '\\"`$' else c for c in value)
-        lines.append('%s="%s"\n' % (key, escaped))
-    return "".join(lines).encode("utf-8")
+    comments = ["%s%s\n" % (SECRET_NAMES_COMMENT, " ".join(secret))] if secret else []
+    try:
+        return envfile.render(dict((k, env_value(v)) for k, v in env.items()),
+                              comments=comments)
+    except ValueError as exc:
+        raise StageError(str(exc))
+
+
+def parse_env_files(env_files):
+    """The env_files option: {name: {KEY: value}}, or that as a JSON string (what the
+    action plugin sends); names checked, values never shown."""
+    if env_files in (None, ""):
+        return {}
+    if isinstance(env_files, str):
+        try:
+            env_files = json.loads(env_files)
+        except ValueError:
+            raise StageError("env_files is not valid JSON")
+    if not isinstance(env_files, dict):
+        raise StageError("env_files must be a mapping of names to environments")
+    out = {}
+    for name, env in env_files.items():
+        if not isinstance(name, str) or not ENV_FILE_NAME.match(name):
+            raise StageError("invalid env file name %r: use 1-32 lowercase letters, digits "
+                             "and _, starting with a letter" % (name,))
+        if env is None:
+            env = {}
+        if not isinstance(env, dict):
+            raise StageError("env_files.%s must be a mapping of variable names to values"
+                             % name)
+        out[name] = env
+    return out
 
 
 def clean_relpath(path, what):
@@ -348,6 +389,7 @@ class Stager(object):
         self.user = p["service_user"]
         self.group = p["service_group"]
         self.env = parse_env(p["env"])
+        self.env_files = parse_env_files(p.get("env_files"))
         self.secret_names = p.get("secret_names") or []
         try:
             self.units = encode_units(p["units"])
@@ -362,7 +404,8 @@ class Stager(object):
         self.result = dict(version=self.version, path=self.tree.release(self.version),
                            current=self.tree.current(),
                            unpacked=False, replaced=False, user_created=False,
-                           env_changed=False, links_changed=[], units_changed=[], pruned=[],
+                           env_changed=False, env_files_changed=[], links_changed=[],
+                           units_changed=[], pruned=[],
                            reclaimed=[])
         self.partial = None
         self.old = None
@@ -644,21 +687,45 @@ class Stager(object):
             os.close(fd)
 
     def write_env(self, base):
-        content = render_env(self.env, self.secret_names)
-        path = os.path.join(base, META_DIR, "env")
+        """.deployer/env and the .deployer/env.<name> of O(env_files), root's alone (systemd
+        reads them as root and hands the variables to the service); env.<name> files of
+        names no longer given are removed."""
+        if self.write_env_file(base, "env", render_env(self.env, self.secret_names)):
+            self.result["env_changed"] = True
+        for name in sorted(self.env_files):
+            env = self.env_files[name]
+            # every value is a credential (DATABASE_URL, ...): all names go in the comment
+            if self.write_env_file(base, ENV_FILE_PREFIX + name, render_env(env, list(env))):
+                self.result["env_files_changed"].append(name)
+        meta = os.path.join(base, META_DIR)
+        try:
+            present = os.listdir(meta)
+        except FileNotFoundError:
+            present = []  # check mode: the release is not unpacked yet
+        for entry in sorted(present):
+            name = entry[len(ENV_FILE_PREFIX):]
+            if entry.startswith(ENV_FILE_PREFIX) and ENV_FILE_NAME.match(name) \
+                    and name not in self.env_files:
+                self.result["env_files_changed"].append(name)
+                if not self.check:
+                    os.unlink(os.path.join(meta, entry))
+
+    def write_env_file(self, base, name, content):
+        """Write .deployer/<name> (0600 root:root) unless it already is `content`; return
+        whether it was (would be) written."""
+        path = os.path.join(base, META_DIR, name)
         st = None
         try:
             st = os.lstat(path)
         except OSError:
             pass
-        # root's alone: systemd reads it as root; the service gets the variables, not the file
-        same = (st is not None and read_bytes(path) == content and st.st_mode & 0o7777 == 0o600
-                and (st.st_uid, st.st_gid) == (0, 0))
+        same = (st is not None and stat.S_ISREG(st.st_mode) and read_bytes(path) == content
+                and st.st_mode & 0o7777 == 0o600 and (st.st_uid, st.st_gid) == (0, 0))
         if same:
-            return
-        self.result["env_changed"] = True
+            return False
         if not self.check:
             write_atomic(path, content, 0o600, 0, 0)
+        return True
 
     def write_units(self, base):
         """The release's own units, in its .deployer/units/ (the switch installs them)."""
@@ -714,6 +781,7 @@ class Stager(object):
                 self.stage_new(replacing=state == "other")
                 if self.check:
                     self.result["env_changed"] = True
+                    self.result["env_files_changed"] = sorted(self.env_files)
                     self.result["links_changed"] = self.shared_dirs + self.shared_files
             if self.check and state != "same":
                 self.result["units_changed"] = sorted(self.units)
@@ -742,7 +810,8 @@ class Stager(object):
 
     def changed(self):
         r = self.result
-        return bool(r["unpacked"] or r["user_created"] or r["env_changed"] or r["links_changed"]
+        return bool(r["unpacked"] or r["user_created"] or r["env_changed"]
+                    or r["env_files_changed"] or r["links_changed"]
                     or r["units_changed"] or r["pruned"] or r["reclaimed"])
 
 
@@ -760,6 +829,7 @@ MODULE_SPEC = dict(
         shared_dirs=dict(type="list", elements="str", default=[]),
         shared_files=dict(type="list", elements="str", default=[]),
         env=dict(type="raw", default={}, no_log=True),
+        env_files=dict(type="raw", default={}, no_log=True),
         secret_names=dict(type="list", elements="str", default=[]),
         units=dict(type="dict", default={}),
         keep_releases=dict(type="int", default=5),
