@@ -84,3 +84,25 @@ def test_an_app_that_prints_no_such_file_while_running_is_not_a_missing_command(
     props = {"ActiveState": "active", "Result": "success"}
     lines = ["open('data.json'): No such file or directory"]
     assert explain.explain(props, lines)[0] == "unhealthy"
+
+
+def test_the_accessories_env_files_are_masked_in_a_failure_report_too(tmp_path: Path) -> None:
+    from ansible_collections.deployer.core.plugins.module_utils.layout import Tree
+
+    meta = tmp_path / "releases" / "v1" / ".deployer"
+    meta.mkdir(parents=True)
+    (meta / "env").write_text(
+        f'{explain.SECRET_NAMES_COMMENT}API_TOKEN\nAPI_TOKEN="token-value-1"\n'
+    )
+    (meta / "env.database").write_text(
+        f"{explain.SECRET_NAMES_COMMENT}DATABASE_URL\n"
+        'DATABASE_URL="postgresql://shop:pw-canary-2@10.0.0.20:5432/shop"\n'
+    )
+    paths = Tree(str(tmp_path)).env_paths("v1")
+    assert [Path(p).name for p in paths] == ["env", "env.database"]
+    lines = explain.masked(
+        ["connect postgresql://shop:pw-canary-2@10.0.0.20:5432/shop as token-value-1"],
+        explain.secret_values(*paths),
+    )
+    assert "pw-canary-2" not in lines[0]
+    assert "token-value-1" not in lines[0]

@@ -65,13 +65,15 @@ def journal(unit, since, secrets=(), limit=None):
     return [line[:LINE_CHARS] for line in lines[-limit:]]
 
 
-def secret_values(env_file):
-    """The values of the secret variables an env file (written by deployer_release) names."""
-    try:
-        with open(env_file, "rb") as handle:
-            text = handle.read(1 << 20).decode("utf-8", "replace")
-    except OSError:
-        return []
+def secret_values(*env_files):
+    """The values of the secret variables the env files (written by deployer_release) name."""
+    text = ""
+    for env_file in env_files:
+        try:
+            with open(env_file, "rb") as handle:
+                text += handle.read(1 << 20).decode("utf-8", "replace") + "\n"
+        except OSError:
+            continue
     names, values = set(), {}
     for line in text.splitlines():
         if line.startswith(SECRET_NAMES_COMMENT):

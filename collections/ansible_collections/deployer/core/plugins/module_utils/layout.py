@@ -78,6 +78,15 @@ class Tree(object):
     def env_path(self, version):
         return os.path.join(self.releases, version, META_DIR, "env")
 
+    def env_paths(self, version):
+        """The release's env file and the accessories' (env.<name>) next to it."""
+        meta = os.path.join(self.releases, version, META_DIR)
+        try:
+            extra = sorted(n for n in os.listdir(meta) if n.startswith("env."))
+        except OSError:
+            extra = []
+        return [self.env_path(version)] + [os.path.join(meta, n) for n in extra]
+
     def current(self):
         """Version `current` points at, or None (missing link, or not into releases/)."""
         try:

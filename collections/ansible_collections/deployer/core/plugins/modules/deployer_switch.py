@@ -463,7 +463,7 @@ def main():
     checks = [(i, instance_health(health, i, wanted)) for i in wanted]
 
     # 3. Already live and fine: leave it alone.
-    env_file = tree.env_path(version)
+    env_file = tree.env_paths(version)
     states = systemd.show(*[u for i in wanted for u in i.units])
 
     if (data["previous"] == version and not to_write and not to_remove and not stale
@@ -595,7 +595,7 @@ def switch_services(module, systemd, tree, app, version, units, meta, present, d
     # Units of the app the release does not have: the app's own (one service before) and
     # those of the services it no longer has.
     dropped = leftovers(present, app, [s.base for s in plan])
-    env_file = tree.env_path(version)
+    env_file = tree.env_paths(version)
     names = [u for s in plan for i in s.wanted for u in i.units]
     states = systemd.show(*names) if names else {}
 
@@ -743,10 +743,10 @@ def socket_ok(states, instance):
                                timestamp(sock.get("ActiveEnterTimestamp"))))
 
 
-def fresh(states, instance, env_file):
-    """The instance runs the installed units and env file (none is newer than its start)."""
+def fresh(states, instance, env_files):
+    """The instance runs the installed units and env files (none is newer than its start)."""
     svc = states.get(instance.service) or {}
-    files = [unit_file(u) for u in instance.units] + [env_file]
+    files = [unit_file(u) for u in instance.units] + list(env_files)
     enabled = socket_ok(states, instance) if instance.socket else (
         svc.get("UnitFileState") == "enabled")
     return enabled and svc.get("ActiveState") == "active" and not newer_than(
@@ -841,7 +841,7 @@ def fail_start(module, systemd, tree, instance, version, data, health, started, 
     result, and the failing instance's last journal lines. `service`: the service of
     O(services) that failed (`instance` None: one without units)."""
     props = systemd.show(instance.service)[instance.service] if instance else {}
-    lines = journal(instance.service, started, secret_values(tree.env_path(version))) \
+    lines = journal(instance.service, started, secret_values(*tree.env_paths(version))) \
         if instance else []
     port = (health.get("http") or {}).get("port") or (health.get("tcp") or {}).get("port")
     failure = describe_failure(props, lines, message, port)
