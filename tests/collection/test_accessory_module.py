@@ -8,7 +8,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +19,12 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "collections"))
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible_collections.deployer.core.plugins.action import (
+    deployer_accessory as action_accessory,
+)
 from ansible_collections.deployer.core.plugins.module_utils import accessory as acc
 from ansible_collections.deployer.core.plugins.modules import deployer_accessory
+from ansible_collections.deployer.core.plugins.plugin_utils import lean
 
 DEBIAN_HBA = (
     "local   all             postgres                                peer\n"
@@ -258,3 +264,47 @@ def test_a_stored_verifier_is_matched_with_its_own_salt() -> None:
     assert not acc.scram_matches("pencil", "md5" + "0" * 32)
     assert not acc.scram_matches("pencil", "")
     assert not acc.scram_matches("pencil", "SCRAM-SHA-256$4096:!!$a:b")
+
+
+# --- the module's result on the controller -----------------------------------------------
+
+
+def test_a_refusal_fails_at_the_accessory_stage_without_the_password() -> None:
+    from test_lean import run_host
+
+    source = lean.module_spec("deployer_accessory")[0]
+    rc, result = run_host(
+        "deployer_accessory", source, params(name="Bad/Name", password="hunter2-hunter2")
+    )
+    assert rc == 1
+    assert result["deployer"] == {
+        "stage": "accessory",
+        "accessory": {"kind": "postgresql", "name": "Bad/Name"},
+    }
+    assert result["msg"].startswith("postgresql Bad/Name: name: ")
+    assert "hunter2" not in json.dumps(result)
+
+
+def _controller_result(module_result: dict[str, Any], password: str) -> dict[str, Any]:
+    """What the lean action plugin hands back for `module_result` (the host's stdout)."""
+    action = object.__new__(action_accessory.ActionModule)
+    action._task = types.SimpleNamespace(check_mode=False, async_val=0)
+    action.lean_interpreter = lambda task_vars: "/usr/bin/python3"
+    action._compute_environment_string = lambda: ""
+    action._low_level_execute_command = lambda *a, **k: {
+        "rc": 1 if module_result.get("failed") else 0,
+        "stdout": json.dumps(module_result),
+        "stderr": "",
+    }
+    return action.run_module(params(kind="redis", version="7", password=password), {})
+
+
+def test_the_env_is_left_unmasked_and_everything_else_masked() -> None:
+    url = {"REDIS_URL": "redis://:given-password@10.0.0.5:6379/0"}
+    ok = _controller_result({"env": url, "note": "given-password"}, "given-password")
+    assert ok["env"] == url  # later plays read it (the task is no_log)
+    assert ok["note"] == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+    failed = _controller_result(
+        {"failed": True, "msg": "given-password", "env": url}, "given-password"
+    )
+    assert "given-password" not in json.dumps(failed)

@@ -15,9 +15,14 @@ def address(host):
 
 
 def cli(host, address, port, auth, *args):
-    env = f'REDISCLI_AUTH="$(cat {auth})"' if auth.startswith("/") else f"REDISCLI_AUTH='{auth}'"
+    """redis-cli with the password of the file `auth` (a path), the password `auth`, or none."""
+    env = ""
+    if auth.startswith("/"):
+        env = f'REDISCLI_AUTH="$(cat {auth})" '
+    elif auth:
+        env = f"REDISCLI_AUTH='{auth}' "
     return host.run(
-        f"{env} timeout 5 redis-cli --no-auth-warning -h {address} -p {port} " + " ".join(args)
+        f"{env}timeout 5 redis-cli --no-auth-warning -h {address} -p {port} " + " ".join(args)
     )
 
 
@@ -54,15 +59,17 @@ def test_the_password_opens_the_instance_and_its_data_is_its_own(host, address):
 
 @pytest.mark.parametrize("password", ["", "wrong"])
 def test_no_or_a_wrong_password_is_refused(host, address, password):
-    out = cli(host, address, 6379, password, "GET", "flow").stdout
-    assert "NOAUTH" in out or "WRONGPASS" in out
+    result = cli(host, address, 6379, password, "GET", "flow")
+    assert "NOAUTH" in result.stdout
+    assert ("WRONGPASS" in result.stderr) == bool(password)
 
 
 def test_the_second_environment_has_an_instance_of_its_own(host, address):
     assert host.service("redis-server@blog-lab").is_running
     other = "/etc/deployer/accessories/blog-lab/redis.password"
     assert host.file(other).content_string != host.file(CREDENTIALS).content_string
-    assert "WRONGPASS" in cli(host, address, 6380, CREDENTIALS, "PING").stdout
+    refused = cli(host, address, 6380, CREDENTIALS, "PING")
+    assert "WRONGPASS" in refused.stderr  # redis-cli reports the failed AUTH there
     assert cli(host, address, 6380, other, "GET", "flow").stdout.strip() == ""  # not shop's data
 
 

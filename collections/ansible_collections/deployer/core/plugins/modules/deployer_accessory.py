@@ -21,7 +21,7 @@ description:
     --no-install-recommends) (C(DEBIAN_FRONTEND=noninteractive)); C(apt-get update) runs
     first only when apt knows no candidate for them (no package lists).
   - The password - O(password) when given, else the one stored, else a new
-    C(secrets.token_urlsafe(32)) - is kept in C(/etc/deployer/accessories/<name>/<kind>.password)
+    one, from C(secrets.token_urlsafe) (32 bytes) - is kept in C(/etc/deployer/accessories/<name>/<kind>.password)
     (the directory root 0700, the file root 0600, never through a link).
   - C(postgresql) - the Debian cluster C(<version>/main). Writes
     C(/etc/postgresql/<version>/main/conf.d/deployer.conf) (C(listen_addresses) = O(listen)
@@ -35,7 +35,7 @@ description:
     SCRAM-SHA-256 verifier computed here, so the server, its log and pg_stat_activity never
     see the password itself; a stored verifier of the same password is left alone.
   - C(redis) - one instance per environment with Debian's template unit
-    C(redis-server@<name>.service) and C(/etc/redis/redis-<name>.conf) (root:redis 0640: it
+    C(redis-server@<name>.service) and C(/etc/redis/redis-<name>.conf) (root:redis 0640, since it
     holds C(requirepass)) binding O(listen) and 127.0.0.1 with protected mode on, data in
     C(/var/lib/redis/<name>) (redis 0750), supervised by systemd, logging to the journal.
     Two environments on one host never share an instance. Restarted when its
@@ -147,8 +147,8 @@ deployer:
           C(port), C(address), C(data_dir), C(free_bytes), C(running) (bool),
           C(changed_parts) (list - package, credentials, data_dir, config, pg_hba, enabled,
           started, restarted, reloaded, role, password, database, upgraded).
-        - C(unit) (the systemd unit). With O(state=upgraded), C(upgrade) - C({package:
-          {from, to}}).
+        - C(unit) (the systemd unit). With O(state=upgraded), C(upgrade) - for each
+          package, C(from) and C(to) (its versions before and after).
         - With O(state=status) and the service running, C(connections) (postgresql -
           sessions on the database, from pg_stat_activity) or C(used_memory) (redis - bytes,
           from INFO memory).
@@ -644,8 +644,9 @@ def main():
                          changed=bool(job and job.changed_parts),
                          deployer=dict(stage=STAGE, accessory=info))
     # `env` carries the password on purpose (the task is no_log; later plays read it): keep
-    # AnsibleModule from masking it there, and keep it out of the echoed arguments.
-    module.no_log_values.discard(module.params.get("password"))
+    # AnsibleModule from masking it there, and keep it out of the echoed arguments. (Run by
+    # the lean action plugin, the controller leaves `env` unmasked: LeanAction.UNMASKED.)
+    getattr(module, "no_log_values", set()).discard(module.params.get("password"))
     args = dict(module.params, password="VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
                 if module.params.get("password") else None)
     module.exit_json(invocation=dict(module_args=args), **result)
