@@ -38,7 +38,10 @@ description:
     C(redis-server@<name>.service) and C(/etc/redis/redis-<name>.conf) (root:redis 0640, since it
     holds C(requirepass)) binding O(listen) and 127.0.0.1 with protected mode on, data in
     C(/var/lib/redis/<name>) (redis 0750), supervised by systemd, logging to the journal.
-    Two environments on one host never share an instance. Restarted when its
+    Two environments on one host never share an instance. Inside a container (where
+    systemd cannot set up the user namespace of the template's C(PrivateUsers=true)) a
+    drop-in C(deployer-container.conf) turns that one setting off; elsewhere the template
+    runs as Debian ships it. Restarted when its
     configuration changed. When this run installed the package, Debian's default instance
     (C(redis-server.service)) is stopped and disabled. Redis has no per-address access
     control - O(clients) is not enforced, the password is the only gate (bind private
@@ -145,8 +148,9 @@ deployer:
       description:
         - C(kind), C(name), C(version) (installed package version string, or null),
           C(port), C(address), C(data_dir), C(free_bytes), C(running) (bool),
-          C(changed_parts) (list - package, credentials, data_dir, config, pg_hba, enabled,
-          started, restarted, reloaded, role, password, database, upgraded).
+          C(changed_parts) (list - package, upgraded, cluster, credentials, data_dir,
+          config, pg_hba, unit, enabled, started, restarted, reloaded, role, password,
+          database; C(unit) is the drop-in below).
         - C(unit) (the systemd unit). With O(state=upgraded), C(upgrade) - for each
           package, C(from) and C(to) (its versions before and after).
         - With O(state=status) and the service running, C(connections) (postgresql -
