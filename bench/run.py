@@ -175,7 +175,8 @@ SHOP = Path(__file__).resolve().parents[1] / "examples" / "shop"
 def full_stack(root: Path, lab: Any, n: int, runs: int) -> dict[str, Any]:
     """examples/shop as shipped, but the whole fleet at once (next to the one-service
     figures): its static frontend, PostgreSQL and Redis on the first host, its API (two
-    instances per host) on the other n - 1, its migration hook before every switch; `runs` deploys of a new version and `runs` rollbacks, medians."""
+    instances per host) on the other n - 1, its migration hook before every switch; `runs`
+    deploys of a new version and `runs` rollbacks, medians."""
     import shutil
 
     import yaml
