@@ -117,6 +117,8 @@ def resolve_accessories(
             )
             continue
         wanted = getattr(spec, "replicas", 1)
+        if not members:
+            continue  # the component's hosts did not resolve: reported where they are named
         if len(members) < wanted:
             problems.append(
                 f"{format_loc((*loc, 'replicas'))}: {wanted} servers need {wanted} hosts in "

@@ -586,7 +586,7 @@ def resolve(loaded: LoadedProject, environment: str, lab: LabInfo | None = None)
     app_components = {c for h in hosts for c in h.components}
     for where in ("replicas", "resources"):
         for component in getattr(env, where):
-            if component in env.hosts and component not in app_components:
+            if by_component.get(component) and component not in app_components:
                 problems.append(
                     f"{format_loc((*base, where, component))}: {component} runs accessories "
                     "only, which take no app instances or limits; remove it"

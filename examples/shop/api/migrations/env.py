@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+from logging.config import fileConfig
 
 from alembic import context
 from sqlalchemy import create_engine
+
+if context.config.config_file_name is not None:
+    fileConfig(context.config.config_file_name)
 
 engine = create_engine(os.environ["DATABASE_URL"])
 with engine.connect() as connection:
