@@ -45,6 +45,8 @@ accessory_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(accessory_app, name="accessory")
+db_app = typer.Typer(help="Dumps of the environment's database.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -550,6 +552,48 @@ def accessory_upgrade(
 ) -> None:
     """Upgrade the accessories' packages within their major version, then restart them."""
     _accessory(ctx, "upgrade", environment, names, as_json)
+
+
+@db_app.command("backups")
+def db_backups(ctx: typer.Context, environment: EnvArg, as_json: JsonOpt = False) -> None:
+    """The dumps deploys took before their migrations (database.backup), newest first."""
+    from deployer.targets.ssh import accessories
+
+    with _errors(as_json):
+        title = f"db backups {environment}"
+        call = lambda d: accessories.backups(_ssh_only(d, "db backups"))  # noqa: E731
+        _finish(_run(ctx, environment, title, call, ledger=True), as_json)
+
+
+@db_app.command("restore")
+def db_restore(
+    ctx: typer.Context,
+    environment: EnvArg,
+    backup_id: Annotated[int, typer.Argument(metavar="ID", help="From `db backups`.")],
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Replace the database's content: required.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Restore a dump into the app's database (its current content is replaced), holding
+    the environment lock."""
+    from deployer.targets.ssh import accessories
+
+    with _errors(as_json):
+        if not yes:
+            raise BadRequest(
+                f"db restore replaces the content of {environment}'s database with backup "
+                f"{backup_id}: pass --yes"
+            )
+        title = f"db restore {environment} {backup_id}"
+        result = _run(
+            ctx,
+            environment,
+            title,
+            lambda d: accessories.restore(_ssh_only(d, "db restore"), backup_id),
+            ledger=True,
+        )
+        _finish(result, as_json, ExitCode.OK if result.ok else ExitCode.DEPLOY_FAILED)
 
 
 @monitoring_app.command("config")

@@ -135,6 +135,19 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             message       TEXT    NOT NULL DEFAULT '',
             PRIMARY KEY (deployment_id, seq)
         )""",
+        # Database dumps deploys took before their migrations (database.backup).
+        """CREATE TABLE backups (
+            id            INTEGER PRIMARY KEY AUTOINCREMENT,
+            environment   TEXT    NOT NULL,
+            deployment_id INTEGER REFERENCES deployments (id),
+            host          TEXT    NOT NULL,
+            file          TEXT    NOT NULL,
+            bytes         INTEGER NOT NULL,
+            sha256        TEXT    NOT NULL,
+            label         TEXT    NOT NULL,
+            created_at    TEXT    NOT NULL
+        )""",
+        "CREATE INDEX backups_by_env ON backups (environment, id)",
     ),
 }
 
@@ -189,6 +202,22 @@ class HookResult:
     output: str = ""
     """Its output as the host masked it (the tail, when long), masked again here."""
     message: str = ""
+
+
+@dataclass(frozen=True)
+class Backup:
+    """A dump of the app's database, kept on its host (`deployer db backups`)."""
+
+    id: int
+    environment: str
+    deployment_id: int | None
+    host: str
+    file: str
+    bytes: int
+    sha256: str
+    label: str
+    """The version whose migrations it preceded."""
+    created_at: datetime
 
 
 @dataclass(frozen=True)
@@ -624,6 +653,48 @@ class Ledger:
                 " seconds = excluded.seconds, services = excluded.services",
                 rows,
             )
+
+    def record_backup(
+        self,
+        *,
+        environment: str,
+        deployment_id: int | None,
+        host: str,
+        file: str,
+        size: int,
+        sha256: str,
+        label: str,
+    ) -> int:
+        with self._tx() as conn:
+            cur = conn.execute(
+                "INSERT INTO backups (environment, deployment_id, host, file, bytes, sha256,"
+                " label, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (environment, deployment_id, host, file, int(size), sha256, label, _now()),
+            )
+            if cur.lastrowid is None:  # pragma: no cover - sqlite always sets it for INSERT
+                raise LedgerError("insert did not return a backup id")
+            return cur.lastrowid
+
+    def backups(self, environment: str) -> list[Backup]:
+        """The environment's dumps, newest first."""
+        with self._tx(write=False) as conn:
+            rows = conn.execute(
+                "SELECT * FROM backups WHERE environment = ? ORDER BY id DESC", (environment,)
+            ).fetchall()
+        return [
+            Backup(
+                id=int(r["id"]),
+                environment=r["environment"],
+                deployment_id=r["deployment_id"],
+                host=r["host"],
+                file=r["file"],
+                bytes=int(r["bytes"]),
+                sha256=r["sha256"],
+                label=r["label"],
+                created_at=_parse_time(r["created_at"]),
+            )
+            for r in rows
+        ]
 
     def record_hook(self, deployment_id: int, hook: HookResult) -> None:
         """Keep what a hook did (its output and message masked like every free text)."""

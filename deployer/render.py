@@ -25,8 +25,10 @@ from deployer.stats import Durations, Stats
 from deployer.targets.base import (
     AccessoryResult,
     AccessoryState,
+    BackupsResult,
     LockInfo,
     ReleasesResult,
+    RestoreResult,
     RollbackResult,
     StatusResult,
 )
@@ -261,6 +263,40 @@ def _accessories_table(accessories: Sequence[AccessoryState]) -> Table:
             )
         )
     return _hosts_table(rows, "accessory", "server", "host", "state", "version", "use", "detail")
+
+
+@show.register
+def _(result: BackupsResult, console: Console) -> None:
+    rows = [
+        (
+            str(b.id),
+            f"{b.created_at:%Y-%m-%d %H:%M:%S}",
+            b.label,
+            b.host,
+            _bytes(b.bytes),
+            f"#{b.deployment_id}" if b.deployment_id else "-",
+            b.file,
+        )
+        for b in result.backups
+    ]
+    if rows:
+        console.print(
+            _hosts_table(rows, "id", "taken (UTC)", "before", "host", "size", "deploy", "file")
+        )
+    else:
+        console.print(f"no backups of {escape(result.environment)} recorded")
+
+
+@show.register
+def _(result: RestoreResult, console: Console) -> None:
+    b = result.backup
+    if result.ok:
+        console.print(
+            f"[green]restored[/] backup {b.id} ({escape(b.file)}) into "
+            f"{escape(result.environment)}'s database on {escape(b.host)} in {result.seconds:.1f}s"
+        )
+    else:
+        console.print(f"[red]restore of backup {b.id} failed[/]: {escape(result.message)}")
 
 
 @show.register

@@ -36,6 +36,8 @@ class ResolvedAccessory:
     database: str = ""
     """PostgreSQL: the app's database and role."""
     storage_bytes: int = 0
+    backup_keep: int = 0
+    """PostgreSQL: dumps kept on its host; 0 when deploys take none (backup.before_migrate)."""
 
     @property
     def primary(self) -> str:
@@ -137,6 +139,19 @@ def resolve_accessories(
                 r"[^a-z0-9_]", "_", project.app.name.lower()
             )
         storage = getattr(spec, "storage", None)
+        backup = getattr(spec, "backup", None)
+        keep = backup.keep if backup is not None and backup.before_migrate else 0
+        if backup is not None and "keep" in backup.model_fields_set and not backup.before_migrate:
+            problems.append(
+                f"{format_loc((*loc, 'backup', 'keep'))}: counts the dumps that "
+                "backup.before_migrate takes, which is off; turn it on or remove the key"
+            )
+        if keep and project.hooks.before_switch is None:
+            problems.append(
+                f"{format_loc((*loc, 'backup', 'before_migrate'))}: the dump is taken before "
+                "hooks.before_switch (the migrations), and there is none; set the hook or "
+                "turn it off"
+            )
         out.append(
             ResolvedAccessory(
                 kind=kind,
@@ -148,6 +163,7 @@ def resolve_accessories(
                 name=instance_name(project.app.name, environment),
                 database=database,
                 storage_bytes=storage_bytes(storage) if storage else 0,
+                backup_keep=keep,
             )
         )
     return tuple(out)

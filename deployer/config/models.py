@@ -418,6 +418,18 @@ Accessory = Literal["database", "cache"]
 StorageSize = Annotated[str, Field(pattern=r"^[1-9][0-9]{0,8}(Ki|Mi|Gi|Ti)$")]
 
 
+class Backup(Section):
+    """Dumps of the app's database that deployer takes itself (pg_dump, kept on its host)."""
+
+    before_migrate: bool = Field(
+        default=False,
+        description="Take a dump before hooks.before_switch runs (the migrations) in every "
+        "deploy, recorded in the ledger: `deployer db backups ENV` lists them, `deployer db "
+        "restore ENV ID` restores one.",
+    )
+    keep: int = Field(default=7, ge=1, le=1000, description="Dumps kept on the host.")
+
+
 class Database(Section):
     """The environment's PostgreSQL, set up by deployer from Debian's packages on the hosts
     of `component`, bound to their private address (target ssh)."""
@@ -447,6 +459,7 @@ class Database(Section):
         description="Name of the app's database and role (default: the app name with '_' "
         "for '-' and '.').",
     )
+    backup: Backup = Field(default_factory=Backup)
 
 
 class Cache(Section):

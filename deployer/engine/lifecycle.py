@@ -95,8 +95,19 @@ class _Rollout:
         )
 
     def keep_hooks(self, replies: Iterable[HostReply]) -> None:
-        """Record what the hooks that ran in a step did, masked, as they come."""
+        """Record what the hooks that ran in a step did, masked, as they come; and the
+        database dumps taken before them."""
         for reply in replies:
+            if reply.backup is not None:
+                self.session.ledger.record_backup(
+                    environment=self.session.target.environment,
+                    deployment_id=self.deployment_id,
+                    host=reply.host,
+                    file=reply.backup.file,
+                    size=reply.backup.bytes,
+                    sha256=reply.backup.sha256,
+                    label=self.version,
+                )
             if reply.hook is not None:
                 hook = replace(
                     reply.hook,

@@ -76,6 +76,27 @@ def accessory_vars(target: Target, state: str = "present") -> dict[str, Any]:
     }
 
 
+def backup_vars(target: Target, label: str) -> dict[str, Any]:
+    """`deployer_backup` {host, args}: the dump taken before the before_switch hook, when
+    the database asks for one (`backup.before_migrate`)."""
+    database = target.accessory("database")
+    if database is None or not database.backup_keep or "before_switch" not in target.hooks:
+        return {}
+    args = accessory_spec(target, database, "backup")
+    args |= {"backup_label": label, "backup_keep": database.backup_keep}
+    return {"deployer_backup": {"host": database.primary, "args": args}}
+
+
+def restore_vars(target: Target, file: str, sha256: str) -> dict[str, Any]:
+    """`deployer_accessories` asking the database's host to restore one of its dumps."""
+    database = target.accessory("database")
+    if database is None:
+        return {}
+    args = accessory_spec(target, database, "restore")
+    args |= {"backup_file": file, "backup_sha256": sha256}
+    return {"deployer_accessories": {"database": {"host": database.primary, "args": args}}}
+
+
 def hook_spec(target: Target, hook: ResolvedHook) -> dict[str, Any]:
     """The arguments of deployer_hook (without the release it runs in)."""
     if hook.service is None:

@@ -12,7 +12,7 @@ from typing import Any
 from deployer.config.models import Health
 from deployer.config.resolve import Target
 from deployer.plan import edge
-from deployer.plan.accessories import accessory_vars, hook_vars
+from deployer.plan.accessories import accessory_vars, backup_vars, hook_vars
 from deployer.plan.units import units_by_host
 
 LOCK_DIR = "/var/lib/deployer/locks"
@@ -115,6 +115,7 @@ def prepare_vars(
         "deployer_lock": dict(lock),
         **edge.setup_vars(target),
         **accessory_vars(target),
+        **backup_vars(target, version),
         **hook_vars(target, ["before_switch"]),
     }
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from deployer.ledger import (
+    Backup,
     Deployment,
     HookResult,
     HostStatus,
@@ -45,6 +46,15 @@ def cap(text: str, limit: int = MAX_TEXT) -> str:
 
 
 @dataclass(frozen=True)
+class BackupTaken:
+    """A dump a host took of the app's database in this step."""
+
+    file: str
+    bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
 class HostReply:
     """What one host (or service) said back from one step."""
 
@@ -64,6 +74,7 @@ class HostReply:
     """For an app of several services: how each came out on this host."""
     hook: HookResult | None = None
     """A deploy hook that ran here in this step."""
+    backup: BackupTaken | None = None
 
     @property
     def good(self) -> bool:
@@ -267,6 +278,21 @@ class AccessoryResult:
     @property
     def ok(self) -> bool:
         return all(a.reachable and a.running for a in self.accessories)
+
+
+@dataclass(frozen=True)
+class BackupsResult:
+    environment: str
+    backups: tuple[Backup, ...]
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    environment: str
+    backup: Backup
+    ok: bool
+    seconds: float
+    message: str = ""
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any
 
 from deployer.config.names import check_version
 from deployer.ledger import HookResult, ServiceResult
-from deployer.targets.base import MAX_TEXT, cap
+from deployer.targets.base import MAX_TEXT, BackupTaken, cap
 
 HOOK_OUTPUT = 65536
 """Characters kept of a hook's output (the host already sends its tail, masked)."""
@@ -129,6 +129,8 @@ class Reply:
     """For an app of several services: each one's result (deployer_switch, deployer_health)."""
     hook: HookResult | None = None
     """What a deploy hook did here (deployer_hook); its host is filled in by the caller."""
+    backup: BackupTaken | None = None
+    """A dump of the database taken here (deployer_accessory, state backup)."""
 
     @staticmethod
     def of(data: Mapping[str, Any]) -> Reply:
@@ -161,6 +163,7 @@ class Reply:
             rejected=tuple(rejected(data)),
             services=service_results(data.get("services")),
             hook=hook_result(data.get("hook")),
+            backup=backup_taken(data.get("accessories")),
         )
 
     def lock_report(self) -> dict[str, Any]:
@@ -198,6 +201,28 @@ def service_results(value: Any) -> tuple[ServiceResult, ...]:
             )
         )
     return tuple(out)
+
+
+_DUMP = re.compile(r"[0-9]{8}T[0-9]{6}Z-[A-Za-z0-9._-]{1,64}\.dump")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def backup_taken(value: Any) -> BackupTaken | None:
+    """`accessories.postgresql.backup {file, bytes, sha256}`, when a host reports one whose
+    every field has the shape the module gives it (a file name it could not have made, a
+    size that is no size, is dropped)."""
+    report = value.get("postgresql") if isinstance(value, Mapping) else None
+    backup = report.get("backup") if isinstance(report, Mapping) else None
+    if not isinstance(backup, Mapping):
+        return None
+    file, size, digest = backup.get("file"), backup.get("bytes"), backup.get("sha256")
+    if not (isinstance(file, str) and _DUMP.fullmatch(file)):
+        return None
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        return None
+    if not (isinstance(digest, str) and _SHA256.fullmatch(digest)):
+        return None
+    return BackupTaken(file, size, digest)
 
 
 _HOOKS = frozenset({"before_switch", "after_switch", "after_rollback", "after_failure"})

@@ -65,6 +65,7 @@ def _host(outcome: HostOutcome, default_stage: str) -> HostReply:
         switched=reply.switched,
         services=reply.services,
         hook=replace(reply.hook, host=outcome.host) if reply.hook else None,
+        backup=reply.backup,
     )
 
 

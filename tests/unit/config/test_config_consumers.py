@@ -28,7 +28,7 @@ from deployer.config.models import Environment, Host, Project, Section, ServiceS
 from deployer.config.resolve import Target, resolve
 from deployer.errors import ConfigError
 from deployer.plan import extravars, strategy
-from deployer.plan.accessories import hook_vars
+from deployer.plan.accessories import backup_vars, hook_vars
 from deployer.plan.inventory import build_inventory
 from deployer.plan.units import units_by_host
 
@@ -186,6 +186,14 @@ PROBES: dict[str, Callable[[Data], None]] = {
     "environments.*.database.component": _db(component="web"),
     "environments.*.database.port": _db(port=5433),
     "environments.*.database.name": _db(name="store"),
+    "environments.*.database.backup.before_migrate": _both(
+        _db(backup={"before_migrate": True}),
+        _set("hooks", "before_switch", value={"command": "bin/migrate"}),
+    ),
+    "environments.*.database.backup.keep": _both(
+        _db(backup={"before_migrate": True, "keep": 3}),
+        _set("hooks", "before_switch", value={"command": "bin/migrate"}),
+    ),
     "environments.*.cache.type": _cache(),
     "environments.*.cache.version": _cache(version="6"),
     "environments.*.cache.component": _cache(component="web"),
@@ -315,6 +323,7 @@ def _fingerprint(target: Target, tmp_path: Path) -> str:
         "facts": extravars.facts_vars(target, hosts, health=True),
         "monitoring": extravars.monitoring_vars(target),
         "hooks": hook_vars(target, list(target.hooks)),
+        "backup": backup_vars(target, "v1"),
         "units": units_by_host(target, hosts),
         "plan": strategy.plan(
             target.strategy, hosts, "v1", watch=target.rollback.watch, fuse=True

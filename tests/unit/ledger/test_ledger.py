@@ -458,6 +458,7 @@ def test_a_version_1_ledger_is_migrated_keeping_its_rows(db_path: Path) -> None:
         raw.execute("ALTER TABLE deployments DROP COLUMN p95_ms")
         raw.execute("ALTER TABLE deployment_hosts DROP COLUMN services")
         raw.execute("DROP TABLE deployment_hooks")
+        raw.execute("DROP TABLE backups")
         raw.execute("PRAGMA user_version = 1")
     with Ledger(db_path) as reopened:
         assert reopened.get(first.id) == first
