@@ -28,6 +28,7 @@ from deployer.ledger import HookResult
 from deployer.plan.strategy import HostFacts
 from deployer.session import Session
 from deployer.targets.base import (
+    BackupTaken,
     BatchReply,
     HostReply,
     LockInfo,
@@ -115,6 +116,8 @@ class Scenario:
     """(method, nth call of it) whose reply says the operator pressed Ctrl-C."""
     rollback_fail: frozenset[str] = frozenset()
     hooks_fail: frozenset[str] = frozenset()
+    dump: bool = False
+    """The host of before_switch reports a database dump taken right before it."""
     """Hooks (before_switch, after_switch, ...) that exit 1 with a masked secret in their output."""
 
 
@@ -354,6 +357,9 @@ class FakeTarget:
         before = self.session.target.hooks.get("before_switch")
         if good and before is not None:  # after every host is staged, before any switch
             replies[before.host] = self._hook("before_switch", replies[before.host])
+            if self.scenario.dump:
+                dump = BackupTaken("20261204T014500Z-v2.dump", 4096, "ab" * 32)
+                replies[before.host] = replace(replies[before.host], backup=dump)
             good = replies[before.host].good
         switched = None
         if good and switch:

@@ -105,3 +105,12 @@ def test_hooks_not_configured_cost_no_call(tmp_path: Path) -> None:
     fake = FakeTarget(s)
     deploy(s, fake, version="v2")
     assert not any(c.method == "run_hook" for c in fake.calls)
+
+
+def test_a_dump_before_the_migrations_is_recorded_with_its_deploy(tmp_path: Path) -> None:
+    s = _session(tmp_path, ALL, "before_switch")
+    fake = FakeTarget(s, Scenario(dump=True, hooks_fail=frozenset({"before_switch"})))
+    result = deploy(s, fake, version="v2")
+    (backup,) = s.ledger.backups("staging")
+    assert (backup.deployment_id, backup.host, backup.label) == (result.deployment_id, "web2", "v2")
+    assert (backup.file, backup.bytes) == ("20261204T014500Z-v2.dump", 4096)
