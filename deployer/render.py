@@ -250,10 +250,13 @@ def _accessories_table(accessories: Sequence[AccessoryState]) -> Table:
             detail = f"{_bytes(a.used_memory)} used"
         else:
             detail = ""
+        if a.role == "standby":
+            lag = f", {_bytes(a.lag_bytes)} behind" if a.lag_bytes is not None else ""
+            detail = ("following the primary" if a.in_recovery else "NOT following") + lag
         free = f"{_bytes(a.free_bytes)} free" if a.free_bytes is not None else ""
         rows.append(
             (
-                a.kind,
+                a.kind if a.role == "primary" else f"{a.kind} (standby)",
                 a.engine,
                 a.host,
                 state,

@@ -44,6 +44,11 @@ class ResolvedAccessory:
         return self.hosts[0]
 
     @property
+    def standbys(self) -> tuple[str, ...]:
+        """PostgreSQL: the hosts that follow the primary (database.replicas - 1)."""
+        return self.hosts[1:]
+
+    @property
     def variable(self) -> str:
         return ACCESSORY_ENV[self.kind]
 
@@ -125,12 +130,6 @@ def resolve_accessories(
             problems.append(
                 f"{format_loc((*loc, 'replicas'))}: {wanted} servers need {wanted} hosts in "
                 f"{spec.component}, which has {len(members)}"
-            )
-            continue
-        if wanted > 1:
-            problems.append(
-                f"{format_loc((*loc, 'replicas'))}: streaming-replication standbys are not "
-                "built yet, so deployer would set up the primary only; give 1"
             )
             continue
         database = ""

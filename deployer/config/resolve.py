@@ -583,6 +583,14 @@ def resolve(loaded: LoadedProject, environment: str, lab: LabInfo | None = None)
             "the app a component of its own"
         )
     problems += _uses_problems(project, env, environment, service, base)
+    serving = {h for a in accessories for h in a.hosts}
+    for host in accessory_hosts:
+        if host.name not in serving:
+            problems.append(
+                f"{format_loc((*base, 'hosts', host.components[0]))}: {host.name} would run "
+                "nothing (the cache runs on the first host only, the database on as many as "
+                "its replicas); remove it"
+            )
     app_components = {c for h in hosts for c in h.components}
     for where in ("replicas", "resources"):
         for component in getattr(env, where):

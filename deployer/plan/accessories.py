@@ -55,20 +55,45 @@ def accessory_spec(target: Target, accessory: ResolvedAccessory, state: str) -> 
     if accessory.database:
         spec["database"] = accessory.database
         spec["user"] = accessory.database
+    if accessory.standbys:
+        spec["role"] = "primary"
+        spec["standbys"] = [_address(target, h) for h in accessory.standbys]
     return spec
 
 
+def standby_specs(target: Target, state: str) -> list[dict[str, Any]]:
+    """{host, args} for each PostgreSQL standby: it replicates from the primary's private
+    address, with the replication password the primary's step registers in the same run."""
+    database = target.accessory("database")
+    if database is None:
+        return []
+    out = []
+    for host in database.standbys:
+        args = accessory_spec(target, database, state)
+        args |= {
+            "role": "standby",
+            "address": _address(target, host),
+            "standbys": [],
+            "primary_address": _address(target, database.primary),
+            "primary_port": database.port,
+        }
+        out.append({"host": host, "args": args})
+    return out
+
+
 def accessory_vars(target: Target, state: str = "present") -> dict[str, Any]:
-    """`deployer_accessories` {kind: {host, role, args}} and `deployer_accessory_users`
-    {app host: [kind, ...]} (the env files each app host's release gets), or {} without
-    accessories."""
+    """`deployer_accessories` {kind: {host, args}}, `deployer_standbys` [{host, args}] (the
+    database's standbys, set up after its primary) and `deployer_accessory_users` {app host:
+    [kind, ...]} (the env files each app host's release gets), or {} without accessories."""
     if not target.accessories:
         return {}
+    standbys = standby_specs(target, state)
     return {
         "deployer_accessories": {
             a.kind: {"host": a.primary, "args": accessory_spec(target, a, state)}
             for a in target.accessories
         },
+        **({"deployer_standbys": standbys} if standbys else {}),
         "deployer_accessory_users": {
             host: [a.kind for a in target.accessories if host in users(target, a.kind)]
             for host in target.host_names

@@ -229,6 +229,12 @@ class AccessoryState:
     used_memory: int | None = None
     free_bytes: int | None = None
     message: str = ""
+    role: str = "primary"
+    """PostgreSQL: `primary`, or `standby` (streaming from the primary)."""
+    in_recovery: bool | None = None
+    """A standby replaying the primary's WAL, as it reports it."""
+    lag_bytes: int | None = None
+    """A standby's WAL received but not yet replayed."""
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,10 @@ def run(session: SshSession, action: str, names: Sequence[str] = ()) -> Accessor
     extravars["deployer_accessories"] = {
         kind: spec for kind, spec in extravars["deployer_accessories"].items() if kind in chosen
     }
-    hosts = sorted({spec["host"] for spec in extravars["deployer_accessories"].values()})
+    if "database" not in chosen:
+        extravars.pop("deployer_standbys", None)
+    specs = [*extravars["deployer_accessories"].values(), *extravars.get("deployer_standbys", [])]
+    hosts = sorted({spec["host"] for spec in specs})
     result = session.run("accessories.yml", extravars, hosts=hosts, cancellable=False)
     states = accessory_states(target, result.hosts)
     return AccessoryResult(target.environment, action, tuple(s for s in states if s.kind in chosen))

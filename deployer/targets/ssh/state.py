@@ -90,8 +90,13 @@ def accessory_states(
 ) -> tuple[AccessoryState, ...]:
     """Each accessory as its host reported it (`deployer.accessories.<engine>`), checked."""
     out = []
-    for accessory in target.accessories:
-        outcome = outcomes.get(accessory.primary)
+    servers = [
+        (accessory, host, "primary" if host == accessory.primary else "standby")
+        for accessory in target.accessories
+        for host in accessory.hosts
+    ]
+    for accessory, host, role in servers:
+        outcome = outcomes.get(host)
         reachable = outcome is not None and not outcome.unreachable
         reports = outcome.data.get("accessories") if outcome is not None else None
         report = reports.get(accessory.engine) if isinstance(reports, Mapping) else None
@@ -104,7 +109,12 @@ def accessory_states(
             AccessoryState(
                 kind=accessory.kind,
                 engine=accessory.engine,
-                host=accessory.primary,
+                host=host,
+                role=role,
+                in_recovery=None
+                if report.get("in_recovery") is None
+                else bool(report["in_recovery"]),
+                lag_bytes=_count(report.get("lag_bytes")),
                 reachable=reachable,
                 running=None if running is None else bool(running),
                 version=_text(report["version"], 80) if report.get("version") else None,
@@ -126,6 +136,8 @@ def accessory_problems(accessories: tuple[AccessoryState, ...]) -> list[str]:
         elif not a.running:
             why = f": {a.message}" if a.message else ""
             out.append(f"{a.host}: the {a.kind} ({a.engine}) is not running{why}")
+        elif a.role == "standby" and a.in_recovery is False:
+            out.append(f"{a.host}: the {a.kind}'s standby is not following its primary")
     return out
 
 

@@ -62,32 +62,6 @@ def test_full_config_sets_every_key() -> None:
     assert set(unset) == NOT_BUILT | ONE_OF
 
 
-@pytest.mark.parametrize(
-    ("key", "value"),
-    [
-        ("database", {"replicas": 2}),
-    ],
-)
-def test_keys_not_built_yet_are_refused_with_their_path(
-    key: str, value: object, tmp_path: Path
-) -> None:
-    import yaml
-
-    from deployer.errors import ConfigError
-
-    data = yaml.safe_load((GOOD / "full.yml").read_text())
-    env = data["environments"]["production"]
-    env[key] = {**env[key], **value} if isinstance(value, dict) and key in env else value
-    env["hosts"]["db"].append({"address": "203.0.113.21", "name": "db2"})
-    (tmp_path / "deploy.yml").write_text(yaml.safe_dump(data))
-    loaded = load_project(tmp_path / "deploy.yml")
-    with pytest.raises(ConfigError) as error:
-        resolve(loaded, "production")
-    (problem,) = error.value.problems
-    assert problem.startswith(f"environments.production.{key}.{next(iter(value))}")
-    assert "not built yet" in problem
-
-
 def _target(env: str) -> Target:
     return resolve(load_project(GOOD / "override.yml"), env)
 

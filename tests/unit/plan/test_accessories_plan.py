@@ -65,7 +65,7 @@ SHOP = GOLDEN / "shop" / "deploy.yml"
 def test_a_host_that_runs_only_accessories_gets_no_release() -> None:
     target = _target(SHOP)
     assert target.host_names == ("api1", "api2")
-    assert [h.name for h in target.accessory_hosts] == ["db1"]
+    assert [h.name for h in target.accessory_hosts] == ["db1", "db2"]
     prepare = extravars.prepare_vars(
         target, target.host_names, version="v1", artifact="a", sha256="0" * 64,
         required_bytes=1, lock={},
@@ -90,6 +90,24 @@ def test_each_accessory_admits_the_hosts_of_the_services_that_use_it() -> None:
         "api1": ["database", "cache"],
         "api2": ["database", "cache"],
     }
+
+
+def test_a_standby_follows_the_primary_at_its_private_address() -> None:
+    target = _target(SHOP)
+    planned = accessory_vars(target)
+    primary = planned["deployer_accessories"]["database"]
+    assert (primary["host"], primary["args"]["role"]) == ("db1", "primary")
+    assert primary["args"]["standbys"] == ["10.0.0.21"]
+    (standby,) = planned["deployer_standbys"]
+    assert standby["host"] == "db2"
+    assert standby["args"]["role"] == "standby"
+    assert standby["args"]["address"] == "10.0.0.21"  # it binds its own address
+    assert (standby["args"]["primary_address"], standby["args"]["primary_port"]) == (
+        "10.0.0.20",
+        5432,
+    )
+    # the cache is not replicated: the component's first host runs it
+    assert planned["deployer_accessories"]["cache"]["host"] == "db1"
 
 
 def test_a_service_gets_the_env_files_of_what_it_uses_only() -> None:
