@@ -66,7 +66,11 @@ def test_accessory_states_are_read_per_server_and_checked() -> None:
             }
         },
     )
-    database, cache = accessory_states(target, {"db1": outcome})
+    standby_reply = HostOutcome(
+        "db2", data={"accessories": {"postgresql": {"running": True, "in_recovery": False}}}
+    )
+    database, standby, cache = accessory_states(target, {"db1": outcome, "db2": standby_reply})
+    assert (standby.host, standby.role, standby.in_recovery) == ("db2", "standby", False)
     assert (database.kind, database.running, database.connections) == ("database", True, 3)
     assert database.version == "15.8[31m"  # no control characters reach the terminal
     assert (cache.running, cache.used_memory, cache.port) == (False, None, None)
@@ -78,7 +82,11 @@ def test_an_unreachable_accessory_host_is_a_problem() -> None:
     states = accessory_states(
         target, {"db1": HostOutcome("db1", unreachable=True, message="timed out")}
     )
-    assert [s.reachable for s in states] == [False, False]
+    assert [(s.host, s.reachable) for s in states] == [
+        ("db1", False),
+        ("db2", False),
+        ("db1", False),
+    ]
     assert (
         accessory_problems(states)[0] == "db1: the database (postgresql) is unreachable: timed out"
     )
