@@ -11,6 +11,7 @@ import json
 import shutil
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,45 @@ def test_migrations_run_before_the_switch_and_a_failed_one_switches_nothing(
             + " /tmp /var/tmp /root/.ansible /home/deploy/.ansible 2>/dev/null; true",
         )
         assert found.strip() == "", (host.name, found)
+
+
+def test_a_standby_follows_the_primary_and_refuses_writes(shop: Shop) -> None:
+    """database.replicas: 2 puts a streaming-replication standby on the data component's
+    second host; what the app writes on the primary is read back on the standby."""
+    lab = shop.lab
+    text = (shop.root / "deploy.yml").read_text()
+    text = text.replace("      data: lab[0]\n", "      data: lab[2:4]\n")
+    text = text.replace(
+        'database: {type: postgresql, version: "15", storage: 1Gi, component: data}',
+        'database: {type: postgresql, version: "15", storage: 1Gi, component: data, replicas: 2}',
+    )
+    (shop.root / "deploy.yml").write_text(text)
+    primary, standby = lab.hosts[2], lab.hosts[3]
+    try:
+        first = shop.cli("deploy", "lab", "--version", "v1")
+        assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+        db = shop.app
+        insert = "INSERT INTO items (name, price) VALUES ('tisane', 2.5)"
+        shop.ssh(primary, f'sudo -u postgres psql -d {db} -qc "{insert}"')
+        deadline = time.monotonic() + 30
+        seen = ""
+        while time.monotonic() < deadline and "tisane" not in seen:
+            seen = shop.ssh(standby, f"sudo -u postgres psql -d {db} -tAc 'SELECT name FROM items'")
+            time.sleep(0.5)
+        assert "tisane" in seen, seen
+        refused = shop.ssh(standby, f'sudo -u postgres psql -d {db} -c "{insert}" 2>&1')
+        assert "read-only" in refused, refused
+        status = json.loads(shop.cli("accessory", "status", "lab", "database", "--json").stdout)
+        roles = {(a["host"], a["role"]): a for a in status["accessories"]}
+        assert roles[(standby.name, "standby")]["in_recovery"] is True
+        assert roles[(primary.name, "primary")]["running"] is True
+        again = shop.cli("deploy", "lab", "--version", "v2")  # converged: the standby stays
+        assert again.returncode == 0, again.stdout[-3000:]
+    finally:
+        for host in (primary, standby):  # back to a plain cluster of their own
+            shop.ssh(
+                host,
+                "sudo pg_dropcluster --stop 15 main; sudo pg_createcluster 15 main >/dev/null; "
+                "sudo systemctl disable --now postgresql@15-main; "
+                f"sudo rm -rf /etc/deployer/accessories/{shop.app}-lab; true",
+            )
