@@ -209,8 +209,10 @@ def test_the_storage_check_names_the_path_and_both_byte_counts() -> None:
 
 
 def test_free_space_is_measured_at_the_nearest_existing_parent(tmp_path: Path) -> None:
-    assert acc.nearest_existing(str(tmp_path / "a/b/c")) == str(tmp_path)
-    assert acc.nearest_existing(str(tmp_path)) == str(tmp_path)
+    from ansible_collections.deployer.core.plugins.module_utils.layout import free_bytes
+
+    assert free_bytes(str(tmp_path / "a/b/c"))[1] == str(tmp_path)
+    assert free_bytes(str(tmp_path))[1] == str(tmp_path)
 
 
 # --- URLs --------------------------------------------------------------------------------

@@ -15,9 +15,8 @@ import os
 from pathlib import Path
 
 import pytest
+from test_services_plan import _target  # the one environment of a golden deploy.yml
 
-from deployer.config.loader import load_project
-from deployer.config.resolve import Target, resolve
 from deployer.plan import extravars
 from deployer.plan.accessories import accessory_vars, hook_vars
 from deployer.plan.inventory import build_inventory
@@ -25,12 +24,6 @@ from deployer.plan.units import render_units
 
 GOLDEN = Path(__file__).parents[2] / "golden" / "accessories"
 CASES = sorted(p.parent for p in GOLDEN.glob("*/deploy.yml"))
-
-
-def _target(path: Path) -> Target:
-    loaded = load_project(path)
-    (env,) = loaded.project.environments
-    return resolve(loaded, env)
 
 
 def _json(value: object) -> str:

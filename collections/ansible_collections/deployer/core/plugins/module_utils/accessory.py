@@ -165,16 +165,6 @@ def check_major(kind, wanted, found, where):
 # --- storage -----------------------------------------------------------------------------
 
 
-def nearest_existing(path):
-    probe = os.path.abspath(path)
-    while not os.path.exists(probe):
-        parent = os.path.dirname(probe)
-        if parent == probe:
-            break
-        probe = parent
-    return probe
-
-
 def storage_error(path, measured, free, required):
     """Message when `free` bytes at `measured` (the data directory `path` or its nearest
     existing parent) are fewer than `required`, else None. required 0: no check."""
