@@ -522,36 +522,29 @@ def _accessory(ctx: typer.Context, action: str, environment: str, names: Any, js
         _finish(result, js, ExitCode.OK if result.ok else ExitCode.DEPLOY_FAILED)
 
 
-@accessory_app.command("setup")
-def accessory_setup(
-    ctx: typer.Context, environment: EnvArg, names: AccessoryArg = None, as_json: JsonOpt = False
-) -> None:
-    """Set up the accessories (deploy does this by itself, before anything is switched)."""
-    _accessory(ctx, "setup", environment, names, as_json)
+ACCESSORY_COMMANDS = {
+    "setup": "Set up the accessories (deploy does this by itself, before anything is switched).",
+    "status": "Whether each accessory runs, its version, connections or memory, its standbys.",
+    "restart": "Restart the accessories (the app's connections drop and reconnect).",
+    "upgrade": "Upgrade the accessories' packages within their major version, then restart.",
+}
 
 
-@accessory_app.command("status")
-def accessory_status(
-    ctx: typer.Context, environment: EnvArg, names: AccessoryArg = None, as_json: JsonOpt = False
-) -> None:
-    """Whether each accessory runs, its version, connections or memory."""
-    _accessory(ctx, "status", environment, names, as_json)
+def _accessory_command(action: str) -> None:
+    def command(
+        ctx: typer.Context,
+        environment: EnvArg,
+        names: AccessoryArg = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        _accessory(ctx, action, environment, names, as_json)
+
+    command.__doc__ = ACCESSORY_COMMANDS[action]
+    accessory_app.command(action)(command)
 
 
-@accessory_app.command("restart")
-def accessory_restart(
-    ctx: typer.Context, environment: EnvArg, names: AccessoryArg = None, as_json: JsonOpt = False
-) -> None:
-    """Restart the accessories (the app's connections drop and reconnect)."""
-    _accessory(ctx, "restart", environment, names, as_json)
-
-
-@accessory_app.command("upgrade")
-def accessory_upgrade(
-    ctx: typer.Context, environment: EnvArg, names: AccessoryArg = None, as_json: JsonOpt = False
-) -> None:
-    """Upgrade the accessories' packages within their major version, then restart them."""
-    _accessory(ctx, "upgrade", environment, names, as_json)
+for _action in ACCESSORY_COMMANDS:
+    _accessory_command(_action)
 
 
 @db_app.command("backups")

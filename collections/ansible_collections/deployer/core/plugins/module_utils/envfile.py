@@ -121,6 +121,15 @@ def parse(text):
     return out
 
 
+def value(raw):
+    """A config value as an env file holds it: booleans as true/false, None as empty."""
+    if isinstance(raw, bool):
+        return "true" if raw else "false"
+    if raw is None:
+        return ""
+    return str(raw)
+
+
 def render(env, header="# Written by deployer; do not edit.\n", comments=()):
     """The text deployer_release writes: the header, `comments` (whole lines), then
     KEY="value" sorted by name. `env` values are strings; a bad name or a NUL raises

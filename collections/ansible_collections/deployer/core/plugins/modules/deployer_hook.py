@@ -317,14 +317,6 @@ def read_env_file(meta, name):
     return envfile.parse(data)
 
 
-def env_value(value):
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return ""
-    return str(value)
-
-
 def secrets_of(values):
     """What to mask, as bytes, longest first: each value of at least MIN_SECRET characters
     and the password of every URL among them (as written and percent-decoded)."""
@@ -523,7 +515,7 @@ def run(p, check=False):
                 env[key] = value
                 values.append(value)
         for key, value in (p.get("env") or {}).items():
-            env[key] = env_value(value)
+            env[key] = envfile.value(value)
         if any("\x00" in value for value in env.values()):
             raise Refused("an environment variable contains a NUL byte")
         if check:

@@ -320,14 +320,6 @@ def parse_env(env):
     return env
 
 
-def env_value(value):
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return ""
-    return str(value)
-
-
 def render_env(env, secret_names=()):
     """systemd EnvironmentFile: KEY="value", with \\ " ` $ escaped inside double quotes
     (module_utils/envfile.py, which also reads it back as systemd does). The names (never
@@ -336,7 +328,7 @@ def render_env(env, secret_names=()):
     secret = sorted(n for n in set(secret_names or ()) if n in env)
     comments = ["%s%s\n" % (SECRET_NAMES_COMMENT, " ".join(secret))] if secret else []
     try:
-        return envfile.render(dict((k, env_value(v)) for k, v in env.items()),
+        return envfile.render(dict((k, envfile.value(v)) for k, v in env.items()),
                               comments=comments)
     except ValueError as exc:
         raise StageError(str(exc))
