@@ -21,7 +21,6 @@ from typing import Any
 
 import pytest
 import yaml
-from shop_lab import Shop, shop_project
 
 from deployer.lab import LabState, down, ssh_argv, up
 
@@ -134,6 +133,9 @@ def project(tmp_path: Path, lab: LabState) -> Iterator[Project]:
 
 
 @pytest.fixture
-def shop(tmp_path: Path, lab: LabState) -> Iterator[Shop]:
-    """examples/shop on the lab under an app name of its own (see shop_lab.py)."""
+def shop(tmp_path: Path, lab: LabState) -> Iterator[Any]:
+    """examples/shop on the lab under an app name of its own (see shop_lab.py; imported
+    here, not at the top: tests/faults loads this file from outside this directory)."""
+    from shop_lab import shop_project
+
     yield from shop_project(tmp_path, lab)
