@@ -656,6 +656,9 @@ class Accessory(object):
         if not os.path.isdir(conf_dir + "/conf.d"):
             ensure_dir(conf_dir + "/conf.d", 0o755, uid, gid)
         standby = p["role"] == acc.STANDBY
+        copy = standby and not self.standby_of_primary()
+        if copy:  # refused before anything is written when it would wipe databases
+            self.refuse_to_wipe()
         replicating = standby or bool(p["standbys"])
         restart = self.write(conf_dir + "/conf.d/deployer.conf",
                              acc.pg_conf(self.name, p["listen"], p["port"], replicating),
@@ -666,11 +669,13 @@ class Accessory(object):
                               p["standbys"], p["replication_user"])
         merged = acc.merge_hba(hba, self.name, block)
         reload = self.write(hba_path, merged, 0o640, uid, gid, "pg_hba")
-        if standby:
-            self.standby(restart, reload)
+        if copy:
+            self.make_standby()
             return
         self.service(restart, reload)
         self.wait_ready()
+        if standby:  # its role and database are the primary's, replicated
+            return
         self.role_and_database()
         if self.replication_password:
             self.replication_role()
@@ -717,24 +722,25 @@ class Accessory(object):
         return acc.conninfo_matches(conninfo, p["primary_address"], p["primary_port"],
                                     p["replication_user"])
 
-    def standby(self, restart, reload):
-        """Keep a standby of this primary as it is; else (nothing but the system databases
-        here) replace the data directory with pg_basebackup's copy of the primary's."""
-        if self.standby_of_primary():
-            self.service(restart, reload)
-            self.wait_ready()
-            return
-        if os.path.lexists(self.data_dir + "/PG_VERSION"):
-            self.service(restart, reload)
-            self.wait_ready()
-            rows = self.psql("SELECT datname FROM pg_database WHERE NOT (datname = ANY "
-                             "(string_to_array(:'system', ',')::name[])) ORDER BY 1;\n",
-                             system=",".join(acc.SYSTEM_DATABASES))
-            if rows:
-                raise acc.AccessoryError(
-                    "this cluster holds the databases %s; becoming a standby of %s would wipe "
-                    "them - deployer refuses (drop them or use another host)"
-                    % (", ".join(r[0] for r in rows), self.info["primary"]))
+    def refuse_to_wipe(self):
+        """Fail, naming them, when the cluster holds databases besides the system ones
+        (pg_basebackup would wipe them); an existing cluster is started to be asked."""
+        if not os.path.lexists(self.data_dir + "/PG_VERSION"):
+            return  # no cluster data (an earlier copy failed half-way): nothing to lose
+        self.service(False)
+        self.wait_ready()
+        rows = self.psql("SELECT datname FROM pg_database WHERE NOT (datname = ANY "
+                         "(string_to_array(:'system', ',')::name[])) ORDER BY 1;\n",
+                         system=",".join(acc.SYSTEM_DATABASES))
+        if rows:
+            raise acc.AccessoryError(
+                "this cluster holds the databases %s; becoming a standby of %s would wipe "
+                "them - deployer refuses (drop them or use another host)"
+                % (", ".join(r[0] for r in rows), self.info["primary"]))
+
+    def make_standby(self):
+        """Replace the data directory with pg_basebackup's copy of the primary's, start the
+        cluster and wait until it is in recovery."""
         sd = self.systemd_()
         if self.active():
             self.check(sd.run("stop", self.unit), "stop")
@@ -785,7 +791,7 @@ class Accessory(object):
                 "-U", p["replication_user"], "-D", self.data_dir, "-R", "-X", "stream",
                 "-c", "fast", "-w"]
         env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "PGAPPNAME": "deployer",
-               "PGPASSWORD": self.replication_password, "PGCONNECT_TIMEOUT": "10"}
+               "PGPASSWORD": p["replication_password"], "PGCONNECT_TIMEOUT": "10"}
         try:
             proc = subprocess.run(argv, env=env, user="postgres", group="postgres",
                                   extra_groups=[], cwd="/", stdin=subprocess.DEVNULL,
@@ -797,7 +803,7 @@ class Accessory(object):
             lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()][-4:]
             raise acc.AccessoryError("pg_basebackup from %s failed (exit %d): %s" % (
                 self.info["primary"], proc.returncode,
-                acc.scrub(" | ".join(lines), [self.replication_password])))
+                acc.scrub(" | ".join(lines), [p["replication_password"]])))
 
     def wait_recovery(self):
         deadline = time.monotonic() + self.p["timeout"]
