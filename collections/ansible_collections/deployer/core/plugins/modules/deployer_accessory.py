@@ -344,6 +344,11 @@ MODULE_SPEC = dict(
 )
 
 
+def stage_of(state):
+    """The `stage` a run reports: backup and restore have their own."""
+    return {"backup": BACKUP_STAGE, "restore": RESTORE_STAGE}.get(state, STAGE)
+
+
 def read_text(path):
     """A file's text, never through a link (nor from a fifo); None when missing."""
     try:
@@ -370,7 +375,7 @@ class Accessory(object):
         self.data_dir = acc.data_dir(self.kind, self.name, self.version)
         self.password = None
         self.replication_password = None
-        self.stage = {"backup": BACKUP_STAGE, "restore": RESTORE_STAGE}.get(p["state"], STAGE)
+        self.stage = stage_of(p["state"])
         self.changed_parts = []
         self.systemd = None
         self.info = dict(kind=self.kind, name=self.name, version=None, port=p["port"],
@@ -790,7 +795,9 @@ class Accessory(object):
         argv = ["pg_basebackup", "-h", p["primary_address"], "-p", str(p["primary_port"]),
                 "-U", p["replication_user"], "-D", self.data_dir, "-R", "-X", "stream",
                 "-c", "fast", "-w"]
-        env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "PGAPPNAME": "deployer",
+        # No PGAPPNAME: -R would write it into primary_conninfo, naming the standby's WAL
+        # receiver "deployer" in the primary's pg_stat_replication.
+        env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8",
                "PGPASSWORD": p["replication_password"], "PGCONNECT_TIMEOUT": "10"}
         try:
             proc = subprocess.run(argv, env=env, user="postgres", group="postgres",
@@ -1152,7 +1159,7 @@ def main():
         module.fail_json(msg=acc.scrub("%s %s: %s" % (module.params["kind"], module.params["name"],
                                                       exc), secret),
                          changed=bool(job and job.changed_parts),
-                         deployer=dict(stage=job.stage if job else STAGE, accessory=info))
+                         deployer=dict(stage=stage_of(module.params["state"]), accessory=info))
     # `env` carries the password on purpose (the task is no_log; later plays read it): keep
     # AnsibleModule from masking it there, and keep it out of the echoed arguments. (Run by
     # the lean action plugin, the controller leaves `env` unmasked: LeanAction.UNMASKED.)
