@@ -25,7 +25,8 @@ FIND = r"""
 import json, os, re, subprocess, sys
 path, conninfo = sys.argv[1], sys.argv[2] == "1"
 text = open(path).read()
-secret = re.search(r"password=([^ ']+)", text).group(1) if conninfo else text.strip()
+# pg_basebackup quotes a value holding "-" (password='..', doubled in the .conf: ''..'')
+secret = re.search(r"password=(?:'')?([^ '\\]+)", text).group(1) if conninfo else text.strip()
 found = []
 for top in sys.argv[3:]:
     for root, dirs, files in os.walk(top):

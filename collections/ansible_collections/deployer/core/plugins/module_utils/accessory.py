@@ -173,7 +173,7 @@ def check_replication(p, out):
     if out["replication_user"] and not IDENT_RE.match(out["replication_user"]):
         raise AccessoryError("user: %r is too long for its replication role %r (63 characters "
                              "at most)" % (out["user"], out["replication_user"]))
-    port = int(p.get("primary_port") or PORTS[POSTGRESQL])
+    port = int(PORTS[POSTGRESQL] if p.get("primary_port") is None else p["primary_port"])
     if not 1 <= port <= 65535:
         raise AccessoryError("primary_port: %s is not a TCP port" % port)
     out["primary_port"] = port
