@@ -14,6 +14,7 @@ STANDBY = "deployer-molecule-pg-standby"
 REPLICATION = "/etc/deployer/accessories/shop-lab/postgresql.replication.password"
 AUTO_CONF = "/var/lib/postgresql/15/main/postgresql.auto.conf"
 BACKUPS = "/var/lib/deployer/backups/shop-lab"
+ROTATED = "rotated-Replication-pw-of-the-side-effect"  # the side effect's new password
 DIRS = "/etc /var /root /home /tmp /run /opt /srv"
 
 # Every test takes both instances itself; run them once, from the primary's connection.
@@ -110,7 +111,7 @@ def test_the_replication_password_is_in_the_primarys_credentials_file_alone(host
     f = host.file(REPLICATION)
     assert (f.user, f.group, f.mode) == ("root", "root", 0o600)
     found = find(host, REPLICATION, conninfo=False)
-    assert found == {"files": [REPLICATION], "journal": False, "length": 43}
+    assert found == {"files": [REPLICATION], "journal": False, "length": len(ROTATED)}
 
 
 def test_the_standby_keeps_it_in_postgresql_auto_conf_alone(host, standby):
@@ -124,7 +125,7 @@ def test_the_standby_keeps_it_in_postgresql_auto_conf_alone(host, standby):
     assert standby.file("/var/lib/postgresql/15/main/standby.signal").exists
     assert host.file(REPLICATION).content_string.strip() in conninfo
     found = find(standby, AUTO_CONF, conninfo=True)
-    assert found == {"files": [AUTO_CONF], "journal": False, "length": 43}
+    assert found == {"files": [AUTO_CONF], "journal": False, "length": len(ROTATED)}
     # A standby has no credentials of its own (its role and database are the primary's).
     assert not standby.file("/etc/deployer/accessories/shop-lab").exists
 

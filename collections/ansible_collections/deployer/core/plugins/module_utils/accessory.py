@@ -455,6 +455,37 @@ def parse_conninfo(text):
     return out
 
 
+def conninfo_quote(value):
+    """A libpq conninfo value: bare when plain, else in '...' with \\ and ' escaped."""
+    if value and re.match(r"^[A-Za-z0-9_.]+$", value):
+        return value
+    return "'%s'" % value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def render_conninfo(conninfo):
+    return " ".join("%s=%s" % (key, conninfo_quote(value)) for key, value in conninfo.items())
+
+
+def set_conf_value(text, key, value):
+    """A postgresql.conf-style `text` with `key` set to the quoted `value` (' and \\ doubled,
+    as ALTER SYSTEM and pg_basebackup -R write it): its first line replaced, any later ones
+    dropped, or a line appended."""
+    line = "%s = '%s'\n" % (key, value.replace("\\", "\\\\").replace("'", "''"))
+    out, done = [], False
+    for old in text.splitlines(True):
+        if re.match(r"^\s*%s\s*=" % re.escape(key), old):
+            if not done:
+                out.append(line)
+                done = True
+            continue
+        out.append(old)
+    if not done:
+        if out and not out[-1].endswith("\n"):
+            out[-1] += "\n"
+        out.append(line)
+    return "".join(out)
+
+
 def conninfo_matches(conninfo, host, port, user):
     """True when a parsed primary_conninfo replicates from host:port as `user`."""
     try:

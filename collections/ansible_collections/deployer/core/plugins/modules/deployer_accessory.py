@@ -661,7 +661,8 @@ class Accessory(object):
         if not os.path.isdir(conf_dir + "/conf.d"):
             ensure_dir(conf_dir + "/conf.d", 0o755, uid, gid)
         standby = p["role"] == acc.STANDBY
-        copy = standby and not self.standby_of_primary()
+        current = self.standby_of_primary() if standby else None
+        copy = standby and current is None
         if copy:  # refused before anything is written when it would wipe databases
             self.refuse_to_wipe()
         replicating = standby or bool(p["standbys"])
@@ -677,6 +678,8 @@ class Accessory(object):
         if copy:
             self.make_standby()
             return
+        if standby and current.get("password") != p["replication_password"]:
+            restart = self.new_replication_password(current) or restart
         self.service(restart, reload)
         self.wait_ready()
         if standby:  # its role and database are the primary's, replicated
@@ -707,25 +710,44 @@ class Accessory(object):
             self.changed("replication_password")
 
     def standby_of_primary(self):
-        """True when the data directory is already a standby of primary_address:port as the
-        replication role (standby.signal, and primary_conninfo in postgresql.auto.conf)."""
+        """The parsed primary_conninfo when the data directory already is a standby of
+        primary_address:port as the replication role (standby.signal, and primary_conninfo
+        in postgresql.auto.conf), else None."""
         p = self.p
         try:
             st = os.lstat(self.data_dir + "/standby.signal")
         except FileNotFoundError:
-            return False
+            return None
         if not stat.S_ISREG(st.st_mode):
-            return False
+            return None
         auto = read_text(self.data_dir + "/postgresql.auto.conf") or ""
         value = acc.conf_value(auto, "primary_conninfo")
         if not value:
-            return False
+            return None
         try:
             conninfo = acc.parse_conninfo(value)
         except acc.AccessoryError:
-            return False
-        return acc.conninfo_matches(conninfo, p["primary_address"], p["primary_port"],
-                                    p["replication_user"])
+            return None
+        if not acc.conninfo_matches(conninfo, p["primary_address"], p["primary_port"],
+                                    p["replication_user"]):
+            return None
+        return conninfo
+
+    def new_replication_password(self, conninfo):
+        """The primary's replication password changed: rewrite primary_conninfo in
+        postgresql.auto.conf (postgres 0600, by rename: a link there is replaced, never
+        followed) with it, the rest as it was. Then a restart, not a reload: on a reload
+        PostgreSQL logs `parameter "primary_conninfo" changed to "..."`, password and all."""
+        import pwd
+
+        pg = pwd.getpwnam("postgres")
+        path = self.data_dir + "/postgresql.auto.conf"
+        conninfo = dict(conninfo, password=self.p["replication_password"])
+        text = acc.set_conf_value(read_text(path) or "", "primary_conninfo",
+                                  acc.render_conninfo(conninfo))
+        write_atomic(path, text.encode("utf-8"), 0o600, pg.pw_uid, pg.pw_gid)
+        self.changed("replication_password")
+        return True
 
     def refuse_to_wipe(self):
         """Fail, naming them, when the cluster holds databases besides the system ones
