@@ -555,3 +555,13 @@ def test_a_restore_of_a_backup_file_is_accepted() -> None:
 def test_unsafe_backup_parameters_are_refused_by_name(changes: dict[str, Any], error: str) -> None:
     with pytest.raises(acc.AccessoryError, match=re.escape(error)):
         acc.check_params(params(**changes))
+
+
+def test_only_the_addresses_and_the_port_take_a_restart() -> None:
+    plain = acc.pg_conf("shop-lab", ["10.0.0.5", "127.0.0.1"], 5432)
+    replicating = acc.pg_conf("shop-lab", ["10.0.0.5", "127.0.0.1"], 5432, replication=True)
+    assert not acc.pg_conf_needs_restart(plain, replicating)  # wal_keep_size: a reload
+    assert not acc.pg_conf_needs_restart(replicating, plain)
+    assert acc.pg_conf_needs_restart(plain, acc.pg_conf("shop-lab", ["10.0.0.5"], 5432))
+    assert acc.pg_conf_needs_restart(plain, acc.pg_conf("shop-lab", ["10.0.0.5"], 5433))
+    assert acc.pg_conf_needs_restart(None, plain)  # a new file: the cluster's first settings

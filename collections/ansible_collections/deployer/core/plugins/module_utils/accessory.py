@@ -306,6 +306,19 @@ def pg_conf(name, listen, port, replication=False):
     return text
 
 
+RELOADABLE = ("wal_keep_size",)
+
+
+def pg_conf_needs_restart(old, new):
+    """True when deployer.conf went from `old` to `new` in a setting that takes a restart
+    (listen_addresses, port); a change of wal_keep_size alone takes a reload."""
+    def settings(text):
+        return [ln for ln in (text or "").splitlines()
+                if ln.strip() and not ln.startswith("#")
+                and ln.split("=", 1)[0].strip() not in RELOADABLE]
+    return settings(old) != settings(new)
+
+
 def hba_block(name, database, user, clients, standbys=(), replication_user=None):
     """The managed pg_hba.conf lines of one environment ('' when it has no client and no
     standby): a line per client for the app's role, a `replication` line per standby for

@@ -29,8 +29,8 @@ description:
     <database> <user> <client>/32 scram-sha-256) line per client; other lines and other
     environments' blocks are kept). Enables and starts C(postgresql@<version>-main.service),
     restarts it only when the listen addresses or the port changed and reloads it when
-    C(pg_hba.conf) changed. Then creates the LOGIN role O(user) and the database
-    O(database) owned by it, with C(psql) run as C(postgres) (SQL on stdin, names and values
+    C(pg_hba.conf) or C(wal_keep_size) changed. Then creates the LOGIN role O(user) and
+    the database O(database) owned by it, with C(psql) run as C(postgres) (SQL on stdin, names and values
     as psql variables, never interpolated into SQL text). The password is sent as a
     SCRAM-SHA-256 verifier computed here, so the server, its log and pg_stat_activity never
     see the password itself; a stored verifier of the same password is left alone.
@@ -666,15 +666,19 @@ class Accessory(object):
         if copy:  # refused before anything is written when it would wipe databases
             self.refuse_to_wipe()
         replicating = standby or bool(p["standbys"])
-        restart = self.write(conf_dir + "/conf.d/deployer.conf",
-                             acc.pg_conf(self.name, p["listen"], p["port"], replicating),
-                             0o644, uid, gid, "config")
+        conf_path = conf_dir + "/conf.d/deployer.conf"
+        old_conf = read_text(conf_path)
+        conf = acc.pg_conf(self.name, p["listen"], p["port"], replicating)
+        restart = reload = False
+        if self.write(conf_path, conf, 0o644, uid, gid, "config"):
+            restart = acc.pg_conf_needs_restart(old_conf, conf)
+            reload = not restart
         hba_path = conf_dir + "/pg_hba.conf"
         hba = read_text(hba_path) or ""
         block = acc.hba_block(self.name, p["database"], p["user"], p["clients"],
                               p["standbys"], p["replication_user"])
         merged = acc.merge_hba(hba, self.name, block)
-        reload = self.write(hba_path, merged, 0o640, uid, gid, "pg_hba")
+        reload = self.write(hba_path, merged, 0o640, uid, gid, "pg_hba") or reload
         if copy:
             self.make_standby()
             return
