@@ -257,6 +257,7 @@ deployer:
           (C(<address>:<port>)), C(in_recovery) (bool) and C(lag_bytes) (WAL received but not
           yet replayed); a primary's C(standbys) - a list of C({address, state, lag_bytes})
           from pg_stat_replication (C(lag_bytes) - its replay position behind the current WAL).
+          A C(lag_bytes) is null while nothing was received (standby) or replayed (primary).
           Reported when the cluster runs (with O(state=present) and O(state=status)).
         - With O(state=backup), C(backup) - C(file), C(bytes), C(sha256), C(seconds),
           C(dir) and C(pruned) (the names removed). With O(state=restore), C(restore) -
@@ -854,16 +855,18 @@ class Accessory(object):
         """A primary: its standbys from pg_stat_replication; a standby: in_recovery and the
         bytes received but not yet replayed."""
         if self.p["role"] == acc.STANDBY:
-            rows = self.psql("SELECT pg_is_in_recovery(), coalesce(pg_wal_lsn_diff("
-                             "pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), 0)::bigint;\n")
+            rows = self.psql("SELECT pg_is_in_recovery(), pg_wal_lsn_diff("
+                             "pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::bigint;\n")
             self.info["in_recovery"] = bool(rows) and rows[0][0] == "t"
             self.info["lag_bytes"] = int(rows[0][1]) if rows and rows[0][1] else None
             return
-        rows = self.psql("SELECT coalesce(host(client_addr), ''), state, coalesce("
-                         "pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), 0)::bigint "
+        rows = self.psql("SELECT coalesce(host(client_addr), ''), state, "
+                         "pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint "
                          "FROM pg_stat_replication WHERE usename = :'user' ORDER BY 1;\n",
                          user=self.p["replication_user"])
-        self.info["standbys"] = [dict(address=r[0] or None, state=r[1], lag_bytes=int(r[2]))
+        # lag_bytes null: nothing received (standby) or replayed (primary) yet
+        self.info["standbys"] = [dict(address=r[0] or None, state=r[1],
+                                      lag_bytes=int(r[2]) if len(r) > 2 and r[2] else None)
                                  for r in rows]
 
     def role_and_database(self):
