@@ -3,7 +3,9 @@
 """Controller side of deployer_accessory: run the module in one round trip (plugin_utils/lean.py).
 
 The result's `env` holds the password on purpose (the client URL later plays hand to the
-app's hosts), so it is not masked like the rest; the roles run the task with no_log."""
+app's hosts), and a primary's `replication` its replication password (which the play
+setting up its standbys hands them), so neither is masked like the rest; the roles run the
+task with no_log."""
 
 from __future__ import annotations
 
@@ -12,4 +14,4 @@ from ansible_collections.deployer.core.plugins.plugin_utils.lean import LeanActi
 
 class ActionModule(LeanAction):
     MODULE = "deployer_accessory"
-    UNMASKED = ("env",)
+    UNMASKED = ("env", "replication")

@@ -29,8 +29,8 @@ description:
     <database> <user> <client>/32 scram-sha-256) line per client; other lines and other
     environments' blocks are kept). Enables and starts C(postgresql@<version>-main.service),
     restarts it only when the listen addresses or the port changed and reloads it when
-    C(pg_hba.conf) changed. Then creates the LOGIN role O(user) and the database
-    O(database) owned by it, with C(psql) run as C(postgres) (SQL on stdin, names and values
+    C(pg_hba.conf) or C(wal_keep_size) changed. Then creates the LOGIN role O(user) and
+    the database O(database) owned by it, with C(psql) run as C(postgres) (SQL on stdin, names and values
     as psql variables, never interpolated into SQL text). The password is sent as a
     SCRAM-SHA-256 verifier computed here, so the server, its log and pg_stat_activity never
     see the password itself; a stored verifier of the same password is left alone.
@@ -46,6 +46,31 @@ description:
     (C(redis-server.service)) is stopped and disabled. Redis has no per-address access
     control - O(clients) is not enforced, the password is the only gate (bind private
     addresses only).
+  - C(postgresql) streaming replication - O(role=primary) with O(standbys) adds the
+    REPLICATION LOGIN role C(<user>_replication) (its password a SCRAM verifier computed
+    here; O(replication_password), else the one stored in
+    C(/etc/deployer/accessories/<name>/postgresql.replication.password), root 0600, else one
+    generated once), a C(host replication <that role> <standby>/32 scram-sha-256) line per
+    standby in the environment's C(pg_hba.conf) block and C(wal_keep_size = 256MB) in
+    C(deployer.conf) (Debian's defaults do the rest - C(wal_level replica),
+    C(max_wal_senders 10), C(hot_standby on)).
+  - O(role=standby) - when the data directory already is a standby of
+    O(primary_address):O(primary_port) as that role (C(standby.signal), and
+    C(primary_conninfo) in C(postgresql.auto.conf)) nothing changes. Otherwise, unless the
+    cluster holds databases besides postgres, template0 and template1 (refused, naming them -
+    they would be wiped), the cluster is stopped, its data directory emptied and
+    C(pg_basebackup -R -X stream) run as postgres from the primary, the password in that
+    child's environment only (C(PGPASSWORD)); C(-R) leaves it in C(primary_conninfo) in the
+    data directory's C(postgresql.auto.conf) (postgres 0600), the one place the standby keeps
+    it. Then the cluster starts and the step waits for C(pg_is_in_recovery()). A standby has
+    no role, database, credentials file or C(env) of its own (apps use the primary).
+  - O(state=backup) - C(pg_dump -Fc) of O(database) as postgres, its output written by root to
+    C(<backup_dir>/.<file>.partial) (0600) while its sha256 is computed, then linked to
+    C(<UTC timestamp>-<label>.dump) (never over an existing file); the oldest files named
+    like that beyond O(backup_keep) are then removed. O(state=restore) - C(pg_restore --clean
+    --if-exists --no-owner --role=<user>) into O(database), fed O(backup_file) on stdin (opened
+    without following a link, its sha256 checked first with O(backup_sha256)). Their failures
+    report C(stage) C(backup) and C(restore); a failed backup leaves no partial file.
   - A converged run changes nothing (C(changed=false)).
 options:
   kind:
@@ -62,9 +87,12 @@ options:
       - C(upgraded) - C(apt-get update), C(apt-get install --only-upgrade) of the packages
         (within the major version), then C(present) and a restart; reports the old and new
         package versions.
+      - C(backup), C(restore) (postgresql) - see above; the cluster must be installed and
+        running (nothing is installed or configured). A standby may be backed up, never
+        restored into.
     type: str
     default: present
-    choices: [present, status, restarted, upgraded]
+    choices: [present, status, restarted, upgraded, backup, restore]
   name:
     description:
       - The app's environment, e.g. C(shop-lab) (C(^[a-z0-9][a-z0-9_-]{0,62}$)). Names the
@@ -115,11 +143,52 @@ options:
     description: Seconds to wait for PostgreSQL to accept connections after a (re)start.
     type: float
     default: 60
+  role:
+    description: C(primary) (the app's database) or C(standby) (a streaming replica of O(primary_address)); postgresql only.
+    type: str
+    default: primary
+    choices: [primary, standby]
+  standbys:
+    description: On a primary, the standbys' addresses allowed to replicate (a C(pg_hba.conf) replication line each).
+    type: list
+    elements: str
+    default: []
+  primary_address:
+    description: On a standby (required there), the primary's address to replicate from (an IP address).
+    type: str
+  primary_port:
+    description: On a standby, the primary's port.
+    type: int
+    default: 5432
+  replication_password:
+    description:
+      - The replication role's password (1-1024 printable ASCII characters). On a standby,
+        required (the primary's result's C(replication.password)); on a primary, optional (else
+        the stored one, or one generated once when O(standbys) is not empty).
+    type: str
+  backup_dir:
+    description: Where backups are kept (root 0700; every component of the path root's and no link).
+    type: str
+    default: /var/lib/deployer/backups/<name>
+  backup_label:
+    description: With O(state=backup) (required), the file name's label, e.g. the app's version (C(^[A-Za-z0-9._-]{1,64}$)).
+    type: str
+  backup_keep:
+    description: Backups of this environment kept after a successful one (the new one included); older ones are removed.
+    type: int
+    default: 7
+  backup_file:
+    description: With O(state=restore) (required), the name of a file in O(backup_dir) (no C(/), no C(..)).
+    type: str
+  backup_sha256:
+    description: With O(state=restore), the sha256 the file must have (checked before anything is restored).
+    type: str
 author:
   - deployer contributors
 notes:
   - Check mode reports like O(state=status) and changes nothing.
-  - Run the task with C(no_log) - its result holds C(env) with the password.
+  - Run the task with C(no_log) - its result holds C(env) with the password (and a primary's
+    C(replication) its replication password).
 """
 
 EXAMPLES = r"""
@@ -133,6 +202,38 @@ EXAMPLES = r"""
     storage_bytes: 2000000000
   register: postgresql_result
   no_log: true
+
+- name: Let 10.0.0.6 replicate from the primary (whose result holds the replication password)
+  deployer.core.deployer_accessory:
+    kind: postgresql
+    name: shop-lab
+    version: "15"
+    address: 10.0.0.5
+    clients: [10.0.0.11]
+    standbys: [10.0.0.6]
+  register: postgresql_result
+  no_log: true
+
+- name: Make 10.0.0.6 a standby of 10.0.0.5
+  deployer.core.deployer_accessory:
+    kind: postgresql
+    name: shop-lab
+    version: "15"
+    address: 10.0.0.6
+    role: standby
+    primary_address: 10.0.0.5
+    replication_password: "{{ hostvars['db1'].postgresql_result.replication.password }}"
+  no_log: true
+
+- name: Back up the database before a migration
+  deployer.core.deployer_accessory:
+    kind: postgresql
+    name: shop-lab
+    version: "15"
+    address: 10.0.0.5
+    state: backup
+    backup_label: v42
+  register: postgresql_backup
 """
 
 RETURN = r"""
@@ -142,7 +243,7 @@ deployer:
   type: dict
   contains:
     stage:
-      description: C(accessory).
+      description: C(accessory); C(backup) or C(restore) with those states.
       type: str
     accessory:
       description:
@@ -150,7 +251,17 @@ deployer:
           C(port), C(address), C(data_dir), C(free_bytes), C(running) (bool),
           C(changed_parts) (list - package, upgraded, cluster, credentials, data_dir,
           config, pg_hba, unit, enabled, started, restarted, reloaded, role, password,
-          database; C(unit) is the drop-in below).
+          database, replication_role, replication_password, basebackup, backup_dir, backup,
+          restore; C(unit) is the drop-in below).
+        - postgresql - C(role) (C(primary) or C(standby)); a standby's C(primary)
+          (C(<address>:<port>)), C(in_recovery) (bool) and C(lag_bytes) (WAL received but not
+          yet replayed); a primary's C(standbys) - a list of C({address, state, lag_bytes})
+          from pg_stat_replication (C(lag_bytes) - its replay position behind the current WAL).
+          A C(lag_bytes) is null while nothing was received (standby) or replayed (primary).
+          Reported when the cluster runs (with O(state=present) and O(state=status)).
+        - With O(state=backup), C(backup) - C(file), C(bytes), C(sha256), C(seconds),
+          C(dir) and C(pruned) (the names removed). With O(state=restore), C(restore) -
+          C(file) and C(seconds).
         - C(unit) (the systemd unit). With O(state=upgraded), C(upgrade) - for each
           package, C(from) and C(to) (its versions before and after).
         - With O(state=status) and the service running, C(connections) (postgresql -
@@ -165,13 +276,24 @@ env:
       an accessory never set up).
   returned: success
   type: dict
+replication:
+  description:
+    - A primary's C({"password" - <replication password>, "user" - <user>_replication}), for
+      the play setting up its standbys. Secret - register the result with C(no_log). Absent
+      when the primary has none (no standbys, none given or stored).
+  returned: success
+  type: dict
 """
 
+import datetime
+import hashlib
 import os
 import re
 import secrets
+import shutil
 import stat
 import subprocess
+import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -184,6 +306,7 @@ from ansible_collections.deployer.core.plugins.module_utils.layout import (
 from ansible_collections.deployer.core.plugins.module_utils.systemd import Systemd, describe
 
 STAGE = "accessory"
+BACKUP_STAGE, RESTORE_STAGE = "backup", "restore"
 PG_SOCKET_DIR = "/var/run/postgresql"
 REDIS_TEMPLATE = "/lib/systemd/system/redis-server@.service"
 _NOFOLLOW = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
@@ -194,7 +317,7 @@ MODULE_SPEC = dict(
     argument_spec=dict(
         kind=dict(type="str", required=True, choices=list(acc.KINDS)),
         state=dict(type="str", default="present",
-                   choices=["present", "status", "restarted", "upgraded"]),
+                   choices=["present", "status", "restarted", "upgraded", "backup", "restore"]),
         name=dict(type="str", required=True),
         version=dict(type="str", required=True),
         address=dict(type="str", required=True),
@@ -207,9 +330,24 @@ MODULE_SPEC = dict(
         storage_bytes=dict(type="int", default=0),
         install=dict(type="bool", default=True),
         timeout=dict(type="float", default=60),
+        role=dict(type="str", default="primary", choices=list(acc.ROLES)),
+        standbys=dict(type="list", elements="str", default=[]),
+        primary_address=dict(type="str"),
+        primary_port=dict(type="int", default=5432),
+        replication_password=dict(type="str", no_log=True),
+        backup_dir=dict(type="str"),
+        backup_label=dict(type="str"),
+        backup_keep=dict(type="int", default=7),
+        backup_file=dict(type="str"),
+        backup_sha256=dict(type="str"),
     ),
     supports_check_mode=True,
 )
+
+
+def stage_of(state):
+    """The `stage` a run reports: backup and restore have their own."""
+    return {"backup": BACKUP_STAGE, "restore": RESTORE_STAGE}.get(state, STAGE)
 
 
 def read_text(path):
@@ -237,11 +375,17 @@ class Accessory(object):
         self.unit = acc.unit(self.kind, self.name, self.version)
         self.data_dir = acc.data_dir(self.kind, self.name, self.version)
         self.password = None
+        self.replication_password = None
+        self.stage = stage_of(p["state"])
         self.changed_parts = []
         self.systemd = None
         self.info = dict(kind=self.kind, name=self.name, version=None, port=p["port"],
                          address=p["address"], data_dir=self.data_dir, free_bytes=None,
                          running=False, changed_parts=self.changed_parts, unit=self.unit)
+        if self.kind == acc.POSTGRESQL:
+            self.info["role"] = p["role"]
+            if p["role"] == acc.STANDBY:
+                self.info["primary"] = "%s:%d" % (p["primary_address"], p["primary_port"])
 
     def changed(self, part):
         if part not in self.changed_parts:
@@ -353,7 +497,23 @@ class Accessory(object):
     # --- credentials ---------------------------------------------------------------------
 
     def credentials(self):
-        path = acc.credentials_file(self.name, self.kind)
+        self.password = self.secret(acc.credentials_file(self.name, self.kind),
+                                    self.p.get("password"), "credentials")
+
+    def replication_credentials(self):
+        """The primary's replication password: given, else stored, else generated once -
+        only once replication is asked for (standbys listed or a password given); a status
+        or a primary without standbys only reads the stored one."""
+        p = self.p
+        path = acc.replication_file(self.name)
+        wanted = p["standbys"] or p.get("replication_password") is not None
+        self.replication_password = self.secret(
+            path, p.get("replication_password"), "credentials",
+            create=bool(wanted) and not self.read_only)
+
+    def secret(self, path, given, part, create=True):
+        """`given`, else the value stored in `path`, else a new one (stored when `create`);
+        the file root 0600 in root's 0700 directory, never read or written through a link."""
         stored = None
         try:
             fd = os.open(path, _NOFOLLOW)
@@ -369,30 +529,29 @@ class Accessory(object):
                 stored = handle.read(4096).decode("ascii", "replace").rstrip("\n") or None
                 if stored is not None:
                     acc.check_password(stored, "the password stored in %s" % path)
-        password = self.p.get("password") or stored
-        if self.read_only:
-            self.password = stored
-            return
+        password = given or stored
+        if self.read_only or not create:
+            return stored
         if password is None:
             password = secrets.token_urlsafe(32)
-        self.password = password
         parent = acc.CREDENTIALS
         if not os.path.isdir(os.path.dirname(parent)):
             os.makedirs(os.path.dirname(parent), 0o755)
-        for directory in (parent, acc.credentials_dir(self.name)):
+        for directory in (parent, os.path.dirname(path)):
             if os.path.islink(directory):
                 raise acc.AccessoryError("%s is a symlink; deployer does not follow it" % directory)
             if ensure_dir(directory, 0o700):
-                self.changed("credentials")
+                self.changed(part)
         if os.path.islink(path) or stored != password:
             write_atomic(path, (password + "\n").encode("ascii"), 0o600, 0, 0)
-            self.changed("credentials")
+            self.changed(part)
         else:
             st = os.lstat(path)
             if stat.S_IMODE(st.st_mode) != 0o600 or (st.st_uid, st.st_gid) != (0, 0):
                 os.chmod(path, 0o600)
                 os.chown(path, 0, 0)
-                self.changed("credentials")
+                self.changed(part)
+        return password
 
     # --- files ---------------------------------------------------------------------------
 
@@ -474,7 +633,8 @@ class Accessory(object):
         except (OSError, subprocess.SubprocessError) as exc:
             raise acc.AccessoryError("psql could not run: %s" % exc)
         if proc.returncode != 0:
-            hidden = [self.password] + [v for v in variables.values() if v.startswith("SCRAM")]
+            hidden = [self.password, self.replication_password] + [
+                v for v in variables.values() if v.startswith("SCRAM")]
             raise acc.AccessoryError("psql failed (exit %d): %s" % (
                 proc.returncode, acc.scrub(proc.stderr.strip(), hidden)[-600:]))
         return [line.split("\x1f") for line in proc.stdout.splitlines() if line]
@@ -501,17 +661,213 @@ class Accessory(object):
         uid, gid = owner.st_uid, owner.st_gid
         if not os.path.isdir(conf_dir + "/conf.d"):
             ensure_dir(conf_dir + "/conf.d", 0o755, uid, gid)
-        restart = self.write(conf_dir + "/conf.d/deployer.conf",
-                             acc.pg_conf(self.name, p["listen"], p["port"]), 0o644, uid, gid,
-                             "config")
+        standby = p["role"] == acc.STANDBY
+        current = self.standby_of_primary() if standby else None
+        copy = standby and current is None
+        if copy:  # refused before anything is written when it would wipe databases
+            self.refuse_to_wipe()
+        replicating = standby or bool(p["standbys"])
+        conf_path = conf_dir + "/conf.d/deployer.conf"
+        old_conf = read_text(conf_path)
+        conf = acc.pg_conf(self.name, p["listen"], p["port"], replicating)
+        restart = reload = False
+        if self.write(conf_path, conf, 0o644, uid, gid, "config"):
+            restart = acc.pg_conf_needs_restart(old_conf, conf)
+            reload = not restart
         hba_path = conf_dir + "/pg_hba.conf"
         hba = read_text(hba_path) or ""
-        merged = acc.merge_hba(hba, self.name, acc.hba_block(self.name, p["database"],
-                                                             p["user"], p["clients"]))
-        reload = self.write(hba_path, merged, 0o640, uid, gid, "pg_hba")
+        block = acc.hba_block(self.name, p["database"], p["user"], p["clients"],
+                              p["standbys"], p["replication_user"])
+        merged = acc.merge_hba(hba, self.name, block)
+        reload = self.write(hba_path, merged, 0o640, uid, gid, "pg_hba") or reload
+        if copy:
+            self.make_standby()
+            return
+        if standby and current.get("password") != p["replication_password"]:
+            restart = self.new_replication_password(current) or restart
         self.service(restart, reload)
         self.wait_ready()
+        if standby:  # its role and database are the primary's, replicated
+            return
         self.role_and_database()
+        if self.replication_password:
+            self.replication_role()
+
+    # --- streaming replication -----------------------------------------------------------
+
+    def replication_role(self):
+        """The primary's REPLICATION LOGIN role, its password a SCRAM verifier."""
+        user = self.p["replication_user"]
+        rows = self.psql("SELECT rolcanlogin, rolreplication, coalesce(rolpassword, '') "
+                         "FROM pg_authid WHERE rolname = :'user';\n", user=user)
+        if not rows:
+            self.psql('CREATE ROLE :"user" REPLICATION LOGIN PASSWORD :\'verifier\';\n',
+                      user=user, verifier=acc.scram_verifier(self.replication_password))
+            self.changed("replication_role")
+            return
+        row = rows[0] + ["", "", ""]
+        if row[0] != "t" or row[1] != "t":
+            self.psql('ALTER ROLE :"user" REPLICATION LOGIN;\n', user=user)
+            self.changed("replication_role")
+        if not acc.scram_matches(self.replication_password, row[2]):
+            self.psql('ALTER ROLE :"user" PASSWORD :\'verifier\';\n', user=user,
+                      verifier=acc.scram_verifier(self.replication_password))
+            self.changed("replication_password")
+
+    def standby_of_primary(self):
+        """The parsed primary_conninfo when the data directory already is a standby of
+        primary_address:port as the replication role (standby.signal, and primary_conninfo
+        in postgresql.auto.conf), else None."""
+        p = self.p
+        try:
+            st = os.lstat(self.data_dir + "/standby.signal")
+        except FileNotFoundError:
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        auto = read_text(self.data_dir + "/postgresql.auto.conf") or ""
+        value = acc.conf_value(auto, "primary_conninfo")
+        if not value:
+            return None
+        try:
+            conninfo = acc.parse_conninfo(value)
+        except acc.AccessoryError:
+            return None
+        if not acc.conninfo_matches(conninfo, p["primary_address"], p["primary_port"],
+                                    p["replication_user"]):
+            return None
+        return conninfo
+
+    def new_replication_password(self, conninfo):
+        """The primary's replication password changed: rewrite primary_conninfo in
+        postgresql.auto.conf (postgres 0600, by rename: a link there is replaced, never
+        followed) with it, the rest as it was. Then a restart, not a reload: on a reload
+        PostgreSQL logs `parameter "primary_conninfo" changed to "..."`, password and all."""
+        import pwd
+
+        pg = pwd.getpwnam("postgres")
+        path = self.data_dir + "/postgresql.auto.conf"
+        conninfo = dict(conninfo, password=self.p["replication_password"])
+        text = acc.set_conf_value(read_text(path) or "", "primary_conninfo",
+                                  acc.render_conninfo(conninfo))
+        write_atomic(path, text.encode("utf-8"), 0o600, pg.pw_uid, pg.pw_gid)
+        self.changed("replication_password")
+        return True
+
+    def refuse_to_wipe(self):
+        """Fail, naming them, when the cluster holds databases besides the system ones
+        (pg_basebackup would wipe them); an existing cluster is started to be asked."""
+        if not os.path.lexists(self.data_dir + "/PG_VERSION"):
+            return  # no cluster data (an earlier copy failed half-way): nothing to lose
+        self.service(False)
+        self.wait_ready()
+        rows = self.psql("SELECT datname FROM pg_database WHERE NOT (datname = ANY "
+                         "(string_to_array(:'system', ',')::name[])) ORDER BY 1;\n",
+                         system=",".join(acc.SYSTEM_DATABASES))
+        if rows:
+            raise acc.AccessoryError(
+                "this cluster holds the databases %s; becoming a standby of %s would wipe "
+                "them - deployer refuses (drop them or use another host)"
+                % (", ".join(r[0] for r in rows), self.info["primary"]))
+
+    def make_standby(self):
+        """Replace the data directory with pg_basebackup's copy of the primary's, start the
+        cluster and wait until it is in recovery."""
+        sd = self.systemd_()
+        if self.active():
+            self.check(sd.run("stop", self.unit), "stop")
+        self.empty_data_dir()
+        self.changed("data_dir")
+        self.basebackup()
+        self.changed("basebackup")
+        rc, out = sd.run("is-enabled", self.unit)
+        if out.strip() != "enabled":
+            self.check(sd.run("enable", self.unit), "enable")
+            self.changed("enabled")
+        self.check(sd.run("start", self.unit), "start")
+        self.changed("started")
+        self.info["running"] = self.active()
+        self.wait_ready()
+        self.wait_recovery()
+
+    def empty_data_dir(self):
+        """Remove everything in the data directory (postgres 0700), never following a link:
+        the directory itself stays (its owner and mode are the cluster's)."""
+        import pwd
+
+        pg = pwd.getpwnam("postgres")
+        path = self.data_dir
+        if not os.path.lexists(path):
+            ensure_dir(path, 0o700, pg.pw_uid, pg.pw_gid)
+        st = os.lstat(path)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != pg.pw_uid:
+            raise acc.AccessoryError("%s is not a directory of postgres' (a link?); deployer "
+                                     "does not follow it" % path)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            for entry in os.scandir(fd):
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.name, dir_fd=fd)  # fd-based: links are removed, not followed
+                else:
+                    os.unlink(entry.name, dir_fd=fd)
+        finally:
+            os.close(fd)
+        os.chmod(path, 0o700)
+
+    def basebackup(self):
+        """pg_basebackup as postgres, the password in the child's environment only; -R
+        writes standby.signal and primary_conninfo (with the password) into the data
+        directory's postgresql.auto.conf (postgres 0600)."""
+        p = self.p
+        argv = ["pg_basebackup", "-h", p["primary_address"], "-p", str(p["primary_port"]),
+                "-U", p["replication_user"], "-D", self.data_dir, "-R", "-X", "stream",
+                "-c", "fast", "-w"]
+        # No PGAPPNAME: -R would write it into primary_conninfo, naming the standby's WAL
+        # receiver "deployer" in the primary's pg_stat_replication.
+        env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8",
+               "PGPASSWORD": p["replication_password"], "PGCONNECT_TIMEOUT": "10"}
+        try:
+            proc = subprocess.run(argv, env=env, user="postgres", group="postgres",
+                                  extra_groups=[], cwd="/", stdin=subprocess.DEVNULL,
+                                  capture_output=True, text=True, check=False,
+                                  timeout=max(600, p["timeout"]))
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise acc.AccessoryError("pg_basebackup could not run: %s" % exc)
+        if proc.returncode != 0:
+            lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()][-4:]
+            raise acc.AccessoryError("pg_basebackup from %s failed (exit %d): %s" % (
+                self.info["primary"], proc.returncode,
+                acc.scrub(" | ".join(lines), [p["replication_password"]])))
+
+    def wait_recovery(self):
+        deadline = time.monotonic() + self.p["timeout"]
+        while True:
+            rows = self.psql("SELECT pg_is_in_recovery();\n")
+            if rows and rows[0][0] == "t":
+                self.info["in_recovery"] = True
+                return
+            if time.monotonic() > deadline:
+                raise acc.AccessoryError("the cluster is not in recovery (a standby) %ss after "
+                                         "pg_basebackup" % self.p["timeout"])
+            time.sleep(0.5)
+
+    def replication_status(self):
+        """A primary: its standbys from pg_stat_replication; a standby: in_recovery and the
+        bytes received but not yet replayed."""
+        if self.p["role"] == acc.STANDBY:
+            rows = self.psql("SELECT pg_is_in_recovery(), pg_wal_lsn_diff("
+                             "pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::bigint;\n")
+            self.info["in_recovery"] = bool(rows) and rows[0][0] == "t"
+            self.info["lag_bytes"] = int(rows[0][1]) if rows and rows[0][1] else None
+            return
+        rows = self.psql("SELECT coalesce(host(client_addr), ''), state, "
+                         "pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint "
+                         "FROM pg_stat_replication WHERE usename = :'user' ORDER BY 1;\n",
+                         user=self.p["replication_user"])
+        # lag_bytes null: nothing received (standby) or replayed (primary) yet
+        self.info["standbys"] = [dict(address=r[0] or None, state=r[1],
+                                      lag_bytes=int(r[2]) if len(r) > 2 and r[2] else None)
+                                 for r in rows]
 
     def role_and_database(self):
         p = self.p
@@ -591,39 +947,220 @@ class Accessory(object):
         return self.run(["redis-cli", "--no-auth-warning", "-h", acc.LOOPBACK, "-p",
                          str(self.p["port"])] + list(args), env={"REDISCLI_AUTH": self.password})
 
+    # --- backups -------------------------------------------------------------------------
+
+    def require_running(self):
+        """A backup or restore needs the installed cluster running (never installs)."""
+        package = acc.packages(self.kind, self.version)[0]
+        version = self.installed(package)
+        if version is None:
+            raise acc.AccessoryError("%s is not installed on this host" % package)
+        acc.check_major(self.kind, self.version, version, "installed here")
+        self.info["version"] = version
+        self.info["running"] = self.active()
+        if not self.info["running"]:
+            raise acc.AccessoryError("%s is not running" % self.unit)
+        self.wait_ready()
+
+    def backup_directory(self, create):
+        """An fd of backup_dir (root 0700), walked from / one component at a time: every
+        component root's and no link anywhere (created when missing and `create`)."""
+        path = self.p["backup_dir"]
+        probe = ""
+        parts = path.strip("/").split("/")
+        for i, part in enumerate(parts):
+            probe += "/" + part
+            last = i == len(parts) - 1
+            try:
+                st = os.lstat(probe)
+            except FileNotFoundError:
+                if not create:
+                    raise acc.AccessoryError("the backup directory %s does not exist" % path)
+                os.mkdir(probe, 0o700 if last else 0o755)
+                os.chown(probe, 0, 0)
+                if last:
+                    self.changed("backup_dir")
+                st = os.lstat(probe)
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0:
+                raise acc.AccessoryError("%s is not a directory of root's (a link?); deployer "
+                                         "keeps backups only under root's directories" % probe)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        st = os.fstat(fd)
+        if (stat.S_IMODE(st.st_mode), st.st_gid) != (0o700, 0):
+            os.fchmod(fd, 0o700)
+            os.fchown(fd, 0, 0)
+            self.changed("backup_dir")
+        return fd
+
+    def pg_env(self):
+        return {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "PGAPPNAME": "deployer"}
+
+    def backup(self):
+        """pg_dump -Fc as postgres, written by root to .<file>.partial (0600) in backup_dir
+        with its sha256 computed on the way, then linked to <UTC timestamp>-<label>.dump (never
+        over an existing file); older backups beyond backup_keep pruned."""
+        p = self.p
+        self.require_running()
+        dfd = self.backup_directory(create=True)
+        try:
+            name = acc.backup_name(datetime.datetime.now(datetime.timezone.utc),
+                                   p["backup_label"])
+            self.info["backup"] = self.dump(dfd, name)
+            self.changed("backup")
+            pruned = []
+            for old in acc.backups_to_prune(os.listdir(dfd), p["backup_keep"]):
+                if stat.S_ISREG(os.lstat(old, dir_fd=dfd).st_mode):
+                    os.unlink(old, dir_fd=dfd)
+                    pruned.append(old)
+            self.info["backup"]["pruned"] = pruned
+            self.info["backup"]["dir"] = p["backup_dir"]
+        finally:
+            os.close(dfd)
+
+    def dump(self, dfd, name):
+        partial = acc.partial_name(name)
+        started = time.monotonic()
+        argv = ["pg_dump", "-Fc", "-h", PG_SOCKET_DIR, "-p", str(self.p["port"]),
+                "-d", self.p["database"]]
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600, dir_fd=dfd)
+        try:
+            digest, size = hashlib.sha256(), 0
+            with os.fdopen(fd, "wb") as out, tempfile.TemporaryFile() as errors:
+                os.fchown(out.fileno(), 0, 0)
+                try:
+                    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                            stdout=subprocess.PIPE, stderr=errors,
+                                            env=self.pg_env(), user="postgres",
+                                            group="postgres", extra_groups=[], cwd="/")
+                except OSError as exc:
+                    raise acc.AccessoryError("pg_dump could not run: %s" % exc)
+                with proc:
+                    while True:
+                        chunk = proc.stdout.read(1 << 20)
+                        if not chunk:
+                            break
+                        digest.update(chunk)
+                        out.write(chunk)
+                        size += len(chunk)
+                    rc = proc.wait()
+                if rc != 0:
+                    errors.seek(0)
+                    lines = errors.read(1 << 16).decode("utf-8", "replace").strip().splitlines()
+                    raise acc.AccessoryError("pg_dump %s failed (exit %d): %s" % (
+                        self.p["database"], rc, " | ".join(lines[-4:])))
+                out.flush()
+                os.fsync(out.fileno())
+            try:
+                os.link(partial, name, src_dir_fd=dfd, dst_dir_fd=dfd, follow_symlinks=False)
+            except FileExistsError:
+                raise acc.AccessoryError("a backup named %s exists already (one a second); "
+                                         "nothing was overwritten" % name)
+        finally:
+            try:
+                os.unlink(partial, dir_fd=dfd)
+            except FileNotFoundError:
+                pass
+        os.fsync(dfd)
+        return dict(file=name, bytes=size, sha256=digest.hexdigest(),
+                    seconds=round(time.monotonic() - started, 3))
+
+    def restore(self):
+        """pg_restore --clean --if-exists --no-owner --role=<user> of backup_file (opened
+        without following a link, its sha256 checked first when given) fed on stdin."""
+        p = self.p
+        self.require_running()
+        rows = self.psql("SELECT pg_is_in_recovery();\n")
+        if rows and rows[0][0] == "t":
+            raise acc.AccessoryError("this cluster is a standby (read-only); restore on its "
+                                     "primary")
+        started = time.monotonic()
+        dfd = self.backup_directory(create=False)
+        try:
+            try:
+                fd = os.open(p["backup_file"], _NOFOLLOW, dir_fd=dfd)
+            except FileNotFoundError:
+                raise acc.AccessoryError("there is no backup %s in %s"
+                                         % (p["backup_file"], p["backup_dir"]))
+            except OSError as exc:
+                raise acc.AccessoryError("%s/%s cannot be opened safely (%s)" % (
+                    p["backup_dir"], p["backup_file"], exc.strerror))
+        finally:
+            os.close(dfd)
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise acc.AccessoryError("%s is not a regular file" % p["backup_file"])
+            if p.get("backup_sha256"):
+                digest = hashlib.sha256()
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(chunk)
+                if digest.hexdigest() != p["backup_sha256"]:
+                    raise acc.AccessoryError("%s has sha256 %s, not the %s asked for; nothing "
+                                             "was restored" % (p["backup_file"],
+                                                               digest.hexdigest(),
+                                                               p["backup_sha256"]))
+                os.lseek(fd, 0, os.SEEK_SET)
+            argv = ["pg_restore", "--clean", "--if-exists", "--no-owner",
+                    "--role=%s" % p["user"], "-h", PG_SOCKET_DIR, "-p", str(p["port"]),
+                    "-d", p["database"]]
+            try:
+                proc = subprocess.run(argv, stdin=handle, env=self.pg_env(), user="postgres",
+                                      group="postgres", extra_groups=[], cwd="/",
+                                      capture_output=True, text=True, check=False)
+            except (OSError, subprocess.SubprocessError) as exc:
+                raise acc.AccessoryError("pg_restore could not run: %s" % exc)
+        self.changed("restore")
+        if proc.returncode != 0:
+            lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()][-4:]
+            raise acc.AccessoryError("pg_restore of %s into %s failed (exit %d): %s" % (
+                p["backup_file"], p["database"], proc.returncode, " | ".join(lines)))
+        self.info["restore"] = dict(file=p["backup_file"],
+                                    seconds=round(time.monotonic() - started, 3))
+
     # --- the whole step ------------------------------------------------------------------
 
     def status(self):
         self.package()
         self.credentials()
+        if self.kind == acc.POSTGRESQL and self.p["role"] == acc.PRIMARY:
+            self.replication_credentials()
         self.info["running"] = self.active()
-        if self.info["running"] and self.password:
-            if self.kind == acc.POSTGRESQL:
+        if self.info["running"] and self.kind == acc.POSTGRESQL:
+            if self.password:
                 rows = self.psql("SELECT count(*) FROM pg_stat_activity WHERE datname = :'db';\n",
                                  db=self.p["database"])
                 self.info["connections"] = int(rows[0][0]) if rows else 0
-            else:
-                rc, out, _ = self.redis_cli("INFO", "memory")
-                match = re.search(r"^used_memory:([0-9]+)", out, re.M)
-                if rc == 0 and match:
-                    self.info["used_memory"] = int(match.group(1))
+            self.replication_status()
+        elif self.info["running"] and self.password:
+            rc, out, _ = self.redis_cli("INFO", "memory")
+            match = re.search(r"^used_memory:([0-9]+)", out, re.M)
+            if rc == 0 and match:
+                self.info["used_memory"] = int(match.group(1))
 
     def present(self):
         if self.p["state"] == "upgraded":
             self.upgrade()
         self.package()
-        self.credentials()
         if self.kind == acc.POSTGRESQL:
+            if self.p["role"] == acc.PRIMARY:  # a standby's role and database are the primary's
+                self.credentials()
+                self.replication_credentials()
             self.postgresql()
+            self.replication_status()
         else:
+            self.credentials()
             self.redis()
         self.info["free_bytes"] = free_bytes(self.data_dir)[0]
 
     def result(self):
-        out = dict(changed=bool(self.changed_parts), deployer=dict(stage=STAGE, accessory=self.info))
+        out = dict(changed=bool(self.changed_parts),
+                   deployer=dict(stage=self.stage, accessory=self.info))
         if self.password:
             out["env"] = acc.env_of(self.kind, self.p["address"], self.p["port"], self.password,
                                     self.p["database"], self.p["user"])
+        if self.replication_password:
+            out["replication"] = dict(password=self.replication_password,
+                                      user=self.p["replication_user"])
         return out
 
 
@@ -633,7 +1170,11 @@ def main():
     try:
         p = acc.check_params(module.params)
         job = Accessory(module, p)
-        if job.read_only:
+        if p["state"] == "backup" and not module.check_mode:
+            job.backup()
+        elif p["state"] == "restore" and not module.check_mode:
+            job.restore()
+        elif job.read_only or p["state"] in ("backup", "restore"):
             job.info["free_bytes"] = free_bytes(job.data_dir)[0]
             job.status()
         else:
@@ -641,18 +1182,22 @@ def main():
             job.present()
         result = job.result()
     except (acc.AccessoryError, OSError) as exc:
-        secret = [module.params.get("password")] + ([job.password] if job else [])
+        secret = [module.params.get("password"), module.params.get("replication_password")]
+        secret += [job.password, job.replication_password] if job else []
         info = job.info if job else dict(kind=module.params["kind"], name=module.params["name"])
         module.fail_json(msg=acc.scrub("%s %s: %s" % (module.params["kind"], module.params["name"],
                                                       exc), secret),
                          changed=bool(job and job.changed_parts),
-                         deployer=dict(stage=STAGE, accessory=info))
+                         deployer=dict(stage=stage_of(module.params["state"]), accessory=info))
     # `env` carries the password on purpose (the task is no_log; later plays read it): keep
     # AnsibleModule from masking it there, and keep it out of the echoed arguments. (Run by
     # the lean action plugin, the controller leaves `env` unmasked: LeanAction.UNMASKED.)
-    getattr(module, "no_log_values", set()).discard(module.params.get("password"))
-    args = dict(module.params, password="VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
-                if module.params.get("password") else None)
+    for key in ("password", "replication_password"):
+        getattr(module, "no_log_values", set()).discard(module.params.get(key))
+    hidden = "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+    args = dict(module.params, password=hidden if module.params.get("password") else None,
+                replication_password=hidden if module.params.get("replication_password")
+                else None)
     module.exit_json(invocation=dict(module_args=args), **result)
 
 
