@@ -516,6 +516,43 @@ def _service_proxy_problems(
     return problems
 
 
+def _accessory_port_problems(
+    base: tuple[str, ...],
+    accessories: Sequence[ResolvedAccessory],
+    services: Sequence[ResolvedService],
+    service: Service,
+    instances: Mapping[str, int],
+    hosts: Sequence[ResolvedHost],
+    proxy: ProxyTarget | None,
+) -> list[str]:
+    """An accessory's port taken on one of its hosts by the app, the proxy or the other
+    accessory."""
+    problems: list[str] = []
+    app_hosts = {h.name for h in hosts}
+    taken: dict[tuple[str, int], str] = {}
+    for accessory in accessories:
+        loc = format_loc((*base, accessory.kind, "port"))
+        for host in accessory.hosts:
+            users: list[tuple[str, tuple[int, ...]]] = []
+            if services:
+                users += [(f"service {s.name}", s.ports(host)) for s in services]
+            elif host in app_hosts and service.port is not None:
+                count = instances.get(host, 1)
+                users.append(("the app", tuple(range(service.port, service.port + count))))
+            if proxy is not None and host in proxy.hosts:
+                ports = (proxy.http_port, *([proxy.https_port] if proxy.https else []))
+                users.append(("the edge proxy", ports))
+            other = taken.setdefault((host, accessory.port), accessory.kind)
+            if other != accessory.kind:
+                users.append((f"the {other}", (accessory.port,)))
+            for who, ports in users:
+                if accessory.port in ports:
+                    problems.append(
+                        f"{loc}: {accessory.port} on {host} is taken by {who}; give it another port"
+                    )
+    return problems
+
+
 def resolve(loaded: LoadedProject, environment: str, lab: LabInfo | None = None) -> Target:
     """The effective settings of `environment`. Raises ConfigError naming the bad path."""
     project = loaded.project
@@ -626,6 +663,9 @@ def resolve(loaded: LoadedProject, environment: str, lab: LabInfo | None = None)
     instances = {} if several else _instances(env, base, service, hosts, problems)
     problems += _instance_port_problems(env, base, service, health, instances, proxy)
     problems += _service_proxy_problems(base, services, proxy)
+    problems += _accessory_port_problems(
+        base, accessories, services, service, instances, hosts, proxy
+    )
     if env.features.cdn and not any(s.kind == "static" for s in services):
         problems.append(
             f"{format_loc((*base, 'features', 'cdn'))}: cache headers are for the files of a "

@@ -59,7 +59,7 @@ def drop_accessories(lab: LabState, app: str) -> None:
             lab.hosts[0],
             f"sudo systemctl disable --now redis-server@{name} 2>/dev/null; "
             f"sudo rm -rf /etc/redis/redis-{name}.conf /var/lib/redis/{name} "
-            f"/etc/deployer/accessories/{name}; "
+            f"/etc/deployer/accessories/{name} /var/lib/deployer/backups/{name}; "
             f"sudo -u postgres psql -qc 'DROP DATABASE IF EXISTS {app} WITH (FORCE)' "
             f"-c 'DROP ROLE IF EXISTS {app}' 2>/dev/null; true",
         ),
@@ -73,7 +73,7 @@ def shop_project(tmp_path: Path, lab: LabState) -> Iterator[Shop]:
     every trace of it on the lab hosts is removed."""
     app = "s" + secrets.token_hex(4)
     root = tmp_path / "shop"
-    shutil.copytree(SHOP, root, ignore=shutil.ignore_patterns("dist", "__pycache__"))
+    shutil.copytree(SHOP, root, ignore=shutil.ignore_patterns("dist", "__pycache__", ".deployer"))
     text = (root / "deploy.yml").read_text()
     port = random.randint(20000, 40000)
     text = text.replace("name: shop\n", f"name: {app}\n", 1).replace("port: 8100", f"port: {port}")
@@ -81,7 +81,7 @@ def shop_project(tmp_path: Path, lab: LabState) -> Iterator[Shop]:
     # its own Redis port: each app's Redis is an instance of its own on the data host
     text = text.replace(
         'cache: {type: redis, version: "7", component: data}',
-        f'cache: {{type: redis, version: "7", component: data, port: {port + 1}}}',
+        f'cache: {{type: redis, version: "7", component: data, port: {port + 100}}}',
     )
     (root / "deploy.yml").write_text(text)
     yield Shop(root, app, lab)

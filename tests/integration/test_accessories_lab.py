@@ -46,6 +46,14 @@ def test_migrations_run_before_the_switch_and_a_failed_one_switches_nothing(
     shop: Shop, tmp_path: Path
 ) -> None:
     outputs: list[str] = []
+    config = shop.root / "deploy.yml"
+    config.write_text(
+        config.read_text().replace(
+            'database: {type: postgresql, version: "15", storage: 1Gi, component: data}',
+            'database: {type: postgresql, version: "15", storage: 1Gi, component: data, '
+            "backup: {before_migrate: true, keep: 5}}",
+        )
+    )
     v1 = tmp_path / "api-v1"
     shutil.copytree(shop.root / "api", v1)
     (v1 / "migrations" / "versions" / "0002_stock.py").unlink()
@@ -89,6 +97,21 @@ def test_migrations_run_before_the_switch_and_a_failed_one_switches_nothing(
     history = json.loads(shop.cli("history", "lab", "--json").stdout)
     assert history[0]["stage"] == "hook"
     assert history[0]["hooks"][0]["name"] == "before_switch"
+
+    # a dump before each migration, the failed one's too; restoring one brings its schema back
+    backups = _json(shop.cli("db", "backups", "lab", "--json"))["backups"]
+    assert [b["label"] for b in backups] == ["v3", "v2", "v1"]
+    before_v2 = next(b for b in backups if b["label"] == "v2")
+    before_v3 = next(b for b in backups if b["label"] == "v3")
+    restored = shop.cli("db", "restore", "lab", str(before_v2["id"]), "--yes")
+    outputs += [restored.stdout, restored.stderr]
+    assert restored.returncode == 0, restored.stdout[-2000:] + restored.stderr[-2000:]
+    assert shop.get("/api/schema")[2].strip() == "0001"
+    restored = shop.cli("db", "restore", "lab", str(before_v3["id"]), "--yes")
+    assert restored.returncode == 0, restored.stdout[-2000:]
+    assert shop.get("/api/schema")[2].strip() == "0002"
+    dumps = shop.ssh(shop.lab.hosts[0], f"sudo ls /var/lib/deployer/backups/{shop.app}-lab")
+    assert len(dumps.split()) == 3, dumps
 
     # the accessories report themselves, in status too
     accessories = shop.cli("accessory", "status", "lab", "--json")
