@@ -557,6 +557,15 @@ class Monitoring(Section):
     )
     prometheus_port: int = Field(default=9090, ge=1, le=65535)
     node_exporter_port: int = Field(default=9100, ge=1, le=65535)
+    postgres_exporter_port: int = Field(
+        default=9187,
+        ge=1,
+        le=65535,
+        description="PostgreSQL exporter's port, on the database hosts.",
+    )
+    redis_exporter_port: int = Field(
+        default=9121, ge=1, le=65535, description="Redis exporter's port, on the cache's host."
+    )
     min_requests: int = Field(
         default=20,
         ge=0,

@@ -52,7 +52,7 @@ from deployer.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
 
-RESERVED_JOBS = ("node", "prometheus")
+RESERVED_JOBS = ("node", "prometheus", "postgres", "redis")
 """Prometheus job names deployer uses itself; the app's job is named after the app."""
 
 

@@ -135,7 +135,7 @@ def release_info_vars(target: Target) -> dict[str, Any]:
 
 def monitoring_vars(target: Target) -> dict[str, Any]:
     """Node exporter everywhere and Prometheus on the monitoring server (monitoring on only)."""
-    from deployer.plan.monitoring import scrape_config
+    from deployer.plan.monitoring import exporters, scrape_config
 
     settings = target.monitoring
     if settings is None:
@@ -148,6 +148,7 @@ def monitoring_vars(target: Target) -> dict[str, Any]:
             "retention": settings.retention,
             "node_exporter_port": settings.node_exporter_port,
             "textfile_dir": TEXTFILE_DIR,
+            "exporters": exporters(target),
         }
     }
 

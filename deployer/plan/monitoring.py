@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import yaml
@@ -34,7 +35,7 @@ RELEASE_INFO_METRIC = "deployer_release_info"
 WINDOW_PLACEHOLDER = "$window"
 """Range placeholder in the `watch_checks` queries."""
 RATE_INTERVAL = "$__rate_interval"
-NODE_JOB, PROMETHEUS_JOB = RESERVED_JOBS
+NODE_JOB, PROMETHEUS_JOB, POSTGRES_JOB, REDIS_JOB = RESERVED_JOBS
 SCHEMA_VERSION = 39
 
 _WINDOW = re.compile(r"\$[A-Za-z_]\w*|(\d+(ms|[smhdwy]))+")
@@ -138,6 +139,22 @@ def node_memory_available_query(target: Target) -> str:
     return f"max by (host) (node_memory_MemAvailable_bytes{_node(target)})"
 
 
+def database_connections_query(target: Target) -> str:
+    """Connections to the app's database per host and state (PostgreSQL's exporter)."""
+    database = target.accessory("database")
+    name = database.database if database is not None else ""
+    selector = _selector(
+        ("job", POSTGRES_JOB), ("environment", target.environment), ("datname", name)
+    )
+    return f"sum by (host, state) (pg_stat_activity_count{selector})"
+
+
+def redis_memory_query(target: Target) -> str:
+    """Memory the app's Redis uses (its exporter)."""
+    selector = _selector(("job", REDIS_JOB), ("environment", target.environment))
+    return f"redis_memory_used_bytes{selector}"
+
+
 def watch_checks(target: Target) -> list[dict[str, Any]]:
     """What the watch window judges after a rollout, as plain JSON values (Ansible extra vars).
 
@@ -204,8 +221,11 @@ def prometheus_url(target: Target) -> str:
     return f"http://{_address(server, settings.prometheus_port)}"
 
 
-def _static_configs(target: Target, port: int | None) -> list[dict[str, Any]]:
-    """One entry per host: `port` there, or (None) every instance of the app there."""
+def _static_configs(
+    target: Target, port: int | None, hosts: Sequence[ResolvedHost] | None = None
+) -> list[dict[str, Any]]:
+    """One entry per host (default: the app's): `port` there, or (None) every instance of
+    the app there."""
     return [
         {
             "targets": [_address(host, p) for p in ((port,) if port else target.ports(host.name))],
@@ -215,8 +235,31 @@ def _static_configs(target: Target, port: int | None) -> list[dict[str, Any]]:
                 "component": ",".join(host.components),
             },
         }
-        for host in target.hosts
+        for host in (target.hosts if hosts is None else hosts)
     ]
+
+
+def _accessory_hosts(target: Target, kind: str) -> list[ResolvedHost]:
+    accessory = target.accessory(kind)
+    names = accessory.hosts if accessory is not None else ()
+    return [h for h in target.every_host if h.name in names]
+
+
+def exporters(target: Target) -> dict[str, dict[str, Any]]:
+    """{host: {postgres: {port}, redis: {port, name, redis_port}}}: the accessories'
+    exporters, on the hosts that run them (monitoring on only)."""
+    settings = _settings(target)
+    out: dict[str, dict[str, Any]] = {}
+    for host in _accessory_hosts(target, "database"):
+        out.setdefault(host.name, {})["postgres"] = {"port": settings.postgres_exporter_port}
+    cache = target.accessory("cache")
+    if cache is not None:
+        out.setdefault(cache.primary, {})["redis"] = {
+            "port": settings.redis_exporter_port,
+            "name": cache.name,
+            "redis_port": cache.port,
+        }
+    return out
 
 
 def scrape_config(target: Target) -> dict[str, Any]:
@@ -239,8 +282,21 @@ def scrape_config(target: Target) -> dict[str, Any]:
             {
                 "job_name": NODE_JOB,
                 "honor_labels": True,
-                "static_configs": _static_configs(target, settings.node_exporter_port),
+                "static_configs": _static_configs(
+                    target, settings.node_exporter_port, target.every_host
+                ),
             },
+            *(
+                {
+                    "job_name": job,
+                    "static_configs": _static_configs(target, port, _accessory_hosts(target, kind)),
+                }
+                for job, kind, port in (
+                    (POSTGRES_JOB, "database", settings.postgres_exporter_port),
+                    (REDIS_JOB, "cache", settings.redis_exporter_port),
+                )
+                if target.accessory(kind) is not None
+            ),
             {
                 "job_name": PROMETHEUS_JOB,
                 "static_configs": [
@@ -369,7 +425,21 @@ def _panels(target: Target) -> list[dict[str, Any]]:
     memory = _panel(
         5, "Memory available", [(node_memory_available_query(target), "{{host}}")], "bytes"
     )
-    return [requests, errors, latency, versions, cpu, memory]
+    panels = [requests, errors, latency, versions, cpu, memory]
+    if target.accessory("database") is not None:
+        panels.append(
+            _panel(
+                len(panels),
+                "Database connections",
+                [(database_connections_query(target), "{{host}} {{state}}")],
+                "none",
+            )
+        )
+    if target.accessory("cache") is not None:
+        panels.append(
+            _panel(len(panels), "Redis memory", [(redis_memory_query(target), "{{host}}")], "bytes")
+        )
+    return panels
 
 
 def dashboard(target: Target) -> dict[str, Any]:

@@ -203,3 +203,70 @@ def test_a_rising_error_rate_after_a_clean_health_check_rolls_the_fleet_back(
     (env,) = project.json("stats", "lab")["environments"]
     assert env["error_rate"]["count"] >= 2  # v1.1 and v2 at least (v1 saw only probes)
     assert env["error_rate"]["last"] == measured["v2"]["error_rate"]
+
+
+def test_the_accessories_exporters_are_scraped_and_the_dashboard_shows_them(
+    project: Project,
+) -> None:
+    """With monitoring on, Debian's PostgreSQL and Redis exporters run on the data host and
+    Prometheus scrapes them; the dashboard's connections and memory panels have data."""
+    lab = project.lab
+    project.edit(
+        {
+            "service": {"uses": ["database", "cache"]},
+            "environments": {
+                "lab": {
+                    "hosts": {"web": "lab[0:2]", "data": "lab[2]"},
+                    "database": {"type": "postgresql", "component": "data"},
+                    "cache": {"type": "redis", "component": "data", "port": project.port + 100},
+                    "features": {"monitoring": True},
+                    "monitoring": {"server": lab.hosts[0].name, "scrape_interval": 1},
+                    "strategy": {"kind": "all_at_once"},
+                }
+            },
+        }
+    )
+    data = lab.hosts[2]
+    try:
+        first = project.json("deploy", "lab", "--version", "v1")
+        assert first["status"] == "SUCCEEDED", first
+        up = wait_for(
+            "both exporters up",
+            lambda: (
+                len(
+                    r := prometheus(project, '{__name__=~"pg_up|redis_up", environment="lab"} == 1')
+                )
+                == 2
+                and r
+            ),
+        )
+        assert {(r["metric"]["job"], r["metric"]["host"]) for r in up} == {
+            ("postgres", data.name),
+            ("redis", data.name),
+        }
+        target = resolve(load_project(project.root / "deploy.yml"), "lab", load_lab(lab.name))
+        panels = {p["title"]: p for p in dashboard(target)["panels"]}
+        memory = panels["Redis memory"]["targets"][0]["expr"]
+        assert (
+            float(wait_for("redis memory", lambda: prometheus(project, memory))[0]["value"][1]) > 0
+        )
+        connections = panels["Database connections"]["targets"][0]["expr"]
+        prometheus(project, connections)  # valid PromQL the real Prometheus answers
+        # the Redis password reaches the exporter from a root-only file, never its argv
+        password = project.ssh(
+            data, f"sudo cat /etc/deployer/accessories/{project.app}-lab/redis.password"
+        ).stdout.strip()
+        argv = project.ssh(data, "ps -eo args | grep [r]edis-exporter").stdout
+        assert password
+        assert password not in argv
+    finally:
+        name = f"{project.app}-lab"
+        project.ssh(
+            data,
+            f"sudo systemctl disable --now redis-server@{name} prometheus-redis-exporter "
+            f"prometheus-postgres-exporter; sudo rm -rf /etc/redis/redis-{name}.conf "
+            f"/var/lib/redis/{name} /etc/deployer/accessories/{name} "
+            "/etc/systemd/system/prometheus-redis-exporter.service.d; "
+            f"sudo -u postgres psql -qc 'DROP DATABASE IF EXISTS {project.app} WITH (FORCE)' "
+            f"-c 'DROP ROLE IF EXISTS {project.app}'; true",
+        )

@@ -6,6 +6,7 @@ the instance's own configuration."""
 import pytest
 
 CREDENTIALS = "/etc/deployer/accessories/shop-lab/redis.password"
+EXPORTER_ENV = "/etc/deployer/accessories/shop-lab/redis.exporter.env"
 CONF = "/etc/redis/redis-shop-lab.conf"
 
 
@@ -87,7 +88,9 @@ def test_the_password_is_in_no_log_and_no_other_file(host):
     found = host.run(
         f"grep -rlsF -f {CREDENTIALS} /etc /var /root /home /tmp /run /opt /srv"
     ).stdout.split()
-    assert sorted(found) == sorted([CREDENTIALS, CONF])
+    assert sorted(found) == sorted([CREDENTIALS, CONF, EXPORTER_ENV])
+    exporter = host.file(EXPORTER_ENV)  # its exporter's EnvironmentFile, read by systemd
+    assert (exporter.user, exporter.group, exporter.mode) == ("root", "root", 0o600)
     assert (
         host.run(f"journalctl --no-pager -o cat | grep -cF -f {CREDENTIALS}").stdout.strip() == "0"
     )

@@ -156,6 +156,12 @@ PROBES: dict[str, Callable[[Data], None]] = {
     "monitoring.retention": _set("monitoring", "retention", value="30d"),
     "monitoring.prometheus_port": _set("monitoring", "prometheus_port", value=9091),
     "monitoring.node_exporter_port": _set("monitoring", "node_exporter_port", value=9101),
+    "monitoring.postgres_exporter_port": _both(
+        _db(), _set("monitoring", "postgres_exporter_port", value=9188)
+    ),
+    "monitoring.redis_exporter_port": _both(
+        _cache(), _set("monitoring", "redis_exporter_port", value=9122)
+    ),
     "monitoring.min_requests": _set("monitoring", "min_requests", value=5),
     "lock_ttl": _set("lock_ttl", value=600),
     "environments.*.target": _set(*ENV, "target", value="nomad"),

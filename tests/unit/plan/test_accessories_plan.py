@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from test_services_plan import _target  # the one environment of a golden deploy.yml
 
+from deployer.config.resolve import Target
 from deployer.plan import extravars
 from deployer.plan.accessories import accessory_vars, hook_vars
 from deployer.plan.inventory import build_inventory
@@ -136,3 +137,63 @@ def test_only_before_switch_rides_in_the_prepare_run() -> None:
         required_bytes=1, lock={},
     )  # fmt: skip
     assert list(prepare["deployer_hooks"]) == ["before_switch"]
+
+
+MONITORED = """\
+app: {name: blog}
+service: {command: /usr/bin/python3 app.py, port: 8000, uses: [database, cache]}
+health: {http: {path: /healthz}}
+environments:
+  production:
+    hosts:
+      web: [{address: 203.0.113.11, name: web1, private_address: 10.0.0.11}]
+      data:
+        - {address: 203.0.113.20, name: db1, private_address: 10.0.0.20}
+        - {address: 203.0.113.21, name: db2, private_address: 10.0.0.21}
+    database: {type: postgresql, component: data, replicas: 2}
+    cache: {type: redis, component: data, port: 6380}
+    features: {monitoring: true}
+    monitoring: {server: web1, redis_exporter_port: 9122}
+"""
+
+
+def _monitored(tmp_path: Path) -> Target:
+    (tmp_path / "deploy.yml").write_text(MONITORED)
+    return _target(tmp_path / "deploy.yml")
+
+
+def test_with_monitoring_every_database_host_and_the_cache_get_their_exporter(
+    tmp_path: Path,
+) -> None:
+    from deployer.plan.monitoring import exporters, scrape_config
+
+    target = _monitored(tmp_path)
+    assert exporters(target) == {
+        "db1": {"postgres": {"port": 9187}, "redis": {"port": 9122, "name": "blog-production",
+                                                      "redis_port": 6380}},
+        "db2": {"postgres": {"port": 9187}},
+    }  # fmt: skip
+    jobs = {j["job_name"]: j for j in scrape_config(target)["scrape_configs"]}
+    targets = {
+        name: [t for c in job["static_configs"] for t in c["targets"]] for name, job in jobs.items()
+    }
+    assert targets["postgres"] == ["10.0.0.20:9187", "10.0.0.21:9187"]
+    assert targets["redis"] == ["10.0.0.20:9122"]
+    # node exporter on the accessories' hosts too; the app only where it runs
+    assert targets["node"] == ["10.0.0.11:9100", "10.0.0.20:9100", "10.0.0.21:9100"]
+    assert targets["blog"] == ["10.0.0.11:8000"]
+    vars_ = extravars.monitoring_vars(target)["deployer_monitoring"]
+    assert vars_["exporters"] == exporters(target)
+
+
+def test_the_dashboard_gains_database_connections_and_redis_memory(tmp_path: Path) -> None:
+    from deployer.plan.monitoring import dashboard
+
+    panels = {p["title"]: p for p in dashboard(_monitored(tmp_path))["panels"]}
+    connections = panels["Database connections"]["targets"][0]["expr"]
+    assert connections == (
+        'sum by (host, state) (pg_stat_activity_count{job="postgres", '
+        'environment="production", datname="blog"})'
+    )
+    memory = panels["Redis memory"]["targets"][0]["expr"]
+    assert memory == 'redis_memory_used_bytes{job="redis", environment="production"}'

@@ -64,6 +64,12 @@ def credentials_file(name, kind):
     return "%s/%s.password" % (credentials_dir(name), kind)
 
 
+def exporter_env_file(name):
+    """Redis's password as REDIS_PASSWORD, for its Prometheus exporter's unit (systemd reads
+    it as root; root 0600, next to the password)."""
+    return "%s/redis.exporter.env" % credentials_dir(name)
+
+
 def replication_file(name):
     """The primary's replication password (root 0600, next to the app's)."""
     return "%s/postgresql.replication.password" % credentials_dir(name)

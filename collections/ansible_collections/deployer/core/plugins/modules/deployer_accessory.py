@@ -38,7 +38,9 @@ description:
     C(redis-server@<name>.service) and C(/etc/redis/redis-<name>.conf) (root:redis 0640, since it
     holds C(requirepass)) binding O(listen) and 127.0.0.1 with protected mode on, data in
     C(/var/lib/redis/<name>) (redis 0750), supervised by systemd, logging to the journal.
-    Two environments on one host never share an instance. Inside a container (where
+    Two environments on one host never share an instance. Its password is also written as
+    C(REDIS_PASSWORD) to C(/etc/deployer/accessories/<name>/redis.exporter.env) (root 0600),
+    the environment file of its Prometheus exporter when monitoring is on. Inside a container (where
     systemd cannot set up the user namespace of the template's C(PrivateUsers=true)) a
     drop-in C(deployer-container.conf) turns that one setting off; elsewhere the template
     runs as Debian ships it. Restarted when its
@@ -298,6 +300,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.deployer.core.plugins.module_utils import accessory as acc
+from ansible_collections.deployer.core.plugins.module_utils import envfile
 from ansible_collections.deployer.core.plugins.module_utils.layout import (
     ensure_dir,
     free_bytes,
@@ -921,6 +924,9 @@ class Accessory(object):
                              acc.redis_conf(self.name, p["listen"], p["port"], self.password),
                              0o640, 0, gid, "config")
         restart = self.container_dropin() or restart
+        self.write(acc.exporter_env_file(self.name),
+                   envfile.render({"REDIS_PASSWORD": self.password}).decode("utf-8"),
+                   0o600, 0, 0, "credentials")
         self.service(restart)
 
     def container_dropin(self):
