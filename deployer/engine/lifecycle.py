@@ -209,7 +209,14 @@ def deploy(
         lock_note = _release_lock(rollout)
     if lock_note:
         reason = f"{reason}; {lock_note}" if reason else lock_note
-    if status is not Status.INTERRUPTED and not (status is Status.SUCCEEDED and rollout.noop):
+    # after_* hooks follow a deploy that reached the hosts; one refused before (someone
+    # else's lock, a bad version) ran nothing that a hook could follow up on
+    reached = bool(rollout.before)
+    if (
+        reached
+        and status is not Status.INTERRUPTED
+        and not (status is Status.SUCCEEDED and rollout.noop)
+    ):
         reason = _after_hooks(rollout, status, reason)
     rollout.flush()
     seconds = time.monotonic() - started

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from fake import HOSTS, C, FakeTarget, Scenario, session
+from fake import HOSTS, C, FakeTarget, Scenario, other_lock, session
 
 from deployer.config.accessories import ResolvedHook
 from deployer.config.models import Strategy
@@ -114,3 +114,14 @@ def test_a_dump_before_the_migrations_is_recorded_with_its_deploy(tmp_path: Path
     (backup,) = s.ledger.backups("staging")
     assert (backup.deployment_id, backup.host, backup.label) == (result.deployment_id, "web2", "v2")
     assert (backup.file, backup.bytes) == ("20261204T014500Z-v2.dump", 4096)
+
+
+def test_a_deploy_that_reached_no_host_runs_no_after_failure(tmp_path: Path) -> None:
+    """Refused by someone else's lock: nothing of this deploy ran, so its failure hook must
+    not run (or be reported as not run) while the other deployment holds the environment."""
+    s = _session(tmp_path, ALL, "after_failure")
+    fake = FakeTarget(s, Scenario(held_by=other_lock()))
+    result = deploy(s, fake, version="v2")
+    assert result.exit_code == ExitCode.LOCKED
+    assert fake.hooks_ran == []
+    assert "hook" not in result.reason
