@@ -115,7 +115,9 @@ def _target(ctx: typer.Context, environment: str) -> Any:
     return target
 
 
-def _session(ctx: typer.Context, environment: str, *, secrets: bool = False) -> Any:
+def _session(
+    ctx: typer.Context, environment: str, *, secrets: bool = False, credentials: bool = False
+) -> Any:
     from deployer import secrets as secret_values
     from deployer.config.notify import notify_path, secret_refs
     from deployer.session import Session
@@ -146,16 +148,29 @@ def _session(ctx: typer.Context, environment: str, *, secrets: bool = False) -> 
                     [f"environments.{environment}.tls.{k}: not PEM text" for k in not_pem],
                     source=str(target.config_path),
                 )
+    kept: dict[str, dict[str, str]] = {}
+    keeps = bool((secrets or credentials) and target.secrets.vault_file and target.accessories)
+    if keeps:
+        kept = secret_values.accessory_credentials(
+            target.accessories, target.secrets, target.project_dir
+        )
     return Session(
         target=target,
         verbosity=ctx.obj.verbosity,
         # the key is masked; the certificate is public
         redact=secret_values.redactor_for(
-            {**values, **notify_values, "tls key": tls_values.get("key", "")}
+            {
+                **values,
+                **notify_values,
+                "tls key": tls_values.get("key", ""),
+                **{f"{k}.{c}": v for k, found in kept.items() for c, v in found.items()},
+            }
         ),
         secret_env=values,
         notify_secrets=notify_values,
         tls=tls_values,
+        credentials=kept,
+        keeps_credentials=keeps,
     )
 
 
@@ -186,9 +201,10 @@ def _run(
     call: Callable[[Any], T],
     *,
     secrets: bool = False,
+    credentials: bool = False,
     ledger: bool = False,
 ) -> T:
-    session = _session(ctx, environment, secrets=secrets)
+    session = _session(ctx, environment, secrets=secrets, credentials=credentials)
     if ledger:  # a ledger deployer cannot read is bad input, refused before any work
         from deployer.ledger import check_readable
 
@@ -518,6 +534,7 @@ def _accessory(ctx: typer.Context, action: str, environment: str, names: Any, js
             environment,
             title,
             lambda d: accessories.run(_ssh_only(d, "accessory"), action, names or ()),
+            credentials=action != "status",  # the vault's, and read back into it when it lacks them
         )
         _finish(result, js, ExitCode.OK if result.ok else ExitCode.DEPLOY_FAILED)
 

@@ -148,6 +148,12 @@ def _(result: DeployResult, console: Console) -> None:
     )
     if result.reason:
         console.print(f"  reason: {escape(result.reason)}")
+    _notes(result.notes, console)
+
+
+def _notes(notes: Sequence[str], console: Console) -> None:
+    for note in notes:
+        console.print(f"  note: {escape(note)}")
 
 
 def _hooks(hooks: Sequence[HookResult], console: Console) -> None:
@@ -307,6 +313,7 @@ def _(result: AccessoryResult, console: Console) -> None:
     console.print(_accessories_table(result.accessories))
     verdict = "[green]ok[/]" if result.ok else "[red]not every accessory runs[/]"
     console.print(f"accessory {result.action} {escape(result.environment)}: {verdict}")
+    _notes(result.notes, console)
 
 
 @show.register

@@ -9,14 +9,22 @@ its text (a YAML error quotes the document, and this one is secret).
 
 from __future__ import annotations
 
+import base64
+import fcntl
+import json
 import os
-from collections.abc import Callable, Mapping
+import re
+import secrets
+import stat
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from deployer.config.accessories import ResolvedAccessory
 from deployer.config.base import SecretRef
 from deployer.config.loader import parse_yaml
 from deployer.config.models import Secrets
@@ -155,3 +163,121 @@ def redactor_for(values: Mapping[str, str]) -> Redactor:
     }
     usable = sorted({v for v in pieces if len(v) >= _MIN_LEN}, key=len, reverse=True)
     return Redactor(tuple(usable))
+
+
+# --- the accessories' credentials in the project's vault ---------------------------------
+
+SEALED = ("password", "replication_password")
+"""What a host's accessory step seals, each with its own SEAL_BYTES of the pad (in this
+order): the contract with deployer_accessory's `seal`."""
+SEAL_BYTES = 1024
+_PRINTABLE = re.compile(r"[\x20-\x7e]{1,1024}")
+_B64 = re.compile(r"[A-Za-z0-9+/]{0,1368}={0,2}")  # SEAL_BYTES at most
+
+
+def new_pad() -> bytes:
+    """A one-time pad for one run's accessory step: what the host seals with it is readable
+    with this pad only, which never leaves the controller's memory except inside the run's
+    vault-encrypted secret vars."""
+    return secrets.token_bytes(SEAL_BYTES * len(SEALED))
+
+
+def unseal(sealed: object, pad: bytes, credential: str) -> str | None:
+    """The credential a host sealed with `pad`, or None when the reply is not one (a host
+    is not trusted to send a password, only to be parsed safely)."""
+    if not isinstance(sealed, str) or not _B64.fullmatch(sealed):
+        return None
+    data = base64.b64decode(sealed)
+    start = SEALED.index(credential) * SEAL_BYTES
+    if not 1 <= len(data) <= SEAL_BYTES:
+        return None
+    text = bytes(a ^ b for a, b in zip(data, pad[start : start + len(data)], strict=True))
+    value = text.decode("ascii", "replace")
+    return value if _PRINTABLE.fullmatch(value) else None
+
+
+def accessory_credentials(
+    accessories: Sequence[ResolvedAccessory],
+    secrets_config: Secrets,
+    base: Path,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, dict[str, str]]:
+    """What the project's vault keeps of the accessories' credentials: {kind: {credential:
+    value}} (empty without a vault). A value that is no password (1-1024 printable ASCII)
+    is a config error naming its key, never its value."""
+    if not secrets_config.vault_file or not accessories:
+        return {}
+    vault = _read_vault(secrets_config, base, os.environ if environ is None else environ)
+    out: dict[str, dict[str, str]] = {}
+    problems = []
+    for accessory in accessories:
+        for credential in accessory.credentials:
+            key = accessory.vault_key(credential)
+            if key not in vault:
+                continue
+            value = vault[key]
+            if not isinstance(value, str) or not _PRINTABLE.fullmatch(value):
+                problems.append(
+                    f"secrets.vault_file: key {key!r} must be 1-1024 printable ASCII "
+                    "characters (the value is not shown)"
+                )
+                continue
+            out.setdefault(accessory.kind, {})[credential] = value
+    if problems:
+        raise ConfigError(problems)
+    return out
+
+
+def keep_in_vault(
+    secrets_config: Secrets,
+    base: Path,
+    values: Mapping[str, str],
+    lock: Path,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[str, ...]:
+    """Add `values` ({key: value}) to the project's vault, keys it already has left as they
+    are; returns the keys added. The decrypted text keeps every byte it had (comments too):
+    the new keys are appended as lines, and the whole is re-encrypted with the same password
+    and vault id and swapped in atomically, under `lock` (two commands of one checkout never
+    lose each other's keys). Only a vault whose text cannot take appended lines (a flow-style
+    mapping) is written back as plain YAML. Raises ConfigError or OSError; the vault is then
+    as it was."""
+    from ansible.parsing.vault import VaultLib, VaultSecret
+
+    environ = os.environ if environ is None else environ
+    assert secrets_config.vault_file is not None
+    path = Path(os.path.realpath(base / secrets_config.vault_file))
+    with lock.open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        data = _read_vault(secrets_config, base, environ)
+        new = {k: v for k, v in values.items() if k not in data}
+        if not new:
+            return ()
+        blob = path.read_bytes()
+        header = blob.split(b"\n", 1)[0].decode("ascii", "replace").split(";")
+        label = header[3].strip() if len(header) > 3 else None  # format 1.2 names its vault id
+        secret = VaultSecret(_vault_password(secrets_config, base, environ).encode())
+        vault = VaultLib([("default", secret)])
+        plain = vault.decrypt(blob).decode("utf-8")
+        text = plain if plain.endswith("\n") or not plain else plain + "\n"
+        text += "".join(f"{json.dumps(k)}: {json.dumps(v)}\n" for k, v in new.items())
+        try:
+            appended, _ = parse_yaml(text)
+        except yaml.YAMLError:
+            appended = None
+        if appended != {**data, **new}:
+            text = yaml.safe_dump({**data, **new}, sort_keys=False, allow_unicode=True)
+        cipher = vault.encrypt(text, secret, vault_id=label)
+        mode = stat.S_IMODE(path.stat().st_mode)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                os.fchmod(handle.fileno(), mode)
+                handle.write(cipher)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return tuple(new)

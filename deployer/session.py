@@ -66,6 +66,14 @@ class Session:
     notify_secrets: Mapping[str, str] = field(default_factory=dict)
     tls: Mapping[str, str] = field(default_factory=dict)
     """The edge proxy's certificate and key (PEM), resolved for runs that install them."""
+    credentials: dict[str, dict[str, str]] = field(default_factory=dict)
+    """The accessories' credentials the project's vault holds: {kind: {credential: value}}."""
+    keeps_credentials: bool = False
+    """A vault is configured: credentials it lacks are read back (sealed) from the
+    accessories' hosts and added to it."""
+    notes: list[str] = field(default_factory=list)
+    """What the command did besides its result, for the operator (e.g. keys added to the
+    vault); shared by every view of the session."""
 
     @cached_property
     def state_dir(self) -> Any:

@@ -52,6 +52,17 @@ class ResolvedAccessory:
     def variable(self) -> str:
         return ACCESSORY_ENV[self.kind]
 
+    @property
+    def credentials(self) -> tuple[str, ...]:
+        """The credentials it has: its password, and a database's replication password once
+        it has standbys."""
+        return ("password", "replication_password") if self.standbys else ("password",)
+
+    def vault_key(self, credential: str) -> str:
+        """The key under which the project's vault keeps `credential`
+        (`deployer.<app>-<env>.<kind>.<credential>`)."""
+        return f"deployer.{self.name}.{self.kind}.{credential}"
+
 
 @dataclass(frozen=True)
 class ResolvedHook:

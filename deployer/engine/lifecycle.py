@@ -248,6 +248,7 @@ def deploy(
         rollback_seconds=rollout.rollback_seconds,
         notifications=tuple(deliveries),
         hooks=tuple(rollout.hooks),
+        notes=tuple(session.notes),
     )
 
 

@@ -30,6 +30,8 @@ class DeployResult:
     rollback_seconds: float | None
     notifications: tuple[Delivery, ...] = ()
     hooks: tuple[HookResult, ...] = ()
+    notes: tuple[str, ...] = ()
+    """What the deploy did besides its outcome (e.g. credentials added to the vault)."""
 
 
 class RolloutStop(Exception):

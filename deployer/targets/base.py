@@ -280,6 +280,7 @@ class AccessoryResult:
     environment: str
     action: str
     accessories: tuple[AccessoryState, ...]
+    notes: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:

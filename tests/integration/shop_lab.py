@@ -23,6 +23,8 @@ class Shop:
     def __init__(self, root: Path, app: str, lab: LabState) -> None:
         self.root, self.app, self.lab = root, app, lab
         self.domain = f"{app}.lab.test"
+        self.environ: dict[str, str] = {}
+        """Variables the CLI gets besides ours (a vault's password)."""
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -31,7 +33,7 @@ class Shop:
             capture_output=True,
             text=True,
             timeout=300,
-            env={**os.environ, "DEPLOYER_LAB_NAME": self.lab.name},
+            env={**os.environ, "DEPLOYER_LAB_NAME": self.lab.name, **self.environ},
         )
 
     def ssh(self, host: Any, command: str) -> str:

@@ -8,6 +8,7 @@ but inside the releases' env files."""
 from __future__ import annotations
 
 import json
+import secrets
 import shutil
 import sqlite3
 import subprocess
@@ -194,3 +195,73 @@ def test_a_standby_follows_the_primary_and_refuses_writes(shop: Shop) -> None:
                 "sudo systemctl disable --now postgresql@15-main; "
                 f"sudo rm -rf /etc/deployer/accessories/{shop.app}-lab; true",
             )
+
+
+def test_the_credentials_are_kept_in_the_project_s_vault_and_never_rotated(shop: Shop) -> None:
+    """With a vault in the project, the first deploy reads the generated credentials back
+    (sealed with a one-time pad) into it; a data host that lost its credentials gets the
+    vault's again; a vault that disagrees with the host stops the deploy before any switch."""
+    from ansible.parsing.vault import VaultLib, VaultSecret
+
+    password = secrets.token_hex(12)
+    vault = VaultLib([("default", VaultSecret(password.encode()))])
+    path = shop.root / "secrets.vault.yml"
+    path.write_bytes(vault.encrypt("# the team's own secrets\napi_token: t0ken-kept\n"))
+    config = shop.root / "deploy.yml"
+    config.write_text(
+        config.read_text()
+        + "secrets: {vault_file: secrets.vault.yml, vault_password_env: SHOP_VAULT_PASSWORD}\n"
+    )
+    shop.environ["SHOP_VAULT_PASSWORD"] = password
+    outputs: list[str] = []
+    name = f"{shop.app}-lab"
+    data = shop.lab.hosts[0]
+
+    def stored(kind: str) -> str:
+        return shop.ssh(data, f"sudo cat /etc/deployer/accessories/{name}/{kind}.password").strip()
+
+    first = _deploy(shop, "v1")
+    outputs += [first.stdout, first.stderr]
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    database, cache = f"deployer.{name}.database.password", f"deployer.{name}.cache.password"
+    assert f"added to the vault (secrets.vault.yml): {database}, {cache}" in first.stdout
+    text = vault.decrypt(path.read_bytes()).decode()
+    assert text.startswith("# the team's own secrets\napi_token: t0ken-kept\n")
+    appended = (line.split(": ", 1) for line in text.splitlines()[2:])
+    kept = {json.loads(k): json.loads(v) for k, v in appended}
+    assert kept == {database: stored("postgresql"), cache: stored("redis")}
+    assert int(shop.get("/api/visits")[2]) >= 0  # the API reaches both with them
+
+    # the data host lost its credentials (rebuilt): the next set-up gives it the vault's
+    shop.ssh(data, f"sudo rm /etc/deployer/accessories/{name}/redis.password")
+    again = shop.cli("accessory", "setup", "lab", "cache")
+    outputs += [again.stdout, again.stderr]
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert stored("redis") == kept[cache]
+    assert "added to the vault" not in again.stdout
+    assert vault.decrypt(path.read_bytes()).decode() == text
+
+    # a vault that disagrees with the host: nothing is rotated behind the releases' env files
+    path.write_bytes(vault.encrypt(text.replace(kept[database], "not-the-hosts-password")))
+    second = shop.cli("deploy", "lab", "--version", "v2", "--json")
+    outputs += [second.stdout, second.stderr]
+    assert second.returncode == 1, second.stdout[-3000:]
+    result = _json(second)
+    assert result["stage"] == "accessory"
+    assert result["status"] == "FAILED"
+    assert "postgresql.password holds another password" in result["reason"]
+    assert "not-the-hosts-password" not in second.stdout
+    assert stored("postgresql") == kept[database]
+    current = {shop.ssh(h, f"readlink /srv/{shop.app}/current").strip() for h in shop.lab.hosts[:3]}
+    assert {Path(c).name for c in current} == {"v1"}
+    assert int(shop.get("/api/visits")[2]) >= 0
+
+    canaries = list(kept.values())
+    for text in outputs:
+        assert not any(c in text for c in canaries)
+    for found in (shop.root / ".deployer").rglob("*"):
+        if found.is_file():
+            blob = found.read_bytes()
+            assert not any(c.encode() in blob for c in canaries), found
+    dump = "\n".join(sqlite3.connect(shop.root / ".deployer" / "ledger.sqlite3").iterdump())
+    assert not any(c in dump for c in canaries)

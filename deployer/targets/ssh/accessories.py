@@ -40,9 +40,17 @@ def run(session: SshSession, action: str, names: Sequence[str] = ()) -> Accessor
         extravars.pop("deployer_standbys", None)
     specs = [*extravars["deployer_accessories"].values(), *extravars.get("deployer_standbys", [])]
     hosts = sorted({spec["host"] for spec in specs})
-    result = session.run("accessories.yml", extravars, hosts=hosts, cancellable=False)
+    # the credentials the project's vault holds go with every run that may set them
+    result = session.run(
+        "accessories.yml", extravars, hosts=hosts, cancellable=False, secrets=action != "status"
+    )
     states = accessory_states(target, result.hosts)
-    return AccessoryResult(target.environment, action, tuple(s for s in states if s.kind in chosen))
+    return AccessoryResult(
+        target.environment,
+        action,
+        tuple(s for s in states if s.kind in chosen),
+        notes=tuple(session.notes),
+    )
 
 
 def backups(session: SshSession) -> BackupsResult:

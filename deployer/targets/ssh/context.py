@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from functools import cached_property
 from typing import Any
 
+from deployer import secrets as secret_values
+from deployer.errors import ConfigError
 from deployer.plan.edge import tls_files
 from deployer.plan.inventory import build_inventory
+from deployer.secrets import Redactor
 from deployer.session import Session
 from deployer.targets.ssh.runner import Runner, RunResult
 
@@ -31,16 +35,75 @@ class SshSession(Session):
     def inventory(self) -> dict[str, Any]:
         return build_inventory(self.target)
 
-    def _secret_vars(self) -> dict[str, Any] | None:
+    def _secret_vars(self, pads: Mapping[str, bytes]) -> dict[str, Any] | None:
         """The secrets a staging run hands Ansible (vault-encrypted by the runner): the
-        service's secret environment and the edge proxy's certificate and key."""
+        service's secret environment, the edge proxy's certificate and key, and the
+        accessories' credentials from the project's vault with the one-time pads of those
+        whose vault lacks some (`pads`, {kind: pad})."""
         out: dict[str, Any] = {}
         if self.secret_env:
             out["deployer_secret_env"] = dict(self.secret_env)
         files = tls_files(self.target, self.tls)
         if files:
             out["deployer_proxy_tls_files"] = files
+        kept = {
+            kind: dict(self.credentials.get(kind, {}))
+            | ({"seal": base64.b64encode(pads[kind]).decode()} if kind in pads else {})
+            for kind in {*self.credentials, *pads}
+        }
+        if kept:
+            out["deployer_accessory_secrets"] = kept
         return out or None
+
+    def _pads(self) -> dict[str, bytes]:
+        """A fresh one-time pad for each accessory whose credentials the vault lacks."""
+        if not self.keeps_credentials:
+            return {}
+        return {
+            a.kind: secret_values.new_pad()
+            for a in self.target.accessories
+            if any(c not in self.credentials.get(a.kind, {}) for c in a.credentials)
+        }
+
+    def _keep_sealed(self, result: RunResult, pads: Mapping[str, bytes]) -> None:
+        """Add to the project's vault the credentials the accessories' hosts sealed with
+        this run's pads. A vault that cannot be written leaves them on their hosts only,
+        which the next command that sets the accessories up reads back again: a note says
+        so, the command's outcome stays what the hosts made it."""
+        found: dict[str, str] = {}
+        for accessory in self.target.accessories:
+            outcome = result.hosts.get(accessory.primary)
+            if accessory.kind not in pads or outcome is None:  # a later step's failure
+                continue  # does not undo what the accessory step set up and sealed
+            reply = outcome.reply.sealed.get(accessory.engine, {})
+            for credential in accessory.credentials:
+                if credential in self.credentials.get(accessory.kind, {}):
+                    continue
+                value = secret_values.unseal(
+                    reply.get(credential), pads[accessory.kind], credential
+                )
+                if value is not None:
+                    found[accessory.vault_key(credential)] = value
+                    self.credentials.setdefault(accessory.kind, {})[credential] = value
+        if not found:
+            return
+        self.redact = Redactor(self.redact.values + tuple(v for v in found.values() if len(v) >= 4))
+        self.runner.redact = self.redact
+        vault = self.target.secrets.vault_file
+        try:
+            added = secret_values.keep_in_vault(
+                self.target.secrets, self.target.project_dir, found, self.state_dir / "vault.lock"
+            )
+        except (ConfigError, OSError, ValueError) as exc:
+            why = "; ".join(exc.problems) if isinstance(exc, ConfigError) else str(exc)
+            self.notes.append(
+                f"the accessories' credentials could not be added to the vault ({vault}): "
+                f"{why}; they stay on their hosts, and the next deploy or `accessory setup` "
+                "tries again"
+            )
+            return
+        if added:
+            self.notes.append(f"added to the vault ({vault}): {', '.join(added)}")
 
     def run(
         self,
@@ -58,14 +121,18 @@ class SshSession(Session):
             touched |= set(self.target.proxy.hosts)
         count = len(touched)
         cancel: Callable[[], bool] | None = self.interrupted.is_set if cancellable else None
-        return self.runner.run(
+        pads = self._pads() if secrets and "deployer_accessories" in extravars else {}
+        result = self.runner.run(
             playbook,
             self.inventory,
             extravars,
-            secret_vars=self._secret_vars() if secrets else None,
+            secret_vars=self._secret_vars(pads) if secrets else None,
             progress=self.progress,
             cancel=cancel,
             forks=max(1, min(count, 50)),
             phases=phases,
             on_phase=on_phase,
         )
+        if pads:
+            self._keep_sealed(result, pads)
+        return result

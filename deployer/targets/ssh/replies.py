@@ -131,6 +131,9 @@ class Reply:
     """What a deploy hook did here (deployer_hook); its host is filled in by the caller."""
     backup: BackupTaken | None = None
     """A dump of the database taken here (deployer_accessory, state backup)."""
+    sealed: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """{engine: {credential: text}}: an accessory's credentials sealed with the run's
+    one-time pad (deployer_accessory's `seal`); only their shape is checked here."""
 
     @staticmethod
     def of(data: Mapping[str, Any]) -> Reply:
@@ -164,6 +167,7 @@ class Reply:
             services=service_results(data.get("services")),
             hook=hook_result(data.get("hook")),
             backup=backup_taken(data.get("accessories")),
+            sealed=sealed(data.get("accessories")),
         )
 
     def lock_report(self) -> dict[str, Any]:
@@ -223,6 +227,30 @@ def backup_taken(value: Any) -> BackupTaken | None:
     if not (isinstance(digest, str) and _SHA256.fullmatch(digest)):
         return None
     return BackupTaken(file, size, digest)
+
+
+_SEALED = re.compile(r"[A-Za-z0-9+/]{1,1368}={0,2}")  # base64 of 1024 bytes at most
+_ENGINES = ("postgresql", "redis")
+_CREDENTIALS = ("password", "replication_password")
+
+
+def sealed(value: Any) -> dict[str, dict[str, str]]:
+    """`accessories.<engine>.sealed {credential: base64}` as a host reports it; anything of
+    another shape is dropped."""
+    out: dict[str, dict[str, str]] = {}
+    for engine in _ENGINES:
+        report = value.get(engine) if isinstance(value, Mapping) else None
+        found = report.get("sealed") if isinstance(report, Mapping) else None
+        if not isinstance(found, Mapping):
+            continue
+        kept = {
+            c: found[c]
+            for c in _CREDENTIALS
+            if isinstance(found.get(c), str) and _SEALED.fullmatch(found[c])
+        }
+        if kept:
+            out[engine] = kept
+    return out
 
 
 _HOOKS = frozenset({"before_switch", "after_switch", "after_rollback", "after_failure"})

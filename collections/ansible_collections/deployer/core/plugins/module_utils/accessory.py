@@ -38,6 +38,10 @@ BACKUPS = "/var/lib/deployer/backups"
 LABEL_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 BACKUP_RE = re.compile(r"^([0-9]{8}T[0-9]{6}Z)-([A-Za-z0-9._-]{1,64})\.dump$")
 FILE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,254}$")
+SEAL_BYTES = 1024
+"""Bytes of the one-time pad per sealed value (a password is at most 1024 characters)."""
+SEALED = ("password", "replication_password")
+"""The values a seal covers, each with its own segment of the pad (in this order)."""
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 # What a fresh cluster holds; any other database on a host about to become a standby
 # would be wiped by pg_basebackup, so its presence is a refusal.
@@ -158,7 +162,31 @@ def check_params(p):
         raise AccessoryError("storage_bytes: must be 0 (no check) or more")
     check_replication(p, out)
     check_backup(p, out)
+    out["seal"] = check_seal(p["seal"]) if p.get("seal") else None
     return out
+
+
+def check_seal(text):
+    """The controller's one-time pad: base64 of SEAL_BYTES random bytes per SEALED value."""
+    try:
+        pad = base64.b64decode(text, validate=True)
+    except (TypeError, ValueError):
+        raise AccessoryError("seal: not base64 (the value is not shown)")
+    if len(pad) != SEAL_BYTES * len(SEALED):
+        raise AccessoryError("seal: must be %d bytes of base64 (the value is not shown)"
+                             % (SEAL_BYTES * len(SEALED)))
+    return pad
+
+
+def seal(value, pad, field):
+    """`value` (a checked password) XORed with SEALED[field]'s own segment of the one-time
+    pad, base64. Without the pad, which only the controller keeps, it says nothing but the
+    value's length; each value has a segment of its own, since a pad used twice would give
+    away the XOR of the two values."""
+    start = SEALED.index(field) * SEAL_BYTES
+    data = value.encode("ascii")
+    return base64.b64encode(bytes(a ^ b for a, b in zip(data, pad[start:start + len(data)]))
+                            ).decode("ascii")
 
 
 def check_replication(p, out):

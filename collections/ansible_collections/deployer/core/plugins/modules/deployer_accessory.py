@@ -133,6 +133,22 @@ options:
       - The password to set and store (1-1024 printable ASCII characters). Without it the
         stored one is used, or one is generated once.
     type: str
+  rotate:
+    description:
+      - When O(password) (or a primary's O(replication_password)) differs from the one stored,
+        replace it (true) or fail naming the file and change nothing (false - what a deploy
+        asks, since the releases' env files and a rollback's target hold the stored one).
+    type: bool
+    default: true
+  seal:
+    description:
+      - A one-time pad (base64 of 2048 random bytes) the controller keeps in memory. With it
+        the result's C(deployer.accessory.sealed) holds the password and a primary's
+        replication password, each XORed with its own half of the pad (base64), so the
+        controller can keep them in the project's vault while every log and event carries only
+        text that means nothing without the pad. No effect with O(state=status) or on a
+        standby.
+    type: str
   storage_bytes:
     description: Free bytes the data directory's filesystem must have (0 - no check).
     type: int
@@ -269,6 +285,9 @@ deployer:
         - With O(state=status) and the service running, C(connections) (postgresql -
           sessions on the database, from pg_stat_activity) or C(used_memory) (redis - bytes,
           from INFO memory).
+        - With O(seal) (a primary, or redis, set up), C(sealed) - C(password) and, once it
+          exists, C(replication_password), each sealed with its own half of the pad (see
+          O(seal)); meaningless without the pad.
       type: dict
 env:
   description:
@@ -330,6 +349,8 @@ MODULE_SPEC = dict(
         database=dict(type="str"),
         user=dict(type="str"),
         password=dict(type="str", no_log=True),
+        rotate=dict(type="bool", default=True),
+        seal=dict(type="str", no_log=True),
         storage_bytes=dict(type="int", default=0),
         install=dict(type="bool", default=True),
         timeout=dict(type="float", default=60),
@@ -535,6 +556,12 @@ class Accessory(object):
         password = given or stored
         if self.read_only or not create:
             return stored
+        if given and stored and given != stored and not self.p["rotate"]:
+            raise acc.AccessoryError(
+                "%s holds another password than the one given (the project's vault), and it is "
+                "not replaced behind the releases that use it (rotate=false): nothing was "
+                "changed; make the vault's value the host's, or remove it from the vault to "
+                "have the host's read back" % path)
         if password is None:
             password = secrets.token_urlsafe(32)
         parent = acc.CREDENTIALS
@@ -1167,6 +1194,10 @@ class Accessory(object):
         if self.replication_password:
             out["replication"] = dict(password=self.replication_password,
                                       user=self.p["replication_user"])
+        pad = self.p.get("seal")
+        if pad and not self.read_only and self.p["role"] == acc.PRIMARY:
+            values = dict(password=self.password, replication_password=self.replication_password)
+            self.info["sealed"] = dict((k, acc.seal(v, pad, k)) for k, v in values.items() if v)
         return out
 
 
@@ -1201,9 +1232,9 @@ def main():
     for key in ("password", "replication_password"):
         getattr(module, "no_log_values", set()).discard(module.params.get(key))
     hidden = "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
-    args = dict(module.params, password=hidden if module.params.get("password") else None,
-                replication_password=hidden if module.params.get("replication_password")
-                else None)
+    args = dict(module.params, **dict(
+        (key, hidden if module.params.get(key) else None)
+        for key in ("password", "replication_password", "seal")))
     module.exit_json(invocation=dict(module_args=args), **result)
 
 
