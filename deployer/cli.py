@@ -472,16 +472,42 @@ def history(
     ctx: typer.Context,
     environment: Annotated[str | None, typer.Argument(help="Environment (default: all).")] = None,
     limit: Annotated[int, typer.Option(min=1, help="Rows.")] = 20,
+    deployment: Annotated[
+        int | None,
+        typer.Option(
+            "--id", min=1, help="One deployment in full: its hosts, why each failed, hooks."
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Deployments and rollbacks from the ledger, newest first."""
     from deployer import render
 
     with _errors(as_json):
-        rows = _ledger(ctx, environment).history(environment, limit)
+        ledger = _ledger(ctx, environment)
+        if deployment is not None:
+            found = _one_deployment(ledger, environment, deployment)
+            if as_json:
+                _finish(found, True)
+            render.show_deployment(found, out)
+            return
+        rows = ledger.history(environment, limit)
         if as_json:
             _finish(rows, True)
         render.show_history(rows, out)
+
+
+def _one_deployment(ledger: Any, environment: str | None, deployment: int) -> Any:
+    from deployer.ledger import LedgerError
+
+    try:
+        found = ledger.get(deployment)
+    except LedgerError:
+        found = None
+    if found is None or (environment is not None and found.environment != environment):
+        where = f" of environment {environment}" if environment else ""
+        raise BadRequest(f"--id: no deployment {deployment}{where} in the ledger")
+    return found
 
 
 @app.command()

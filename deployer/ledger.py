@@ -57,7 +57,7 @@ from pathlib import Path
 from deployer.errors import DeployerError
 from deployer.exitcodes import ExitCode
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 BUSY_TIMEOUT_MS = 10_000
 
 # user_version N -> statements that migrate a version N-1 file to version N.
@@ -149,6 +149,9 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         )""",
         "CREATE INDEX backups_by_env ON backups (environment, id)",
     ),
+    # Why a host failed its switch or health check, as the host analysed it (a JSON object:
+    # cause, summary, journal, service), or NULL.
+    5: ("ALTER TABLE deployment_hosts ADD COLUMN analysis TEXT",),
 }
 
 
@@ -220,6 +223,38 @@ class Backup:
     created_at: datetime
 
 
+CAUSES = {
+    "crashed": "crashed on start",
+    "exit": "exited with a non-zero code",
+    "signal": "killed by a signal",
+    "oom": "killed for memory",
+    "port_in_use": "port in use",
+    "no_command": "command not executable",
+    "timeout": "health check timed out",
+    "unhealthy": "unhealthy answer",
+}
+"""The causes a host's failure analysis classifies a failed start or health check into
+(see the collection's module_utils/explain.py), with what the operator reads."""
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Why a host failed its switch or health check: what systemd and the journal said."""
+
+    cause: str
+    """One of CAUSES."""
+    summary: str
+    """One sentence (`exited with code 3, restarted 2 times`)."""
+    journal: tuple[str, ...] = ()
+    """The last lines the app wrote, masked."""
+    service: str = ""
+    """For an app of several services: the one that failed."""
+
+    @property
+    def label(self) -> str:
+        return CAUSES.get(self.cause, self.cause)
+
+
 @dataclass(frozen=True)
 class HostResult:
     host: str
@@ -230,6 +265,7 @@ class HostResult:
     message: str = ""
     seconds: float = 0.0
     services: tuple[ServiceResult, ...] = ()
+    analysis: Analysis | None = None
 
 
 @dataclass(frozen=True)
@@ -329,6 +365,18 @@ def pid_is_alive(pid: int) -> bool:
     except PermissionError:  # exists, owned by someone else
         return True
     return True
+
+
+def _analysis(text: str | None) -> Analysis | None:
+    if not text:
+        return None
+    data = json.loads(text)
+    return Analysis(
+        cause=str(data["cause"]),
+        summary=str(data.get("summary") or ""),
+        journal=tuple(str(line) for line in data.get("journal") or ()),
+        service=str(data.get("service") or ""),
+    )
 
 
 def _now() -> str:
@@ -502,6 +550,7 @@ class Ledger:
                     )
                     for s in json.loads(h["services"] or "[]")
                 ),
+                analysis=_analysis(h["analysis"]),
             )
             for h in conn.execute(
                 "SELECT * FROM deployment_hosts WHERE deployment_id = ? ORDER BY host",
@@ -639,18 +688,29 @@ class Ledger:
                         for s in r.services
                     ]
                 ),
+                None
+                if r.analysis is None
+                else json.dumps(
+                    {
+                        "cause": r.analysis.cause,
+                        "summary": self._text(r.analysis.summary),
+                        "journal": [self._text(line) for line in r.analysis.journal],
+                        "service": r.analysis.service,
+                    }
+                ),
             )
             for r in results
         ]
         with self._tx() as conn:
             conn.executemany(
                 "INSERT INTO deployment_hosts (deployment_id, host, status, stage,"
-                " version_before, version_after, message, seconds, services)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " version_before, version_after, message, seconds, services, analysis)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (deployment_id, host) DO UPDATE SET status = excluded.status,"
                 " stage = excluded.stage, version_before = excluded.version_before,"
                 " version_after = excluded.version_after, message = excluded.message,"
-                " seconds = excluded.seconds, services = excluded.services",
+                " seconds = excluded.seconds, services = excluded.services,"
+                " analysis = excluded.analysis",
                 rows,
             )
 

@@ -43,7 +43,7 @@ from deployer.config.notify import (
     Webhook,
     check_http_url,
 )
-from deployer.ledger import Deployment, Kind, Status
+from deployer.ledger import Analysis, Deployment, Kind, Status
 from deployer.secrets import MASK
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,8 @@ class Event:
     seconds: float | None
     user: str
     control_host: str
+    analysis: tuple[tuple[str, Analysis], ...] = ()
+    """(host, why it failed) for each host whose failure was analysed."""
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,27 @@ def event_from_deployment(app: str, deployment: Deployment) -> Event:
         seconds=seconds,
         user=d.user,
         control_host=d.control_host,
+        analysis=tuple((h.host, h.analysis) for h in d.hosts if h.analysis is not None),
     )
+
+
+def _why(analysis: Analysis) -> str:
+    """`crashed on start: exited with code 1 ...` (the service first, for an app of several):
+    the summary says the cause in words, e.g. `killed by the kernel for memory`."""
+    where = f"service {analysis.service}: " if analysis.service else ""
+    return f"{where}{analysis.summary or analysis.label}"
+
+
+def _analysis_json(event: Event, journal: int) -> dict[str, Any]:
+    return {
+        host: {
+            "cause": a.cause,
+            "summary": a.summary,
+            "service": a.service or None,
+            "journal": list(a.journal[-journal:]),
+        }
+        for host, a in event.analysis[:_MAX_ALERT_HOSTS]
+    }
 
 
 def summary(event: Event) -> str:
@@ -166,6 +188,7 @@ def webhook_payload(event: Event) -> dict[str, Any]:
         "user": event.user,
         "control_host": event.control_host,
         "hosts": [{"host": h, "status": s, "message": m} for h, s, m in event.hosts],
+        "analysis": _analysis_json(event, journal=12),
     }
 
 
@@ -209,6 +232,12 @@ def slack_payload(
     if event.reason:
         text = f"*Reason*\n{_mrkdwn(event.reason)}"
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+    if event.analysis:
+        causes = "\n".join(
+            f"`{_mrkdwn(host, 100)}` {_mrkdwn(_why(a), 300)}"
+            for host, a in event.analysis[:_MAX_HOSTS]
+        )
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Why*\n{causes}"}})
     if event.hosts:
         text = f"*Hosts*\n{_host_lines(event)}"
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
@@ -243,6 +272,8 @@ def pagerduty_payload(
         "control_host": event.control_host,
         "hosts": [f"{h}: {s} {m}".rstrip() for h, s, m in event.hosts[:_MAX_ALERT_HOSTS]],
     }
+    if event.analysis:
+        details["analysis"] = _analysis_json(event, journal=5)
     return {
         "routing_key": routing_key,
         "event_action": "trigger",
@@ -286,6 +317,9 @@ def email_message(event: Event, sender: str, to: Sequence[str]) -> EmailMessage:
         width = max(len(h) for h, _, _ in event.hosts)
         lines += ["", "hosts:"]
         lines += [f"  {h:<{width}}  {s:<11}  {m}".rstrip() for h, s, m in event.hosts]
+    for host, a in event.analysis:
+        lines += ["", f"why {host} failed: {_why(a)}"]
+        lines += [f"  | {line}" for line in a.journal]
     msg.set_content("\n".join(lines) + "\n")
     return msg
 

@@ -20,12 +20,13 @@ from deployer.engine.preview import PlanResult
 from deployer.engine.results import DeployResult
 from deployer.errors import DeployerError
 from deployer.inventories import WrittenInventory
-from deployer.ledger import Deployment, HookResult, ServiceResult
+from deployer.ledger import Deployment, HookResult, HostResult, ServiceResult
 from deployer.stats import Durations, Stats
 from deployer.targets.base import (
     AccessoryResult,
     AccessoryState,
     BackupsResult,
+    HostReport,
     LockInfo,
     ReleasesResult,
     RestoreResult,
@@ -138,6 +139,7 @@ def _(result: DeployResult, console: Console) -> None:
         ]
         headers = (*headers[:5], "services", headers[5])
     console.print(_hosts_table(rows, *headers))
+    _analyses(result.hosts, console, ANALYSIS_LINES)
     _hooks(result.hooks, console)
     noop = " (no-op: already deployed)" if result.noop else ""
     console.print(
@@ -172,6 +174,21 @@ def _hooks(hooks: Sequence[HookResult], console: Console) -> None:
         for line in hook.output.rstrip("\n").splitlines()[-HOOK_LINES:]:
             console.print(f"  | {escape(line)}")
 
+
+def _analyses(hosts: Sequence[HostReport | HostResult], console: Console, lines: int) -> None:
+    """Why each failed host failed, then the last `lines` lines its app wrote (masked)."""
+    for h in hosts:
+        a = h.analysis
+        if a is None:
+            continue
+        where = f" (service {escape(a.service)})" if a.service else ""
+        console.print(f"why {escape(h.host)} failed{where}: [red]{escape(a.summary or a.label)}[/]")
+        for line in a.journal[-lines:]:
+            console.print(f"  | {escape(line)}")
+
+
+ANALYSIS_LINES = 5
+"""Journal lines shown under a failed host by `deploy` (`history --id` shows all kept)."""
 
 HOOK_LINES = 40
 """Lines of a hook's output shown (the ledger keeps all of what the host sent)."""
@@ -424,6 +441,60 @@ def show_history(rows: list[Deployment], console: Console) -> None:
             escape(d.reason[:80]),
         )
     console.print(table if rows else "no deployments recorded")
+
+
+def show_deployment(d: Deployment, console: Console) -> None:
+    """One deployment as the ledger keeps it (`history ENV --id N`): what, who, the outcome,
+    every host with why it failed, and the hooks with their output."""
+    took = d.deploy_seconds or d.rollback_seconds
+    noop = " (no-op)" if d.noop else ""
+    console.print(
+        f"deployment #{d.id} {escape(d.environment)} {d.kind.value} {escape(d.version)}: "
+        f"{_status(d.status.value)}{noop}" + (f" in {took:.1f}s" if took else "")
+    )
+    rows = [
+        ("previous", d.previous_version or "-"),
+        ("stage", d.stage or "-"),
+        ("started (UTC)", f"{d.started_at:%Y-%m-%d %H:%M:%S}"),
+        ("ended (UTC)", f"{d.ended_at:%Y-%m-%d %H:%M:%S}" if d.ended_at else "-"),
+        ("by", f"{d.user}@{d.control_host} (pid {d.pid})"),
+        ("artifact", d.artifact_sha256 or "-"),
+    ]
+    if d.error_rate is not None or d.p95_ms is not None:
+        measured = []
+        if d.error_rate is not None:
+            measured.append(f"error rate {d.error_rate:.2f}%")
+        if d.p95_ms is not None:
+            measured.append(f"p95 {d.p95_ms:.0f} ms")
+        rows.append(("watch", ", ".join(measured)))
+    if d.reason:
+        rows.append(("reason", d.reason))
+    for key, value in rows:
+        console.print(f"  {key + ':':<15}{escape(value)}")
+    if d.hosts:
+        console.print(
+            _hosts_table(
+                [
+                    (
+                        h.host,
+                        h.status.value,
+                        h.stage,
+                        h.version_before or "-",
+                        h.version_after or "-",
+                        h.message,
+                    )
+                    for h in d.hosts
+                ],
+                "host",
+                "result",
+                "stage",
+                "before",
+                "after",
+                "message",
+            )
+        )
+    _analyses(d.hosts, console, 1000)
+    _hooks(d.hooks, console)
 
 
 def show_stats(stats: Stats, console: Console) -> None:

@@ -22,8 +22,8 @@ from deployer.engine.results import DeployResult, RolloutStop
 from deployer.errors import BadRequest, DeployerError, LockedError, UnreachableError
 from deployer.exitcodes import ExitCode
 from deployer.ledger import (
+    Analysis,
     HookResult,
-    HostResult,
     HostStatus,
     Kind,
     ServiceResult,
@@ -87,11 +87,15 @@ class _Rollout:
         after: str | None,
         message: str = "",
         services: tuple[ServiceResult, ...] = (),
+        analysis: Analysis | None = None,
     ) -> None:
-        # a later note (the rollback of a host) keeps what its services did before
-        kept = self.hosts[host].services if host in self.hosts and not services else services
+        # a later note (the rollback of a host) keeps what its services did before, and why
+        # the host failed
+        prior = self.hosts.get(host)
+        kept = prior.services if prior is not None and not services else services
+        why = prior.analysis if prior is not None and analysis is None else analysis
         self.hosts[host] = HostReport(
-            host, status, stage, self.before.get(host), after, message, kept
+            host, status, stage, self.before.get(host), after, message, kept, why
         )
 
     def keep_hooks(self, replies: Iterable[HostReply]) -> None:
@@ -124,12 +128,7 @@ class _Rollout:
     def flush(self) -> None:
         self.session.ledger.record_hosts(
             self.deployment_id,
-            [
-                HostResult(
-                    r.host, r.status, r.stage, r.before, r.after, r.message, services=r.services
-                )
-                for r in self.hosts.values()
-            ],
+            [r.result() for r in self.hosts.values()],
         )
 
     def unlock_with(self, step: Step) -> str | None:
@@ -466,6 +465,7 @@ def _switch(
             after,
             outcome.message,
             outcome.services,
+            outcome.analysis,
         )
     rollout.flush()
     rollout.answered(reply.released, reply.interrupted)

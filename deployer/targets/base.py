@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from deployer.ledger import (
+    Analysis,
     Backup,
     Deployment,
     HookResult,
+    HostResult,
     HostStatus,
     Ledger,
     ServiceResult,
@@ -75,6 +77,8 @@ class HostReply:
     hook: HookResult | None = None
     """A deploy hook that ran here in this step."""
     backup: BackupTaken | None = None
+    analysis: Analysis | None = None
+    """Why the switch or health check failed here (what systemd and the journal said)."""
 
     @property
     def good(self) -> bool:
@@ -325,6 +329,20 @@ class HostReport:
     after: str | None
     message: str = ""
     services: tuple[ServiceResult, ...] = ()
+    analysis: Analysis | None = None
+
+    def result(self) -> HostResult:
+        """The ledger's row for this host."""
+        return HostResult(
+            self.host,
+            self.status,
+            self.stage,
+            self.before,
+            self.after,
+            self.message,
+            services=self.services,
+            analysis=self.analysis,
+        )
 
 
 @dataclass(frozen=True)

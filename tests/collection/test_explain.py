@@ -75,6 +75,23 @@ def test_each_common_cause(props: dict[str, str], lines: list[str], cause: str, 
     assert words in summary
 
 
+def test_an_exit_soon_after_the_start_is_a_crash_on_start_and_a_late_one_is_not() -> None:
+    props = {
+        "ActiveState": "activating",
+        "Result": "exit-code",
+        "ExecMainStatus": "1",
+        "NRestarts": "2",
+        "ExecMainStartTimestamp": "Fri 2026-12-04 05:00:00.100000 UTC",
+        "ExecMainExitTimestamp": "Fri 2026-12-04 05:00:00.400000 UTC",
+    }
+    assert explain.explain(props, []) == (
+        "crashed",
+        "crashed on start: exited with code 1 0.3s after it started, restarted 2 times",
+    )
+    late = dict(props, ExecMainExitTimestamp="Fri 2026-12-04 05:01:00.400000 UTC")
+    assert explain.explain(late, []) == ("exit", "exited with code 1, restarted 2 times")
+
+
 def test_a_timed_out_check_is_said_so() -> None:
     props = {"ActiveState": "active", "Result": "success"}
     assert explain.explain(props, [], "HTTP GET http://x/ timed out after 2s")[0] == "timeout"

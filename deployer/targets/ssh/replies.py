@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deployer.config.names import check_version
-from deployer.ledger import HookResult, ServiceResult
+from deployer.ledger import CAUSES, Analysis, HookResult, ServiceResult
 from deployer.targets.base import MAX_TEXT, BackupTaken, cap
 
 HOOK_OUTPUT = 65536
@@ -134,6 +134,8 @@ class Reply:
     sealed: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     """{engine: {credential: text}}: an accessory's credentials sealed with the run's
     one-time pad (deployer_accessory's `seal`); only their shape is checked here."""
+    analysis: Analysis | None = None
+    """Why the switch or health check failed here, as the host analysed it."""
 
     @staticmethod
     def of(data: Mapping[str, Any]) -> Reply:
@@ -168,6 +170,7 @@ class Reply:
             hook=hook_result(data.get("hook")),
             backup=backup_taken(data.get("accessories")),
             sealed=sealed(data.get("accessories")),
+            analysis=analysis(data.get("failure"), data.get("service")),
         )
 
     def lock_report(self) -> dict[str, Any]:
@@ -227,6 +230,29 @@ def backup_taken(value: Any) -> BackupTaken | None:
     if not (isinstance(digest, str) and _SHA256.fullmatch(digest)):
         return None
     return BackupTaken(file, size, digest)
+
+
+JOURNAL_LINES = 12
+"""Journal lines kept of a failure analysis (the host sends its last ones)."""
+
+
+def analysis(value: Any, service: Any = None) -> Analysis | None:
+    """`failure {cause, summary, journal}` as deployer_switch reports it; a cause it does
+    not know is read as "unhealthy" (the summary still says what the host said)."""
+    if not isinstance(value, Mapping):
+        return None
+    cause = value.get("cause")
+    lines = value.get("journal")
+    lines = lines[-JOURNAL_LINES:] if isinstance(lines, list) else []
+    return Analysis(
+        cause=cause if isinstance(cause, str) and cause in CAUSES else "unhealthy",
+        summary=cap(str(value.get("summary") or ""), 500),
+        journal=tuple(
+            cap(str(line), 300)
+            for line in (lines if isinstance(lines, list) else ())[-JOURNAL_LINES:]
+        ),
+        service=service if isinstance(service, str) and _SERVICE.fullmatch(service) else "",
+    )
 
 
 _SEALED = re.compile(r"[A-Za-z0-9+/]{1,1368}={0,2}")  # base64 of 1024 bytes at most

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from deployer.config.names import check_version
 from deployer.errors import BadRequest, DeployerError, UnreachableError
 from deployer.exitcodes import ExitCode
-from deployer.ledger import HostResult, HostStatus, Kind, Status, pid_is_alive
+from deployer.ledger import HostStatus, Kind, Status, pid_is_alive
 from deployer.plan.extravars import lock_release_vars, lock_vars, rollback_vars
 from deployer.targets.base import HostReport, HostState, RollbackResult
 from deployer.targets.ssh.context import SshSession as Session
@@ -213,10 +213,7 @@ def _close(
             )
     ledger.record_hosts(
         deployment_id,
-        [
-            HostResult(r.host, r.status, r.stage, r.before, r.after, r.message, services=r.services)
-            for r in reports
-        ],
+        [r.result() for r in reports],
     )
     failed = [r.host for r in reports if r.status in {HostStatus.FAILED, HostStatus.UNKNOWN}]
     seconds = time.monotonic() - started

@@ -66,6 +66,7 @@ def _host(outcome: HostOutcome, default_stage: str) -> HostReply:
         services=reply.services,
         hook=replace(reply.hook, host=outcome.host) if reply.hook else None,
         backup=reply.backup,
+        analysis=reply.analysis,
     )
 
 

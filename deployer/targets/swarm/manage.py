@@ -18,7 +18,7 @@ from docker.errors import DockerException, ImageNotFound
 from deployer.config.names import check_version
 from deployer.errors import BadRequest, DeployerError
 from deployer.exitcodes import ExitCode
-from deployer.ledger import HostResult, HostStatus, Kind, Status, pid_is_alive
+from deployer.ledger import HostStatus, Kind, Status, pid_is_alive
 from deployer.session import Session
 from deployer.targets.base import (
     HostReport,
@@ -140,10 +140,7 @@ def rollback(session: Session, driver: SwarmTarget, *, to: str | None = None) ->
             reports.append(HostReport(service, HostStatus.FAILED, "rollback", was, after, detail))
     ledger.record_hosts(
         deployment_id,
-        [
-            HostResult(r.host, r.status, r.stage, r.before, r.after, r.message, services=r.services)
-            for r in reports
-        ],
+        [r.result() for r in reports],
     )
     seconds = time.monotonic() - started
     why = "" if settled.ok else f"rollback to {version} failed: {settled.reason()}"

@@ -160,6 +160,43 @@ def test_history_of_an_unknown_environment(tmp_path: Path, cli: Cli) -> None:
     assert "environments.nope" in result.output
 
 
+def test_history_id_shows_one_deployment_with_why_each_host_failed(
+    tmp_path: Path, cli: Cli
+) -> None:
+    from deployer.ledger import Analysis, HostResult, HostStatus, Kind, Ledger, Status
+
+    config = tmp_path / "deploy.yml"
+    config.write_text((FIXTURES / "good" / "minimal.yml").read_text())
+    with Ledger(tmp_path / ".deployer" / "ledger.sqlite3") as ledger:
+        first = ledger.begin(
+            environment="staging", kind=Kind.DEPLOY, version="v2", previous_version="v1",
+            artifact_sha256=None, user="alice", control_host="ctl-1", pid=1,
+        )  # fmt: skip
+        why = Analysis(
+            "oom", "killed by the kernel for memory (out of memory)", ("allocating 2 GiB",)
+        )
+        ledger.record_hosts(
+            first,
+            [
+                HostResult("web1", HostStatus.ROLLED_BACK, "rollback", "v1", "v1", analysis=why),
+                HostResult("web2", HostStatus.ROLLED_BACK, "rollback", "v1", "v1"),
+            ],
+        )
+        ledger.finish(first, Status.ROLLED_BACK, reason="health check failed on web1")
+    shown = cli("-c", config, "history", "staging", "--id", str(first))
+    assert shown.exit_code == 0, shown.output
+    assert f"deployment #{first} staging deploy v2: ROLLED_BACK" in shown.output
+    assert "why web1 failed: killed by the kernel for memory (out of memory)" in shown.output
+    assert "| allocating 2 GiB" in shown.output
+    assert "why web2" not in shown.output
+    data = json.loads(cli("-c", config, "history", "--id", str(first), "--json").stdout)
+    assert data["hosts"][0]["analysis"]["cause"] == "oom"
+    assert data["hosts"][1]["analysis"] is None
+    missing = cli("-c", config, "history", "staging", "--id", "99")
+    assert missing.exit_code == ExitCode.BAD_INPUT
+    assert "--id: no deployment 99 of environment staging" in missing.output
+
+
 COMMANDS = [
     [],
     ["init"],

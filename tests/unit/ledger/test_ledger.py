@@ -457,13 +457,41 @@ def test_a_version_1_ledger_is_migrated_keeping_its_rows(db_path: Path) -> None:
         raw.execute("ALTER TABLE deployments DROP COLUMN error_rate")
         raw.execute("ALTER TABLE deployments DROP COLUMN p95_ms")
         raw.execute("ALTER TABLE deployment_hosts DROP COLUMN services")
+        raw.execute("ALTER TABLE deployment_hosts DROP COLUMN analysis")
         raw.execute("DROP TABLE deployment_hooks")
         raw.execute("DROP TABLE backups")
         raw.execute("PRAGMA user_version = 1")
     with Ledger(db_path) as reopened:
         assert reopened.get(first.id) == first
     with sqlite3.connect(db_path) as raw:
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+
+
+def test_why_a_host_failed_is_kept_with_it_and_masked(tmp_path: Path) -> None:
+    from deployer.ledger import Analysis, HostResult, HostStatus
+
+    with Ledger(tmp_path / "l.sqlite3", redact=lambda t: t.replace("s3cret", "***")) as ledger:
+        dep = run(ledger, "prod", "v2", Status.FAILED)
+        why = Analysis(
+            "crashed",
+            "crashed on start: exited with code 1 0.2s after it started",
+            ("KeyError: 'DATABASE_URL'", "token s3cret refused"),
+            service="api",
+        )
+        ledger.record_hosts(
+            dep.id,
+            [
+                HostResult("api1", HostStatus.FAILED, analysis=why),
+                HostResult("api2", HostStatus.OK),
+            ],
+        )
+        first, second = ledger.get(dep.id).hosts
+    assert first.analysis is not None
+    assert first.analysis.cause == "crashed"
+    assert first.analysis.label == "crashed on start"
+    assert first.analysis.journal == ("KeyError: 'DATABASE_URL'", "token *** refused")
+    assert first.analysis.service == "api"
+    assert second.analysis is None
 
 
 def test_per_service_results_are_kept_with_each_host_and_masked(tmp_path: Path) -> None:

@@ -164,6 +164,7 @@ def test_an_older_ledger_is_still_migrated_by_the_cli(project: Path) -> None:
         raw.execute("ALTER TABLE deployments DROP COLUMN error_rate")
         raw.execute("ALTER TABLE deployments DROP COLUMN p95_ms")
         raw.execute("ALTER TABLE deployment_hosts DROP COLUMN services")
+        raw.execute("ALTER TABLE deployment_hosts DROP COLUMN analysis")
         raw.execute("DROP TABLE deployment_hooks")
         raw.execute("DROP TABLE backups")
         raw.execute("PRAGMA user_version = 1")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from deployer.config.notify import ALL_EVENTS, EventKind
-from deployer.ledger import HostResult, HostStatus, Kind, Ledger, Status
+from deployer.ledger import Analysis, HostResult, HostStatus, Kind, Ledger, Status
 from deployer.notify import (
     Event,
     email_message,
@@ -62,6 +62,17 @@ def make_event(kind: EventKind) -> Event:
             reason="health check failed on web-2; automatic rollback is off",
             hosts=(("web-1", "changed", ""), ("web-2", "failed", "HTTP 503 <!channel> & co")),
             seconds=61.25,
+            analysis=(
+                (
+                    "web-2",
+                    Analysis(
+                        "crashed",
+                        "crashed on start: exited with code 1 0.4s after it started",
+                        ("Traceback (most recent call last):", "KeyError: 'DATABASE_URL' <!here>"),
+                        service="api",
+                    ),
+                ),
+            ),
         )
     return replace(
         BASE,

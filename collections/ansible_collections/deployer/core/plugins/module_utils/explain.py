@@ -8,7 +8,9 @@ Read on the host right after a failed start or health check. The cause is one of
 - ``no_command``: systemd could not execute the command (missing, not executable);
 - ``oom``: the kernel killed it for memory;
 - ``signal``: it was killed by a signal (or dumped core);
-- ``exit``: it exited with a non-zero code;
+- ``crashed``: it exited with a non-zero code within CRASH_SECONDS of its start (a crash on
+  start: a traceback, a missing setting);
+- ``exit``: it exited with a non-zero code later on;
 - ``unhealthy``: it runs, but its health checks did not pass (``timeout`` when they timed
   out).
 
@@ -21,6 +23,9 @@ from __future__ import annotations
 import re
 import subprocess
 
+from ansible_collections.deployer.core.plugins.module_utils.systemd import timestamp
+
+CRASH_SECONDS = 10.0
 JOURNAL_LINES = 12
 JOURNAL_SCAN = 300
 LINE_CHARS = 200
@@ -151,6 +156,12 @@ def explain(props, lines, health_message="", port=None, holders=None):
             again,
         )
     if result == "exit-code" or (not active and status not in ("", "0")):
+        began = timestamp(props.get("ExecMainStartTimestamp"))
+        ended = timestamp(props.get("ExecMainExitTimestamp"))
+        ran = ended - began if began is not None and ended is not None else None
+        if ran is not None and 0 <= ran < CRASH_SECONDS:
+            return "crashed", "crashed on start: exited with code %s %.1fs after it started%s" % (
+                status, ran, again)
         return "exit", "exited with code %s%s" % (status, again)
     if "timed out" in (health_message or ""):
         return "timeout", "it runs, but its health check timed out"

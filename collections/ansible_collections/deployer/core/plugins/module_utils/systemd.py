@@ -8,7 +8,8 @@ import datetime
 import os
 
 PROPS = ("Id", "LoadState", "ActiveState", "SubState", "UnitFileState", "Result",
-         "ExecMainStartTimestamp", "ActiveEnterTimestamp", "ExecMainStatus", "NRestarts")
+         "ExecMainStartTimestamp", "ActiveEnterTimestamp", "ExecMainStatus", "NRestarts",
+         "ExecMainExitTimestamp")
 
 
 class Systemd(object):
