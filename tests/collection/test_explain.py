@@ -38,6 +38,20 @@ def test_the_holder_of_a_real_port_is_found() -> None:
     assert any(h.endswith(f"(pid {os.getpid()})") for h in holders)
 
 
+def test_a_holder_root_cannot_see_is_named_by_its_user_and_unit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    line = (
+        "LISTEN 0 128 0.0.0.0:8080 0.0.0.0:* uid:0 ino:4158712 sk:5d "
+        "cgroup:/docker/3539e7/system.slice/ssh.service <->\n"
+    )
+    monkeypatch.setattr(explain, "_run", lambda argv, timeout=5: line)
+    assert explain.port_holders(8080) == ["a process of user root (uid 0) in ssh.service"]
+    seen = 'LISTEN 0 128 *:8080 *:* users:(("nginx",pid=41,fd=6)) uid:0 ino:1 sk:2\n'
+    monkeypatch.setattr(explain, "_run", lambda argv, timeout=5: seen)
+    assert explain.port_holders(8080) == ["nginx (pid 41)"]
+
+
 @pytest.mark.parametrize(
     ("props", "lines", "cause", "words"),
     [
@@ -90,6 +104,15 @@ def test_an_exit_soon_after_the_start_is_a_crash_on_start_and_a_late_one_is_not(
     )
     late = dict(props, ExecMainExitTimestamp="Fri 2026-12-04 05:01:00.400000 UTC")
     assert explain.explain(late, []) == ("exit", "exited with code 1, restarted 2 times")
+
+
+def test_a_sigkill_under_a_memory_limit_is_most_likely_out_of_memory() -> None:
+    props = {"ActiveState": "failed", "Result": "signal", "ExecMainStatus": "9"}
+    assert explain.explain(props, [])[0] == "signal"  # no limit: someone's kill -9
+    cause, summary = explain.explain(dict(props, MemoryMax="67108864"), [])
+    assert cause == "oom"
+    assert "MemoryMax=64M: most likely out of memory" in summary
+    assert explain.explain(dict(props, MemoryMax="infinity"), [])[0] == "signal"
 
 
 def test_a_timed_out_check_is_said_so() -> None:

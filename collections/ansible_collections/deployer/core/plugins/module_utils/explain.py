@@ -20,6 +20,7 @@ controller masks secrets in them and treats them as text, never as code.
 
 from __future__ import annotations
 
+import pwd
 import re
 import subprocess
 
@@ -39,6 +40,8 @@ _NO_COMMAND = re.compile(
     r"failed to (locate|execute|spawn)|no such file or directory|permission denied", re.IGNORECASE
 )
 _HOLDER = re.compile(r'\("([^"]+)",pid=(\d+)')
+_UID = re.compile(r"\buid:(\d+)\b")
+_CGROUP = re.compile(r"\bcgroup:\S*/([A-Za-z0-9@:._-]+\.(?:service|scope))\b")
 
 
 def _run(argv, timeout=5):
@@ -101,14 +104,32 @@ def masked(lines, secrets):
 
 
 def port_holders(port):
-    """'python3 (pid 123)' for every process listening on TCP `port`."""
-    out = _run(["ss", "-H", "-ltnp", "sport = :%d" % int(port)])
+    """'python3 (pid 123)' for every process listening on TCP `port`; where the processes
+    cannot be seen (root without ptrace rights, as in some containers), the owner of each
+    listening socket instead: 'a process of user deploy (uid 1000)'."""
+    out = _run(["ss", "-H", "-ltnpe", "sport = :%d" % int(port)])
     seen = []
     for name, pid in _HOLDER.findall(out):
         entry = "%s (pid %s)" % (name, pid)
         if entry not in seen:
             seen.append(entry)
+    if not seen:
+        for line in out.splitlines():
+            uid, unit = _UID.search(line), _CGROUP.search(line)
+            if uid is None:
+                continue
+            entry = "a process of %s%s" % (_user(int(uid.group(1))),
+                                           " in %s" % unit.group(1) if unit else "")
+            if entry not in seen:
+                seen.append(entry)
     return seen
+
+
+def _user(uid):
+    try:
+        return "user %s (uid %d)" % (pwd.getpwuid(uid).pw_name, uid)
+    except KeyError:
+        return "uid %d" % uid
 
 
 def _own_system_lines(lines):
@@ -149,6 +170,12 @@ def explain(props, lines, health_message="", port=None, holders=None):
         )
     if result == "oom-kill":
         return "oom", "killed by the kernel for memory (out of memory)%s" % again
+    limit = props.get("MemoryMax") or ""
+    if result == "signal" and status == "9" and limit.isdigit():
+        # Under cgroup v1 (and in some containers) systemd cannot tell an OOM kill from
+        # another SIGKILL; with a memory limit set, the kernel's OOM killer is the usual one.
+        return "oom", "killed with SIGKILL while limited to MemoryMax=%s: most likely out of memory%s" % (
+            _size(int(limit)), again)
     if result in ("signal", "core-dump"):
         return "signal", "killed by signal %s%s%s" % (
             status,
@@ -166,6 +193,13 @@ def explain(props, lines, health_message="", port=None, holders=None):
     if "timed out" in (health_message or ""):
         return "timeout", "it runs, but its health check timed out"
     return "unhealthy", "it runs, but its health checks did not pass"
+
+
+def _size(value):
+    for unit, size in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if value >= size and value % size == 0:
+            return "%d%s" % (value // size, unit)
+    return str(value)
 
 
 def describe_failure(props, lines, health_message="", port=None):

@@ -9,7 +9,7 @@ import os
 
 PROPS = ("Id", "LoadState", "ActiveState", "SubState", "UnitFileState", "Result",
          "ExecMainStartTimestamp", "ActiveEnterTimestamp", "ExecMainStatus", "NRestarts",
-         "ExecMainExitTimestamp")
+         "ExecMainExitTimestamp", "MemoryMax")
 
 
 class Systemd(object):
