@@ -456,6 +456,107 @@ def releases(ctx: typer.Context, environment: EnvArg, as_json: JsonOpt = False) 
         _finish(_run(ctx, environment, title, call, ledger=True), as_json)
 
 
+@app.command(name="exec")
+def exec_command(
+    ctx: typer.Context,
+    environment: EnvArg,
+    command: Annotated[list[str], typer.Argument(help="The command, after --.")],
+    service: Annotated[
+        str | None, typer.Option("--service", help="The service to run as (apps of several).")
+    ] = None,
+    host: Annotated[
+        list[str] | None, typer.Option("--host", help="Only this host (repeatable).")
+    ] = None,
+    primary: Annotated[
+        bool, typer.Option("--primary", help="Only the first host of the service.")
+    ] = False,
+    timeout: Annotated[int, typer.Option(min=1, max=86_400, help="Seconds it may run.")] = 300,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a command on the hosts, in the current release, as the service user with its
+    environment (`deployer exec production -- python3 manage.py check`)."""
+    from deployer.targets.ssh import remote_exec
+
+    with _errors(as_json):
+        result = _run(
+            ctx,
+            environment,
+            f"exec {environment}",
+            lambda d: remote_exec.run(
+                _ssh_only(d, "exec"),
+                command,
+                service=service,
+                hosts=host or (),
+                primary=primary,
+                timeout=timeout,
+            ),
+            secrets=True,
+        )
+        code = ExitCode.OK if result.ok else ExitCode.DEPLOY_FAILED
+        if result.unreachable:
+            code = ExitCode.UNREACHABLE
+        _finish(result, as_json, code)
+
+
+@app.command()
+def logs(
+    ctx: typer.Context,
+    environment: EnvArg,
+    service: Annotated[
+        str | None, typer.Option("--service", help="One service of the app.")
+    ] = None,
+    host: Annotated[
+        list[str] | None, typer.Option("--host", help="Only this host (repeatable).")
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="From this long ago (30s, 10m, 2h, 1d) or an ISO 8601 time (UTC)."),
+    ] = None,
+    lines: Annotated[int, typer.Option("--lines", "-n", min=1, max=100_000)] = 100,
+    grep: Annotated[str | None, typer.Option(help="Only lines matching this pattern.")] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines until Ctrl-C.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """The app's journal on its hosts, each line prefixed with its host, merged by time."""
+    from deployer import render
+    from deployer.targets import for_session
+    from deployer.targets.ssh import logs as journal
+
+    with _errors(as_json):
+        session = _ssh_only(for_session(_session(ctx, environment, secrets=True)), "logs")
+        options: dict[str, Any] = {
+            "service": service,
+            "hosts": host or (),
+            "since": since,
+            "grep": grep,
+        }
+        if not follow:
+            with _live(session, f"logs {environment}"):
+                result = journal.read(session, lines=lines, **options)
+            code = ExitCode.OK if result.ok else ExitCode.UNREACHABLE
+            _finish(result, as_json, code)
+
+        def interrupt(signum: int, frame: Any) -> None:
+            session.interrupted.set()
+
+        def show(line: Any) -> None:
+            if as_json:
+                render.emit_json_line(out, line)
+            else:
+                render.show_log_line(line, out)
+
+        previous = signal.signal(signal.SIGINT, interrupt)
+        try:
+            result = journal.follow(session, show, lines=min(lines, 1000), **options)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        for name, why in result.errors.items():
+            render.show_log_error(name, why, err)
+        raise typer.Exit(int(ExitCode.OK if result.ok else ExitCode.UNREACHABLE))
+
+
 def _ledger(ctx: typer.Context, environment: str | None) -> Any:
     """The project's ledger, after checking that `environment` (if any) is one of its own."""
     from deployer.config.resolve import unknown_environment

@@ -26,8 +26,11 @@ from deployer.targets.base import (
     AccessoryResult,
     AccessoryState,
     BackupsResult,
+    ExecResult,
     HostReport,
     LockInfo,
+    LogLine,
+    LogsResult,
     ReleasesResult,
     RestoreResult,
     RollbackResult,
@@ -61,6 +64,11 @@ def jsonable(value: Any) -> Any:
 
 def emit_json(console: Console, value: Any) -> None:
     console.out(json.dumps(jsonable(value), indent=2, sort_keys=False), highlight=False)
+
+
+def emit_json_line(console: Console, value: Any) -> None:
+    """One JSON object on one line (a stream of them: `logs -f --json`)."""
+    console.out(json.dumps(jsonable(value), sort_keys=False), highlight=False)
 
 
 def error(console: Console, exc: DeployerError, *, as_json: bool) -> None:
@@ -495,6 +503,52 @@ def show_deployment(d: Deployment, console: Console) -> None:
         )
     _analyses(d.hosts, console, 1000)
     _hooks(d.hooks, console)
+
+
+def show_log_line(line: LogLine, console: Console) -> None:
+    """`lab2 2026-12-04 05:00:01.123 api | message`: the host, UTC time and unit first."""
+    unit = line.unit.removesuffix(".service")
+    when = f"{line.time:%Y-%m-%d %H:%M:%S.%f}"[:-3]  # milliseconds
+    console.print(
+        f"[cyan]{escape(line.host)}[/] [dim]{when}[/] {escape(unit)} | {escape(line.message)}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def show_log_error(host: str, why: str, console: Console) -> None:
+    console.print(f"[red]{escape(host)}[/]: {escape(why)}", highlight=False)
+
+
+@show.register
+def _(result: ExecResult, console: Console) -> None:
+    """Each host's outcome, then its output (masked), indented."""
+    for r in result.results:
+        state = "[green]ok[/]" if r.ok else f"[red]exit {r.exit_code}[/]"
+        if r.timed_out:
+            state = "[red]timed out[/]"
+        cut = " (the start of its output was cut)" if r.truncated else ""
+        console.print(f"{escape(r.host)}: {state} in {r.seconds:.1f}s{cut}", highlight=False)
+        for line in r.output.rstrip("\n").splitlines():
+            console.print(f"  | {escape(line)}", highlight=False)
+    for host, why in result.errors.items():
+        console.print(f"{escape(host)}: [red]did not run[/]: {escape(why)}", highlight=False)
+    failed = len(result.errors) + sum(1 for r in result.results if not r.ok)
+    total = len(result.errors) + len(result.results)
+    verdict = (
+        "[green]ok on every host[/]" if result.ok else f"[red]failed on {failed} of {total}[/]"
+    )
+    console.print(f"exec {escape(result.environment)}: {verdict}")
+
+
+@show.register
+def _(result: LogsResult, console: Console) -> None:
+    for line in result.lines:
+        show_log_line(line, console)
+    if not result.lines:
+        console.print("no lines")
+    for host, why in result.errors.items():
+        show_log_error(host, why, console)
 
 
 def show_stats(stats: Stats, console: Console) -> None:

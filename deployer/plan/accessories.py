@@ -144,3 +144,24 @@ def hook_vars(target: Target, names: Sequence[str]) -> dict[str, Any]:
     """`deployer_hooks` {name: spec} for the configured hooks among `names`."""
     wanted = {n: hook_spec(target, target.hooks[n]) for n in names if n in target.hooks}
     return {"deployer_hooks": wanted} if wanted else {}
+
+
+def exec_spec(
+    target: Target, service: str | None, argv: Sequence[str], timeout: int
+) -> dict[str, Any]:
+    """`deployer_exec` {directory, user, command, env, env_files, timeout}: an operator's
+    command run like a hook of `service` (None: the app's one service), in the current
+    release, with that service's env and env files."""
+    if service is None:
+        env, directory, uses = dict(target.service.env), "", target.uses()
+    else:
+        found = next(s for s in target.services if s.name == service)
+        env, directory, uses = dict(found.env), found.directory, found.uses
+    return {
+        "directory": directory,
+        "user": target.service_user,
+        "command": list(argv),
+        "env": env,
+        "env_files": [ENV_FILE, *(f"{ENV_FILE}.{kind}" for kind in uses)],
+        "timeout": timeout,
+    }

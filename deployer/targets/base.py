@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -481,3 +482,44 @@ class Target(Protocol):
 
     def rollback(self, to: str | None) -> RollbackResult:
         """The operator's rollback to a stored, good version (`deployer rollback`)."""
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One line an app's process wrote, as its host's journal keeps it."""
+
+    host: str
+    time: datetime
+    unit: str
+    message: str
+    """Masked, control characters removed: the app's text, never markup or code."""
+
+
+@dataclass(frozen=True)
+class LogsResult:
+    """`deployer logs`: the lines of every host chosen, merged by time, and the hosts that
+    could not be read (host -> why)."""
+
+    environment: str
+    lines: tuple[LogLine, ...]
+    errors: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """`deployer exec`: what the command did on each host (its output masked there), and
+    the hosts where it could not run (host -> why)."""
+
+    environment: str
+    command: tuple[str, ...]
+    results: tuple[HookResult, ...]
+    errors: Mapping[str, str] = field(default_factory=dict)
+    unreachable: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and all(r.ok for r in self.results)

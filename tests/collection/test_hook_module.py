@@ -224,6 +224,20 @@ def test_env_file_values_and_url_passwords_are_masked(tree: Path) -> None:
     ]
 
 
+def test_plain_settings_of_the_app_s_env_file_are_shown_and_its_secrets_masked(
+    tree: Path,
+) -> None:
+    release = tree / "releases" / "v1"
+    path = release / ".deployer" / "env"
+    path.write_bytes(
+        deployer_release.render_env({"GREETING": "hello", "API_TOKEN": "tok-123456"}, ["API_TOKEN"])
+    )
+    output = deployer_hook.run(params(tree, sh('echo "$GREETING $API_TOKEN"'), env_files=["env"]))[
+        "output"
+    ]
+    assert output == "hello ********\n"
+
+
 def test_a_percent_encoded_url_password_is_masked_as_written_and_decoded(tree: Path) -> None:
     write_env(tree / "releases" / "v1", "env.redis", {"REDIS_URL": "redis://u:p%40ss!w@r/0"})
     output = deployer_hook.run(
@@ -368,6 +382,22 @@ def test_check_mode_checks_but_does_not_run(tree: Path) -> None:
     assert not (tree / "shared" / "ran").exists()
 
 
+def test_current_runs_in_the_release_current_points_at_and_says_which(tree: Path) -> None:
+    (tree / "current").symlink_to("releases/v1")
+    hook = deployer_hook.run(params(tree, sh("pwd"), version=None, current=True))
+    assert hook["version"] == "v1"
+    assert hook["output"].strip().endswith("/releases/v1/api")
+    (tree / "current").unlink()
+    (tree / "current").symlink_to("/etc")
+    with pytest.raises(deployer_hook.Refused, match="does not point into releases/"):
+        deployer_hook.run(params(tree, sh("pwd"), version=None, current=True))
+    (tree / "current").unlink()
+    with pytest.raises(deployer_hook.Missing, match="no release runs here"):
+        deployer_hook.run(params(tree, sh("pwd"), version=None, current=True))
+    with pytest.raises(deployer_hook.Refused, match="not both"):
+        deployer_hook.run(params(tree, sh("pwd"), current=True))
+
+
 # --- the module, as the lean runner runs it on a host --------------------------------------
 
 
@@ -379,6 +409,7 @@ def test_the_module_reports_stage_hook_only_on_failure(tree: Path) -> None:
     assert result["deployer"] == {
         "hook": {
             "name": "before_switch",
+            "version": "v1",
             "rc": 0,
             "seconds": result["deployer"]["hook"]["seconds"],
             "timed_out": False,

@@ -279,7 +279,7 @@ def sealed(value: Any) -> dict[str, dict[str, str]]:
     return out
 
 
-_HOOKS = frozenset({"before_switch", "after_switch", "after_rollback", "after_failure"})
+_HOOKS = frozenset({"before_switch", "after_switch", "after_rollback", "after_failure", "exec"})
 
 
 def hook_result(value: Any) -> HookResult | None:

@@ -24,8 +24,9 @@ description:
   - The hook runs in a session (process group) of its own. When it exits, what it left
     running in that group is killed; on O(timeout) the whole group is killed. (A process
     that starts a session of its own escapes this; hooks should not leave processes.)
-  - Every value of the env files of at least 4 characters, and the password of any URL
-    among them (C(scheme://user:PASSWORD@host), also percent-decoded), is replaced by
+  - Every secret value of the env files of at least 4 characters (in C(env), the variables
+    its C(# deployer secret variables:) comment names; in C(env.<name>), every value), and
+    the password of any URL among them (C(scheme://user:PASSWORD@host), also percent-decoded), is replaced by
     C(********) in the output before it leaves the host, as is the password of any URL the
     output itself shows. Of longer output only the last O(output_limit) bytes are kept,
     after a line saying how many were cut; a secret cut in half at that boundary is
@@ -34,18 +35,23 @@ description:
     (masked) output line in the message. Always C(changed) when it ran, failed or not.
 options:
   name:
-    description: Which hook this is (reported, and in the messages).
+    description: Which hook this is (reported, and in the messages); C(exec) for an operator's command (C(deployer exec)).
     type: str
     required: true
-    choices: [before_switch, after_switch, after_rollback, after_failure]
+    choices: [before_switch, after_switch, after_rollback, after_failure, exec]
   deploy_to:
     description: Root of the release tree (root's, as deployer_release made it).
     type: path
     required: true
   version:
-    description: The release to run in, C(<deploy_to>/releases/<version>); it must exist.
+    description: The release to run in, C(<deploy_to>/releases/<version>); it must exist. One of O(version) and O(current).
     type: str
-    required: true
+  current:
+    description:
+      - Run in the release C(<deploy_to>/current) points at (C(releases/<version>), read
+        without following anything else), instead of O(version). Its version is reported.
+    type: bool
+    default: false
   directory:
     description:
       - The service's directory inside the release (one plain name, as C(releases/<version>/<service>/));
@@ -126,6 +132,9 @@ deployer:
         name:
           description: O(name).
           type: str
+        version:
+          description: The release it ran in (with O(current), the one C(current) points at).
+          type: str
         rc:
           description:
             - Its exit status; negative when a signal killed it (C(-9) after a timeout);
@@ -161,11 +170,13 @@ from ansible_collections.deployer.core.plugins.module_utils.explain import (
     LINE_CHARS,
     MASK,
     MIN_SECRET,
+    SECRET_NAMES_COMMENT,
 )
 from ansible_collections.deployer.core.plugins.module_utils.layout import META_DIR, check_version
 
 STAGE = "hook"
-HOOKS = ("before_switch", "after_switch", "after_rollback", "after_failure")
+HOOKS = ("before_switch", "after_switch", "after_rollback", "after_failure", "exec")
+"""The deploy hooks, and `exec` (an operator's command: `deployer exec`)."""
 BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
 ENV_FILE = re.compile(r"^env(\.[a-z][a-z0-9_]{0,31})?\Z")
 DIRECTORY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+-]{0,127}\Z")
@@ -229,9 +240,13 @@ def check_params(p):
     """Refused for parameters no hook may run with."""
     if p["name"] not in HOOKS:
         raise Refused("unknown hook %r: use one of %s" % (p["name"], ", ".join(HOOKS)))
-    problem = check_version(p["version"])
-    if problem:
-        raise Refused(problem)
+    if p.get("current"):
+        if p.get("version"):
+            raise Refused("give version or current, not both")
+    else:
+        problem = check_version(p.get("version") or "")
+        if problem:
+            raise Refused(problem)
     directory = p.get("directory") or ""
     if directory and (not DIRECTORY.match(directory) or directory == META_DIR):
         raise Refused("invalid directory %r: use the service's directory name inside the "
@@ -256,17 +271,32 @@ def check_params(p):
         raise Refused("output_limit must be 0 or more bytes")
 
 
+def current_version(top, root):
+    """The version `current` points at, read in deploy_to (root's, checked by the caller):
+    `releases/<version>`, relative or under deploy_to, or Refused."""
+    try:
+        target = os.readlink("current", dir_fd=top)
+    except OSError:
+        raise Missing("%s/current does not exist: no release runs here" % root)
+    parts = os.path.normpath(os.path.join(root, target)).split(os.sep)
+    version = parts[-1]
+    if os.sep.join(parts[:-1]) != os.path.join(root, "releases") or check_version(version):
+        raise Refused("%s/current does not point into releases/" % root)
+    return version
+
+
 def open_release(deploy_to, version, directory):
-    """(fd of the hook's directory, fd of the release's .deployer/ or None when it has none).
-    deploy_to itself is the configured path (a link there is the operator's); below it
-    nothing is followed."""
+    """(fd of the hook's directory, fd of the release's .deployer/ or None when it has none,
+    the version). `version` None: the release `current` points at. deploy_to itself is the
+    configured path (a link there is the operator's); below it nothing is followed."""
     root = os.path.abspath(deploy_to)
-    label = "releases/" + version
     top = _open_dir(None, root, root, follow=True)
     try:
+        version = version or current_version(top, root)
         releases = _open_dir(top, "releases", "releases/")
     finally:
         os.close(top)
+    label = "releases/" + version
     try:
         release = _open_dir(releases, version, label)
     finally:
@@ -287,7 +317,7 @@ def open_release(deploy_to, version, directory):
         raise
     finally:
         os.close(release)
-    return workdir, meta
+    return workdir, meta, version
 
 
 def read_env_file(meta, name):
@@ -314,7 +344,16 @@ def read_env_file(meta, name):
         data = handle.read(ENV_FILE_BYTES + 1)
     if len(data) > ENV_FILE_BYTES:
         raise Refused("%s is larger than %d bytes" % (shown, ENV_FILE_BYTES))
-    return envfile.parse(data)
+    return envfile.parse(data), secret_names(data)
+
+
+def secret_names(data):
+    """The secret variables deployer_release listed in the file's comment."""
+    names = set()
+    for line in data.decode("utf-8", "replace").splitlines():
+        if line.startswith(SECRET_NAMES_COMMENT):
+            names.update(line[len(SECRET_NAMES_COMMENT):].split())
+    return names
 
 
 def secrets_of(values):
@@ -505,15 +544,21 @@ def run(p, check=False):
         entry = pwd.getpwnam(p["user"])
     except KeyError:
         raise Refused("user %s does not exist" % p["user"])
-    workdir, meta = open_release(p["deploy_to"], p["version"], p.get("directory") or "")
+    workdir, meta, version = open_release(
+        p["deploy_to"], None if p.get("current") else p["version"], p.get("directory") or "")
+    hook["version"] = version
     try:
         env = {"PATH": BASE_PATH, "HOME": entry.pw_dir, "USER": entry.pw_name,
                "LANG": "C.UTF-8"}
         values = []
         for name in p.get("env_files") or []:
-            for key, value in read_env_file(meta, name) or []:
+            pairs, secret = read_env_file(meta, name) or ([], set())
+            for key, value in pairs:
                 env[key] = value
-                values.append(value)
+                # the app's own env file holds plain settings too: its secrets are the
+                # variables it names as such; an accessory's (env.database) is all secret
+                if name != "env" or key in secret:
+                    values.append(value)
         for key, value in (p.get("env") or {}).items():
             env[key] = envfile.value(value)
         if any("\x00" in value for value in env.values()):
@@ -559,7 +604,8 @@ MODULE_SPEC = dict(
     argument_spec=dict(
         name=dict(type="str", required=True, choices=list(HOOKS)),
         deploy_to=dict(type="path", required=True),
-        version=dict(type="str", required=True),
+        version=dict(type="str"),
+        current=dict(type="bool", default=False),
         directory=dict(type="str", default=""),
         user=dict(type="str", required=True),
         command=dict(type="list", elements="str", required=True),
@@ -568,6 +614,7 @@ MODULE_SPEC = dict(
         timeout=dict(type="int", default=300),
         output_limit=dict(type="int", default=65536),
     ),
+    required_one_of=[("version", "current")],
     supports_check_mode=True,
 )
 
