@@ -105,12 +105,13 @@ def _loaded(ctx: typer.Context) -> Any:
 
 def _target(ctx: typer.Context, environment: str) -> Any:
     from deployer.config.resolve import resolve
+    from deployer.config.terraform import read_outputs
     from deployer.lab.hosts import load_lab, uses_lab
     from deployer.targets import check_supported
 
     loaded = _loaded(ctx)
     lab = load_lab() if uses_lab(loaded, environment) else None
-    target = resolve(loaded, environment, lab)
+    target = resolve(loaded, environment, lab, read_outputs(loaded, environment))
     check_supported(target.kind, environment)  # every command refuses a target not built yet
     return target
 
@@ -265,6 +266,7 @@ def validate(
     as_json: JsonOpt = False,
 ) -> None:
     """Check deploy.yml; exit 2 naming every bad config path."""
+    from deployer.config import terraform
     from deployer.config.resolve import resolve
     from deployer.lab.hosts import load_lab, placeholder_lab, uses_lab
 
@@ -279,8 +281,18 @@ def validate(
                 # the config is judged on its own; `deploy` will ask for `lab up`
                 lab = placeholder_lab()
                 notes.append(f"{name}: uses the local lab, which is not up")
+            hosts = terraform.terraform_hosts(loaded, name)
             try:
-                resolve(loaded, name, lab)
+                if hosts is not None and not terraform.outputs_path(loaded, hosts).exists():
+                    # judged with stand-ins; `deploy` will ask for `terraform apply`
+                    provisioned = terraform.placeholders(loaded, name)
+                    notes.append(
+                        f"{name}: its hosts come from Terraform, whose outputs "
+                        f"({terraform.outputs_path(loaded, hosts)}) are not there yet"
+                    )
+                else:
+                    provisioned = terraform.read_outputs(loaded, name)
+                resolve(loaded, name, lab, provisioned)
             except ConfigError as exc:
                 problems += [p for p in exc.problems if p not in problems]
         if problems:
