@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from deployer.config.base import SecretRef, Section
+from deployer.config.ci import Ci
 from deployer.config.health import CommandCheck as CommandCheck
 from deployer.config.health import Health as Health
 from deployer.config.health import HttpCheck as HttpCheck
@@ -825,6 +826,10 @@ class Project(Section):
         default=3600,
         ge=60,
         description="Seconds after which a deployment lock is reported stale.",
+    )
+    ci: Ci = Field(
+        default_factory=Ci,
+        description="The CI/CD pipeline `deployer generate ci` writes from this file.",
     )
     environments: dict[Name, Environment] = Field(description="Where the app is deployed.")
 

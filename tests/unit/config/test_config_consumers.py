@@ -247,7 +247,11 @@ ELSEWHERE: dict[str, str] = {
     # the hosts Terraform created, read from its outputs before resolution
     "environments.*.hosts.from_terraform": "tests/unit/config/test_terraform_hosts.py",
     "environments.*.hosts.components": "tests/unit/config/test_terraform_hosts.py",
-}
+    # the pipeline `deployer generate ci` writes
+    **{f"ci.{key}": "tests/unit/plan/test_ci_plan.py" for key in (
+        "install", "python", "directory", "branches", "ssh_key", "known_hosts", "vault_password",
+    )},
+}  # fmt: skip
 """Leaf path -> where the test of its consumer lives (consumed outside planning)."""
 
 
