@@ -47,6 +47,12 @@ accessory_app = typer.Typer(
 app.add_typer(accessory_app, name="accessory")
 db_app = typer.Typer(help="Dumps of the environment's database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+generate_app = typer.Typer(
+    help="Files generated from deploy.yml and kept next to it: the CI/CD pipeline that deploys "
+    "the app, the Terraform that creates an environment's hosts.",
+    no_args_is_help=True,
+)
+app.add_typer(generate_app, name="generate")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -105,12 +111,13 @@ def _loaded(ctx: typer.Context) -> Any:
 
 def _target(ctx: typer.Context, environment: str) -> Any:
     from deployer.config.resolve import resolve
+    from deployer.config.terraform import read_outputs
     from deployer.lab.hosts import load_lab, uses_lab
     from deployer.targets import check_supported
 
     loaded = _loaded(ctx)
     lab = load_lab() if uses_lab(loaded, environment) else None
-    target = resolve(loaded, environment, lab)
+    target = resolve(loaded, environment, lab, read_outputs(loaded, environment))
     check_supported(target.kind, environment)  # every command refuses a target not built yet
     return target
 
@@ -265,6 +272,7 @@ def validate(
     as_json: JsonOpt = False,
 ) -> None:
     """Check deploy.yml; exit 2 naming every bad config path."""
+    from deployer.config import terraform
     from deployer.config.resolve import resolve
     from deployer.lab.hosts import load_lab, placeholder_lab, uses_lab
 
@@ -279,8 +287,18 @@ def validate(
                 # the config is judged on its own; `deploy` will ask for `lab up`
                 lab = placeholder_lab()
                 notes.append(f"{name}: uses the local lab, which is not up")
+            hosts = terraform.terraform_hosts(loaded, name)
             try:
-                resolve(loaded, name, lab)
+                if hosts is not None and not terraform.outputs_path(loaded, hosts).exists():
+                    # judged with stand-ins; `deploy` will ask for `terraform apply`
+                    provisioned = terraform.placeholders(loaded, name)
+                    notes.append(
+                        f"{name}: its hosts come from Terraform, whose outputs "
+                        f"({terraform.outputs_path(loaded, hosts)}) are not there yet"
+                    )
+                else:
+                    provisioned = terraform.read_outputs(loaded, name)
+                resolve(loaded, name, lab, provisioned)
             except ConfigError as exc:
                 problems += [p for p in exc.problems if p not in problems]
         if problems:
@@ -798,6 +816,98 @@ def lock_release(
         from deployer import render
 
         render.show_lock_release(environment, before, out)
+
+
+# --- generate ----------------------------------------------------------------------------
+
+
+def _generated(result: Any, output: Path | None, as_json: bool) -> None:
+    """Print the generated files (JSON with --json), or write them to `output`."""
+    from deployer import render
+
+    if output is not None:
+        from deployer.generate import write
+
+        _finish(write(result, output), as_json)
+    if as_json:
+        _finish(result, True)
+    render.show_generated(result, out, err)
+
+
+def _judged(loaded: Any, names: list[str]) -> None:
+    """Resolve each environment as a deploy would (with stand-ins for hosts Terraform has not
+    created yet), so nothing is generated from a config that would be refused."""
+    from deployer.config.resolve import resolve
+    from deployer.config.terraform import placeholders
+
+    problems: list[str] = []
+    for name in names:
+        try:
+            resolve(loaded, name, None, placeholders(loaded, name))
+        except ConfigError as exc:
+            problems += [p for p in exc.problems if p not in problems]
+    if problems:
+        raise ConfigError(problems, source=str(loaded.path))
+
+
+OutputOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--output",
+        "-o",
+        help="Write here (a file for ci, a directory for terraform), not to stdout.",
+    ),
+]
+
+
+@generate_app.command("ci")
+def generate_ci(
+    ctx: typer.Context,
+    provider: Annotated[
+        str, typer.Option("--provider", help="github (GitHub Actions) or gitlab (GitLab CI).")
+    ] = "github",
+    output: OutputOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The pipeline that validates, builds and deploys on a push to ci.branches and by hand."""
+    from deployer.plan import ci
+
+    with _errors(as_json):
+        ci.check_provider(provider)
+        loaded = _loaded(ctx)
+        deployable, _ = ci.deployables(loaded.project)
+        _judged(loaded, [e.name for e in deployable])
+        try:
+            generated = ci.pipeline(loaded.project, provider, loaded.path.name)
+        except ConfigError as exc:
+            raise ConfigError(exc.problems, source=str(loaded.path)) from None
+        _generated(generated, output, as_json)
+
+
+@generate_app.command("terraform")
+def generate_terraform(
+    ctx: typer.Context,
+    environment: EnvArg,
+    provider: Annotated[str, typer.Option("--provider", help="aws.")] = "aws",
+    output: OutputOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The Terraform of the environment's hosts, their security groups, DNS and outputs."""
+    from deployer.config.resolve import resolve, unknown_environment
+    from deployer.config.terraform import placeholders
+    from deployer.plan import terraform
+
+    with _errors(as_json):
+        terraform.check_provider(provider)
+        loaded = _loaded(ctx)
+        env = loaded.project.environments.get(environment)
+        if env is None:
+            raise unknown_environment(loaded, environment)
+        problems = terraform.problems(env, environment)
+        if problems:
+            raise ConfigError(problems, source=str(loaded.path))
+        target = resolve(loaded, environment, None, placeholders(loaded, environment))
+        _generated(terraform.generate(target, env, provider), output, as_json)
 
 
 # --- lab ---------------------------------------------------------------------------------

@@ -19,8 +19,10 @@ from rich.table import Table
 from deployer.engine.preview import PlanResult
 from deployer.engine.results import DeployResult
 from deployer.errors import DeployerError
+from deployer.generate import Written
 from deployer.inventories import WrittenInventory
 from deployer.ledger import Deployment, HookResult, HostResult, ServiceResult
+from deployer.plan.generated import Generated
 from deployer.stats import Durations, Stats
 from deployer.targets.base import (
     AccessoryResult,
@@ -419,6 +421,26 @@ def _(result: WrittenInventory, console: Console) -> None:
         "-e deployer_hosts=all  (from the deployer repository, whose ansible.cfg finds "
         "deployer.core)"
     )
+
+
+@show.register
+def _(result: Written, console: Console) -> None:
+    what = "pipeline" if result.kind == "ci" else "Terraform"
+    of = f" of {result.environment}" if result.environment else ""
+    console.print(f"{what}{escape(of)} ({escape(result.provider)}) written:")
+    for path in result.files:
+        console.print(f"  {escape(str(path))}")
+    _notes(result.notes, console)
+
+
+def show_generated(result: Generated, console: Console, notes: Console) -> None:
+    """The generated files on stdout, exactly as generated (several files one after the
+    other: each begins with its own comment header); notes go to `notes` (stderr)."""
+    for name, text in result.files.items():
+        if len(result.files) > 1:
+            console.out(f"# --- {name}", highlight=False)
+        show_text(text, console)
+    _notes(result.notes, notes)
 
 
 def show_history(rows: list[Deployment], console: Console) -> None:

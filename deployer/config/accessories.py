@@ -128,10 +128,10 @@ def resolve_accessories(
                 f"give {available[0]}"
             )
         members = list(by_component.get(spec.component, ()))
-        if spec.component not in env.hosts:
+        if spec.component not in env.groups:
             problems.append(
                 f"{format_loc((*loc, 'component'))}: no component {spec.component!r} in "
-                f"{format_loc((*base, 'hosts'))} ({', '.join(env.hosts)})"
+                f"{format_loc((*base, 'hosts'))} ({', '.join(env.groups)})"
             )
             continue
         wanted = getattr(spec, "replicas", 1)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, get_origin
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -256,12 +257,21 @@ def _known_keys(model: type[BaseModel], loc: Loc) -> list[str]:
         if isinstance(current, type) and issubclass(current, BaseModel):
             field = current.model_fields.get(str(part))
             current = _model_in(field.annotation) if field else None
-            mapping_key_next = field is not None and get_origin(field.annotation) is dict
+            mapping_key_next = field is not None and _mapping(field.annotation)
         else:
             current = None
     if isinstance(current, type) and issubclass(current, BaseModel):
         return list(current.model_fields)
     return []
+
+
+def _mapping(annotation: Any) -> bool:
+    """A dict field, or a union whose first form is one (an environment's `hosts`)."""
+    if get_origin(annotation) is dict:
+        return True
+    if get_origin(annotation) in (Annotated, Union, UnionType):
+        return _mapping(get_args(annotation)[0])
+    return False
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:

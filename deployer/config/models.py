@@ -14,16 +14,19 @@ from __future__ import annotations
 
 import re
 import shlex
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BeforeValidator,
+    Discriminator,
     Field,
+    Tag,
     field_validator,
     model_validator,
 )
 
 from deployer.config.base import SecretRef, Section
+from deployer.config.ci import Ci
 from deployer.config.health import CommandCheck as CommandCheck
 from deployer.config.health import Health as Health
 from deployer.config.health import HttpCheck as HttpCheck
@@ -677,13 +680,50 @@ LabHosts = Annotated[str, Field(pattern=r"^lab(\[-?[0-9]{1,3}\]|\[-?[0-9]{0,3}:-
 ComponentHosts = Annotated[list[Host], Field(min_length=1)] | LabHosts
 
 
+class TerraformHosts(Section):
+    """Hosts that Terraform creates (`deployer generate terraform ENV` writes the
+    Terraform), read from what `terraform output -json` wrote: resolved before any host is
+    touched, and refused (exit 2, naming this path and the file) when that file does not hold
+    exactly these components and counts."""
+
+    from_terraform: SingleLine = Field(
+        description="The file `terraform output -json` wrote, relative to deploy.yml: its "
+        "`deployer_hosts` output gives each component's hosts (name, address, "
+        "private_address).",
+        examples=["infra/production/outputs.json"],
+    )
+    components: dict[Ident, Annotated[int, Field(ge=1, le=100)]] = Field(
+        min_length=1,
+        description="Hosts per component: the generated Terraform creates this many, named "
+        "<component>-1, <component>-2, ..., and the outputs file must hold exactly these.",
+        examples=[{"web": 2, "data": 1}],
+    )
+
+
+def _hosts_kind(value: Any) -> str:
+    """Which form an environment's `hosts` takes: Terraform's outputs, or groups of hosts."""
+    is_terraform = isinstance(value, TerraformHosts) or (
+        isinstance(value, dict) and "from_terraform" in value
+    )
+    return "hosts[from_terraform]" if is_terraform else "hosts[components]"
+
+
+# The tags carry brackets so that error paths drop them, as they drop pydantic's own labels.
+EnvironmentHosts = Annotated[
+    Annotated[dict[Ident, ComponentHosts], Tag("hosts[components]")]
+    | Annotated[TerraformHosts, Tag("hosts[from_terraform]")],
+    Discriminator(_hosts_kind),
+]
+
+
 class Environment(Section):
     target: Literal["ssh", "swarm", "nomad"] = Field(
         default="ssh", description="Where releases run."
     )
-    hosts: dict[Ident, ComponentHosts] = Field(
+    hosts: EnvironmentHosts = Field(
         description="Hosts per component group. The string 'lab' takes the hosts of "
-        "`deployer lab up`; 'lab[0]' the first of them, 'lab[1:3]' the second and third."
+        "`deployer lab up`; 'lab[0]' the first of them, 'lab[1:3]' the second and third. Or "
+        "`{from_terraform: outputs.json, components: {web: 2}}`: the hosts Terraform created."
     )
     domain: str | None = Field(
         default=None,
@@ -730,7 +770,11 @@ class Environment(Section):
 
     @field_validator("hosts")
     @classmethod
-    def _hosts_not_empty(cls, value: dict[str, ComponentHosts]) -> dict[str, ComponentHosts]:
+    def _hosts_not_empty(
+        cls, value: TerraformHosts | dict[str, ComponentHosts]
+    ) -> TerraformHosts | dict[str, ComponentHosts]:
+        if isinstance(value, TerraformHosts):
+            return value
         if not value:
             raise ValueError("name at least one component with hosts")
         seen: dict[str, Host] = {}
@@ -742,6 +786,14 @@ class Environment(Section):
                         f"host name {host.inventory_name!r} is used for two different hosts"
                     )
         return value
+
+    @property
+    def groups(self) -> dict[str, ComponentHosts]:
+        """The hosts per component. An environment whose hosts come from Terraform has them
+        only once its outputs were read into it (`resolve` does that first)."""
+        if isinstance(self.hosts, TerraformHosts):
+            raise TypeError("the Terraform outputs of this environment were not read")
+        return self.hosts
 
 
 class Project(Section):
@@ -774,6 +826,10 @@ class Project(Section):
         default=3600,
         ge=60,
         description="Seconds after which a deployment lock is reported stale.",
+    )
+    ci: Ci = Field(
+        default_factory=Ci,
+        description="The CI/CD pipeline `deployer generate ci` writes from this file.",
     )
     environments: dict[Name, Environment] = Field(description="Where the app is deployed.")
 

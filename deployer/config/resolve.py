@@ -1,8 +1,9 @@
 """From a validated project to one environment's effective settings.
 
 An environment overrides only the keys it sets (pydantic's `model_fields_set`), recursively;
-`service.env` maps merge key by key. Lab hosts are passed in by the caller, so this module
-stays pure: no files, no network.
+`service.env` maps merge key by key. Lab hosts and the hosts Terraform created (read from its
+outputs by `deployer.config.terraform`) are passed in by the caller, so this module stays
+pure: no files, no network.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from deployer.config.models import (
     Secrets,
     Service,
     Strategy,
+    TerraformHosts,
     lab_selection,
 )
 from deployer.config.notify import Notification
@@ -423,10 +425,10 @@ def _proxy(
             f"{format_loc((*base, 'proxy', 'component'))}: the proxy serves the static "
             f"service {static.name} from its own hosts: give {static.component} (its component)"
         )
-    if component is not None and component not in env.hosts:
+    if component is not None and component not in env.groups:
         problems.append(
             f"{format_loc((*base, 'proxy', 'component'))}: no such component in "
-            f"{format_loc((*base, 'hosts'))} ({', '.join(env.hosts)})"
+            f"{format_loc((*base, 'hosts'))} ({', '.join(env.groups)})"
         )
     names = tuple(h.name for h in hosts if component is None or component in h.components)
     if not services and service.port == settings.http_port:
@@ -553,13 +555,28 @@ def _accessory_port_problems(
     return problems
 
 
-def resolve(loaded: LoadedProject, environment: str, lab: LabInfo | None = None) -> Target:
-    """The effective settings of `environment`. Raises ConfigError naming the bad path."""
+def resolve(
+    loaded: LoadedProject,
+    environment: str,
+    lab: LabInfo | None = None,
+    provisioned: Mapping[str, Sequence[Host]] | None = None,
+) -> Target:
+    """The effective settings of `environment`. Raises ConfigError naming the bad path.
+    `provisioned`: the hosts per component of an environment whose hosts come from
+    Terraform (`deployer.config.terraform.read_outputs`)."""
     project = loaded.project
     env = project.environments.get(environment)
     if env is None:
         raise unknown_environment(loaded, environment)
     base = ("environments", environment)
+    if isinstance(env.hosts, TerraformHosts):
+        if provisioned is None:
+            raise ConfigError(
+                [f"{format_loc((*base, 'hosts', 'from_terraform'))}: its outputs were not read"],
+                source=str(loaded.path),
+            )
+        given = {component: list(members) for component, members in provisioned.items()}
+        env = env.model_copy(update={"hosts": given})
     problems: list[str] = []
     service = overlay(project.service, env.service)
     several = bool(project.services)
@@ -598,11 +615,11 @@ def resolve(loaded: LoadedProject, environment: str, lab: LabInfo | None = None)
         if check is not None and check.port is None and service.port is None and not several:
             problems.append(f"health.{kind}.port: required when service.port is not set")
     for component in env.replicas.keys() | env.resources.keys():
-        if component not in env.hosts:
+        if component not in env.groups:
             where = "replicas" if component in env.replicas else "resources"
             problems.append(
                 f"{format_loc((*base, where, component))}: no such component in "
-                f"{format_loc((*base, 'hosts'))} ({', '.join(env.hosts)})"
+                f"{format_loc((*base, 'hosts'))} ({', '.join(env.groups)})"
             )
     every_host = _hosts(env, environment, service, lab, loaded.directory, problems)
     by_component: dict[str, list[str]] = {}
@@ -704,7 +721,7 @@ def resolve(loaded: LoadedProject, environment: str, lab: LabInfo | None = None)
         for component in host.components:
             components.setdefault(component, []).append(host.name)
     known_hosts = [loaded.directory / env.ssh.known_hosts]
-    if lab is not None and any(lab_selection(g) is not None for g in env.hosts.values()):
+    if lab is not None and any(lab_selection(g) is not None for g in env.groups.values()):
         known_hosts.append(lab.known_hosts)
     return Target(
         project_dir=loaded.directory,
@@ -796,7 +813,7 @@ def _hosts(
     by_name: dict[str, ResolvedHost] = {}
     key_setting = env.ssh.private_key
     default_key = project_dir / Path(key_setting).expanduser() if key_setting else None
-    for component, group in env.hosts.items():
+    for component, group in env.groups.items():
         members: Sequence[Host]
         key = default_key
         selection = lab_selection(group)

@@ -235,10 +235,10 @@ def resolve_services(
     for name, spec in specs.items():
         problems += _spec_problems(name, spec)
         members = list(by_component.get(spec.component, ()))
-        if spec.component not in env.hosts:
+        if spec.component not in env.groups:
             problems.append(
                 f"{_loc('services', name, 'component')}: no component {spec.component!r} in "
-                f"{hosts_loc} ({', '.join(env.hosts)})"
+                f"{hosts_loc} ({', '.join(env.groups)})"
             )
         elif not members:
             problems.append(
@@ -288,7 +288,7 @@ def resolve_services(
         )
     problems += _port_problems(resolved)
     used = {s.component for s in specs.values()} | set(accessory_components(env).values())
-    for component in env.hosts:
+    for component in env.groups:
         if component not in used:
             problems.append(
                 f"{_loc('environments', environment, 'hosts', component)}: its hosts would run "

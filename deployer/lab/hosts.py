@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from deployer.config.loader import LoadedProject
-from deployer.config.models import Host, lab_selection
+from deployer.config.models import Host, TerraformHosts, lab_selection
 from deployer.config.resolve import LabInfo
 from deployer.errors import ConfigError
 from deployer.lab.model import lab_dir
@@ -26,7 +26,9 @@ def lab_name() -> str:
 
 def uses_lab(loaded: LoadedProject, environment: str) -> bool:
     env = loaded.project.environments.get(environment)
-    return env is not None and any(lab_selection(g) is not None for g in env.hosts.values())
+    if env is None or isinstance(env.hosts, TerraformHosts):
+        return False
+    return any(lab_selection(g) is not None for g in env.groups.values())
 
 
 def load_lab(name: str | None = None) -> LabInfo | None:

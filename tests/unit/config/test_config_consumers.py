@@ -24,7 +24,14 @@ from pydantic import BaseModel
 
 from deployer.artifact import for_services, for_target
 from deployer.config.loader import load_project
-from deployer.config.models import Environment, Host, Project, Section, ServiceSpec
+from deployer.config.models import (
+    Environment,
+    Host,
+    Project,
+    Section,
+    ServiceSpec,
+    TerraformHosts,
+)
 from deployer.config.resolve import Target, resolve
 from deployer.errors import ConfigError
 from deployer.plan import extravars, strategy
@@ -237,7 +244,14 @@ ELSEWHERE: dict[str, str] = {
     "rollback.automatic": "tests/unit/engine/test_engine_lifecycle.py",
     "environments.*.notifications": "tests/unit/notify",
     "environments.*.swarm": "tests/golden/swarm",
-}
+    # the hosts Terraform created, read from its outputs before resolution
+    "environments.*.hosts.from_terraform": "tests/unit/config/test_terraform_hosts.py",
+    "environments.*.hosts.components": "tests/unit/config/test_terraform_hosts.py",
+    # the pipeline `deployer generate ci` writes
+    **{f"ci.{key}": "tests/unit/plan/test_ci_plan.py" for key in (
+        "install", "python", "directory", "branches", "ssh_key", "known_hosts", "vault_password",
+    )},
+}  # fmt: skip
 """Leaf path -> where the test of its consumer lives (consumed outside planning)."""
 
 
@@ -264,6 +278,7 @@ def _leaves(model: type[BaseModel], prefix: str) -> list[str]:
             out += _leaves(Environment, "environments.*.")
         elif model is Environment and name == "hosts":
             out += _leaves(Host, "environments.*.hosts.*[].")
+            out += _leaves(TerraformHosts, "environments.*.hosts.")
         elif model is Project and name == "services":
             out += _leaves(ServiceSpec, "services.*.")
         elif inner is not None and issubclass(inner, Section) and origin in NOT_CONTAINERS:
