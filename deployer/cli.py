@@ -474,6 +474,50 @@ def releases(ctx: typer.Context, environment: EnvArg, as_json: JsonOpt = False) 
         _finish(_run(ctx, environment, title, call, ledger=True), as_json)
 
 
+maintenance_app = typer.Typer(
+    help="The edge proxy's maintenance page (503 with Retry-After) for every request.",
+    no_args_is_help=True,
+)
+app.add_typer(maintenance_app, name="maintenance")
+
+
+@maintenance_app.command("on")
+def maintenance_on(
+    ctx: typer.Context,
+    environment: EnvArg,
+    retry_after: Annotated[
+        int, typer.Option(min=1, max=86_400, help="Seconds clients are told to wait.")
+    ] = 300,
+    message: Annotated[str, typer.Option(help="One line on the page.")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Answer every request through the proxy with the maintenance page; health checks and
+    deploys go on."""
+    _maintenance(ctx, environment, True, retry_after, message, as_json)
+
+
+@maintenance_app.command("off")
+def maintenance_off(ctx: typer.Context, environment: EnvArg, as_json: JsonOpt = False) -> None:
+    """Send requests to the app again."""
+    _maintenance(ctx, environment, False, 300, "", as_json)
+
+
+def _maintenance(
+    ctx: typer.Context, environment: str, on: bool, retry_after: int, message: str, js: bool
+) -> None:
+    from deployer.targets.ssh import maintenance
+
+    with _errors(js):
+        state = "on" if on else "off"
+        result = _run(
+            ctx,
+            environment,
+            f"maintenance {state} {environment}",
+            lambda d: maintenance.run(_ssh_only(d, "maintenance"), on, retry_after, message),
+        )
+        _finish(result, js, ExitCode.OK if result.ok else ExitCode.DEPLOY_FAILED)
+
+
 @app.command(name="exec")
 def exec_command(
     ctx: typer.Context,

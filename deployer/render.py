@@ -33,6 +33,7 @@ from deployer.targets.base import (
     LockInfo,
     LogLine,
     LogsResult,
+    MaintenanceResult,
     ReleasesResult,
     RestoreResult,
     RollbackResult,
@@ -540,6 +541,21 @@ def show_log_line(line: LogLine, console: Console) -> None:
 
 def show_log_error(host: str, why: str, console: Console) -> None:
     console.print(f"[red]{escape(host)}[/]: {escape(why)}", highlight=False)
+
+
+@show.register
+def _(result: MaintenanceResult, console: Console) -> None:
+    for host, why in result.errors.items():
+        console.print(f"{escape(host)}: [red]failed[/]: {escape(why)}", highlight=False)
+    done = [h for h in result.hosts if h not in result.errors]
+    if result.on:
+        what = f"maintenance on (503, Retry-After {result.retry_after}s)"
+    else:
+        what = "maintenance off"
+    verdict = "[green]ok[/]" if result.ok else "[red]not on every proxy host[/]"
+    console.print(
+        f"{escape(result.environment)}: {what} on {escape(', '.join(done) or 'no host')}: {verdict}"
+    )
 
 
 @show.register

@@ -21,6 +21,7 @@ from deployer.plan.proxy import (
     Route,
     Tls,
     Upstream,
+    render_maintenance,
     render_site,
     render_upstreams,
 )
@@ -165,5 +166,24 @@ def certificate_vars(target: Target) -> dict[str, Any]:
         "deployer_certificate": {
             "hosts": list(target.proxy.hosts),
             "path": tls_paths(target).certificate,
+        }
+    }
+
+
+def maintenance_vars(
+    target: Target, *, on: bool, retry_after: int = 300, message: str = ""
+) -> dict[str, Any]:
+    """`deployer_maintenance` {hosts, path, text}: the site's maintenance file on every proxy
+    host (see render_maintenance)."""
+    assert target.proxy is not None
+    paths = _site_paths(target.app.name, target.environment)
+    text = render_maintenance(
+        target.app.name, target.environment, on=on, retry_after=retry_after, message=message
+    )
+    return {
+        "deployer_maintenance": {
+            "hosts": list(target.proxy.hosts),
+            "path": paths["maintenance"],
+            "text": text,
         }
     }

@@ -89,11 +89,14 @@ class ProxySite:
 
 def site_paths(app: str, environment: str) -> dict[str, str]:
     """Paths on the proxy host: `site` (server blocks, read by nginx from conf.d),
-    `upstreams` (upstream blocks, included by the site file), `access_log` (JSON logs)."""
+    `upstreams` (upstream blocks, included by the site file), `maintenance` (what
+    `deployer maintenance` writes; included by the site file when it exists), `access_log`
+    (JSON logs)."""
     key = f"{_name(app, 'app')}-{_name(environment, 'environment')}"
     return {
         "site": f"/etc/nginx/conf.d/deployer-{key}.conf",
         "upstreams": f"/etc/nginx/deployer/{key}/upstreams.conf",
+        "maintenance": f"/etc/nginx/deployer/{key}/maintenance.conf",
         "access_log": f"/var/log/nginx/deployer-{key}.access.log",
     }
 
@@ -307,3 +310,52 @@ def render_upstreams(site: ProxySite, drained: frozenset[str] = frozenset()) -> 
         )
     values = {"site": site, "upstreams": upstreams, "drained": sorted(drained)}
     return _templates().get_template("upstreams.conf.j2").render(values)
+
+
+MAINTENANCE_MESSAGE = "This site is down for maintenance and will be back shortly."
+
+
+def _html(text: str) -> str:
+    """`text` as HTML whose every character but letters, digits, spaces and . , - is an
+    entity: nothing in it can end nginx's quoted string, name a variable ($) or open markup."""
+    return "".join(
+        ch if ch.isascii() and (ch.isalnum() or ch in " .,-") else f"&#{ord(ch)};" for ch in text
+    )
+
+
+def render_maintenance(
+    app: str, environment: str, *, on: bool, retry_after: int = 300, message: str = ""
+) -> str:
+    """The site's maintenance file: with `on`, every request but the proxy's health check
+    and ACME challenges is answered 503 with a small page and Retry-After; off, a comment."""
+    head = (
+        f"# Managed by deployer: maintenance mode of {_name(app, 'app')} "
+        f"({_name(environment, 'environment')}).\n"
+    )
+    if not on:
+        return head + "# Off: requests go to the app.\n"
+    if not 1 <= retry_after <= 86_400:
+        raise ValueError(f"retry_after: {retry_after} is not 1-86400 seconds")
+    message = message or MAINTENANCE_MESSAGE
+    if len(message) > 500 or any(ch in message for ch in "\r\n\x00"):
+        raise ValueError("message: one line of at most 500 characters")
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>Maintenance</title></head>"
+        f"<body><h1>Down for maintenance</h1><p>{_html(message)}</p></body></html>"
+    )
+    return head + "\n".join(
+        [
+            "# On: `deployer maintenance off` ends it; deploys and health checks go on.",
+            'if ($uri !~ "^/(\\.deployer/proxy-health|\\.well-known/acme-challenge/)") {',
+            "    return 503;",
+            "}",
+            "error_page 503 @deployer_maintenance;",
+            "location @deployer_maintenance {",
+            "    default_type text/html;",
+            f"    add_header Retry-After {retry_after} always;",
+            '    add_header Cache-Control "no-store" always;',
+            f'    return 503 "{page}";',
+            "}",
+            "",
+        ]
+    )

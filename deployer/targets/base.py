@@ -523,3 +523,18 @@ class ExecResult:
     @property
     def ok(self) -> bool:
         return not self.errors and all(r.ok for r in self.results)
+
+
+@dataclass(frozen=True)
+class MaintenanceResult:
+    """`deployer maintenance on|off`: what each proxy host did (host -> why it failed)."""
+
+    environment: str
+    on: bool
+    hosts: tuple[str, ...]
+    errors: Mapping[str, str] = field(default_factory=dict)
+    retry_after: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors

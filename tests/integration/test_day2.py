@@ -11,6 +11,7 @@ import time
 from typing import TYPE_CHECKING
 
 import pytest
+from shop_lab import Shop
 
 if TYPE_CHECKING:
     from conftest import Project
@@ -83,3 +84,37 @@ def test_logs_and_exec(project: Project) -> None:
         refused = project.cli("exec", "lab", *bad, env=env)
         assert refused.returncode == 2, refused.stdout
         assert words in refused.stdout + refused.stderr
+
+
+def test_maintenance_mode_and_exec_as_one_service_of_several(shop: Shop) -> None:
+    first = shop.cli("deploy", "lab", "--version", "v1")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert shop.get("/")[0] == 200
+
+    on = shop.cli("maintenance", "on", "lab", "--retry-after", "120", "--message", "Back at 10")
+    assert on.returncode == 0, on.stdout[-2000:] + on.stderr[-2000:]
+    for path in ("/", "/api/items"):
+        status, headers, body = shop.get(path)
+        assert status == 503, (path, status)
+        assert headers.get("Retry-After") == "120"
+        assert "Back at 10" in body
+    assert shop.get("/.deployer/proxy-health")[0] == 200  # the proxy's own check
+
+    # a deploy goes on behind the page (its health checks are on the hosts), and keeps it
+    second = shop.cli("deploy", "lab", "--version", "v2")
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert shop.get("/")[0] == 503
+
+    off = shop.cli("maintenance", "off", "lab")
+    assert off.returncode == 0, off.stdout[-2000:]
+    assert shop.get("/")[0] == 200
+    assert shop.get("/api/items")[0] == 200
+
+    ran = shop.cli(
+        "exec", "lab", "--service", "api", "--", "sh", "-c", 'echo "${DATABASE_URL%%:*}"'
+    )
+    assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
+    assert "| postgresql" in ran.stdout
+    refused = shop.cli("exec", "lab", "--", "true")
+    assert refused.returncode == 2
+    assert "--service: required" in refused.stdout + refused.stderr

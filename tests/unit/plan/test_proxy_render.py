@@ -26,6 +26,7 @@ from deployer.plan.proxy import (
     Route,
     Tls,
     Upstream,
+    render_maintenance,
     render_site,
     render_upstreams,
     site_paths,
@@ -177,11 +178,36 @@ def test_site_file_includes_its_upstreams_file() -> None:
     assert paths == {
         "site": "/etc/nginx/conf.d/deployer-shop-production.conf",
         "upstreams": "/etc/nginx/deployer/shop-production/upstreams.conf",
+        "maintenance": "/etc/nginx/deployer/shop-production/maintenance.conf",
         "access_log": "/var/log/nginx/deployer-shop-production.access.log",
     }
     files = render_site(site)
-    assert set(files) == {paths["site"], paths["upstreams"]}
+    assert set(files) == {paths["site"], paths["upstreams"]}  # never the maintenance file
     assert f"include {paths['upstreams']};\n" in files[paths["site"]]
+    # a glob: no error while the file does not exist
+    assert (
+        "include /etc/nginx/deployer/shop-production/maintenance*.conf;\n" in (files[paths["site"]])
+    )
+
+
+def test_the_maintenance_page_is_text_nginx_cannot_read_as_config() -> None:
+    hostile = 'back soon"; } location / { proxy_pass http://evil; } #$host <script>'
+    text = render_maintenance("shop", "production", on=True, retry_after=120, message=hostile)
+    (page,) = [line for line in text.splitlines() if line.startswith("    return 503 ")]
+    body = page.removeprefix('    return 503 "').removesuffix('";')
+    # nothing ends nginx's quoted string or names a variable in it; no markup of the message
+    assert '"' not in body
+    assert "$" not in body
+    assert "<script>" not in body
+    assert "back soon&#34;&#59; &#125; location" in body
+    assert "add_header Retry-After 120 always;" in text
+    assert "return 503;" in text
+    off = render_maintenance("shop", "production", on=False)
+    assert "return" not in off
+    with pytest.raises(ValueError, match="retry_after"):
+        render_maintenance("shop", "production", on=True, retry_after=0)
+    with pytest.raises(ValueError, match="message"):
+        render_maintenance("shop", "production", on=True, message="two\nlines")
 
 
 def test_drain_marks_only_that_hosts_backends_down() -> None:
