@@ -326,6 +326,20 @@ class Strategy(Section):
         ge=0,
         description="Hosts that may fail their health check before the rollout is rolled back.",
     )
+    retries: int = Field(
+        default=0,
+        ge=0,
+        le=10,
+        description="Times the preparation is tried again when hosts are unreachable (an SSH "
+        "timeout, a host rebooting), before anything is switched; then the deploy gives up "
+        "with exit 4.",
+    )
+    retry_delay: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="Seconds before the first retry; each later one waits twice as long.",
+    )
 
 
 class HealthRule(Section):

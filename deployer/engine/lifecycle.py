@@ -38,6 +38,7 @@ from deployer.targets.base import (
     HostReport,
     LockInfo,
     Release,
+    StageReply,
     Target,
     cap,
     new_token,
@@ -358,6 +359,8 @@ def _stage(rollout: _Rollout, step: Step, wait: float, started: float) -> BatchR
         if first is not None:  # is one in the switch stage
             rollout.stage(first.label)
 
+    strategy = rollout.session.target.strategy
+    retries, delay = strategy.retries, strategy.retry_delay
     while True:
         if with_lock:
             # Until a reply says otherwise we may hold the lock: releasing it with our own
@@ -380,6 +383,19 @@ def _stage(rollout: _Rollout, step: Step, wait: float, started: float) -> BatchR
                 time.sleep(LOCK_POLL_SECONDS)
                 continue
             raise RolloutStop(Status.FAILED, ExitCode.LOCKED, "lock", _locked(reply.lock))
+        if retries and _transient(reply) and not rollout.session.interrupted.is_set():
+            # Only unreachable hosts, before any switch: the run stopped before anything
+            # was uploaded anywhere, so the whole preparation runs again (a host already
+            # staged is not uploaded to twice; our own lock is taken again by its token).
+            away = sorted(h for h, r in reply.hosts.items() if r.unreachable)
+            attempt = strategy.retries - retries + 1
+            rollout.session.notes.append(
+                f"unreachable in preflight: {', '.join(away)}; tried again after {delay:g}s "
+                f"(retry {attempt} of {strategy.retries})"
+            )
+            time.sleep(delay)
+            retries, delay = retries - 1, min(delay * 2, 60.0)
+            continue
         break
     rollout.keep_hooks(reply.hosts.values())
     switch_began = reply.switched is not None
@@ -420,6 +436,13 @@ def _stage(rollout: _Rollout, step: Step, wait: float, started: float) -> BatchR
         return None
     rollout.live_since = reply.switch_started or time.time()
     return BatchReply(reply.switched, released=reply.released, interrupted=reply.interrupted)
+
+
+def _transient(reply: StageReply) -> bool:
+    """The preparation failed only because hosts could not be reached, before any switch."""
+    away = [r for r in reply.hosts.values() if r.unreachable]
+    others = [r for r in reply.hosts.values() if not r.good and not r.unreachable]
+    return bool(away) and not others and reply.switched is None and not reply.lock_error
 
 
 def _locked(info: LockInfo) -> str:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import secrets
 import signal
+import subprocess
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -118,3 +120,23 @@ def test_maintenance_mode_and_exec_as_one_service_of_several(shop: Shop) -> None
     refused = shop.cli("exec", "lab", "--", "true")
     assert refused.returncode == 2
     assert "--service: required" in refused.stdout + refused.stderr
+
+
+def test_a_host_unreachable_for_a_moment_is_retried_and_the_deploy_goes_through(
+    project: Project,
+) -> None:
+    project.edit({"strategy": {"retries": 3, "retry_delay": 2}})
+    host = project.lab.hosts[-1]
+    subprocess.run(["docker", "exec", host.container, "systemctl", "stop", "ssh"], check=True)
+    back = threading.Timer(
+        3, subprocess.run, (["docker", "exec", host.container, "systemctl", "start", "ssh"],)
+    )
+    back.start()
+    try:
+        deployed = project.cli("deploy", "lab", "--version", "v1")
+    finally:
+        back.join()
+    assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
+    assert f"note: unreachable in preflight: {host.name}; tried again after 2s" in deployed.stdout
+    history = json.loads(project.cli("history", "lab", "--json").stdout)
+    assert [(d["version"], d["status"]) for d in history] == [("v1", "SUCCEEDED")]

@@ -99,6 +99,8 @@ class Scenario:
     before: Mapping[str, str | None] = field(default_factory=lambda: dict.fromkeys(HOSTS, "v1"))
     """What each host runs before the rollout (None: nothing yet)."""
     unreachable_in_stage: frozenset[str] = frozenset()
+    reachable_after: int | None = None
+    """Stage runs after which the unreachable_in_stage hosts answer (None: never)."""
     preflight: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     """host -> (stage, message): fails there while staging (preflight | upload | stage)."""
     fail_health: frozenset[str] = frozenset()
@@ -341,7 +343,8 @@ class FakeTarget:
         s, replies = self.scenario, {}
         for host in hosts:
             current = self.running.get(host)
-            if host in s.unreachable_in_stage:
+            away = s.reachable_after is None or nth <= s.reachable_after
+            if host in s.unreachable_in_stage and away:
                 replies[host] = HostReply(
                     host, ok=False, unreachable=True, stage="preflight", message="ssh: timed out"
                 )

@@ -393,6 +393,44 @@ def test_an_unreachable_host_in_preflight_changes_nothing(tmp_path: Path) -> Non
     assert s.ledger.get(result.deployment_id).stage == "preflight"
 
 
+def test_unreachable_hosts_are_retried_with_backoff_before_anything_is_switched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr("deployer.engine.lifecycle.time.sleep", slept.append)
+    strategy = Strategy(kind="rolling", batch_size=2, retries=3, retry_delay=1.5)
+    scenario = Scenario(unreachable_in_stage=frozenset({"web4"}), reachable_after=2)
+    result, fake, _ = _deploy(tmp_path, strategy, scenario)
+    assert (result.status, result.exit_code) == (Status.SUCCEEDED, ExitCode.OK), result.reason
+    stages = [c for c in fake.calls if c.method == "stage"]
+    assert len(stages) == 3  # twice web4 was away, the third preparation got through
+    assert slept == [1.5, 3.0]
+    assert result.notes == (
+        "unreachable in preflight: web4; tried again after 1.5s (retry 1 of 3)",
+        "unreachable in preflight: web4; tried again after 3s (retry 2 of 3)",
+    )
+    assert fake.running == dict.fromkeys(HOSTS, "v2")
+
+
+def test_retries_give_up_with_exit_4_and_a_failed_host_is_never_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("deployer.engine.lifecycle.time.sleep", lambda seconds: None)
+    strategy = Strategy(kind="rolling", batch_size=2, retries=2)
+    away = Scenario(unreachable_in_stage=frozenset({"web4"}))
+    result, fake, _ = _deploy(tmp_path, strategy, away)
+    assert (result.exit_code, result.stage) == (ExitCode.UNREACHABLE, "preflight")
+    assert len([c for c in fake.calls if c.method == "stage"]) == 3
+    assert fake.running == ON_V1
+    broken = Scenario(
+        unreachable_in_stage=frozenset({"web4"}), preflight={"web2": ("upload", "disk full")}
+    )
+    (tmp_path / "2").mkdir()
+    result, fake, _ = _deploy(tmp_path / "2", strategy, broken)
+    assert result.exit_code == ExitCode.UNREACHABLE  # the unreachable host is reported first
+    assert len([c for c in fake.calls if c.method == "stage"]) == 1
+
+
 # --- the lock -----------------------------------------------------------------------------
 
 
