@@ -584,10 +584,18 @@ def logs(
     """The app's journal on its hosts, each line prefixed with its host, merged by time."""
     from deployer import render
     from deployer.targets import for_session
-    from deployer.targets.ssh import logs as journal
 
     with _errors(as_json):
-        session = _ssh_only(for_session(_session(ctx, environment, secrets=True)), "logs")
+        driver = for_session(_session(ctx, environment, secrets=True))
+        if driver.kind == "swarm":
+            from deployer.targets.swarm import logs as journal
+
+            session: Any = driver.session
+            source: Any = driver
+        else:
+            from deployer.targets.ssh import logs as journal  # type: ignore[no-redef]
+
+            session = source = _ssh_only(driver, "logs")
         options: dict[str, Any] = {
             "service": service,
             "hosts": host or (),
@@ -596,7 +604,7 @@ def logs(
         }
         if not follow:
             with _live(session, f"logs {environment}"):
-                result = journal.read(session, lines=lines, **options)
+                result = journal.read(source, lines=lines, **options)
             code = ExitCode.OK if result.ok else ExitCode.UNREACHABLE
             _finish(result, as_json, code)
 
@@ -611,7 +619,7 @@ def logs(
 
         previous = signal.signal(signal.SIGINT, interrupt)
         try:
-            result = journal.follow(session, show, lines=min(lines, 1000), **options)
+            result = journal.follow(source, show, lines=min(lines, 1000), **options)
         finally:
             signal.signal(signal.SIGINT, previous)
         for name, why in result.errors.items():

@@ -15,9 +15,12 @@ from collections.abc import Sequence
 from deployer.config.resolve import ResolvedHost, Target
 
 
-def ssh_argv(target: Target, host: ResolvedHost, argv: Sequence[str]) -> list[str]:
-    """`ssh ... host -- argv` with the inventory's user, port, key and known_hosts files:
-    host keys are always checked, a key never asked for interactively."""
+def ssh_command(
+    target: Target, host: ResolvedHost, command: str, options: Sequence[str] = ()
+) -> list[str]:
+    """`ssh ... host command` with the inventory's user, port, key and known_hosts files:
+    host keys are always checked, nothing is asked interactively. `command` is a line for
+    the remote login shell, each word already quoted; `options`: more `-o` settings."""
     files = " ".join(str(p) for p in target.known_hosts)
     out = [
         "ssh",
@@ -30,11 +33,12 @@ def ssh_argv(target: Target, host: ResolvedHost, argv: Sequence[str]) -> list[st
         "-o",
         f"GlobalKnownHostsFile={files}",
         "-o",
-        f"ConnectTimeout={target.connect_timeout}",
-        "-o",
         "BatchMode=yes",
         "-o",
+        f"ConnectTimeout={target.connect_timeout}",
+        "-o",
         "LogLevel=ERROR",
+        *options,
         "-p",
         str(host.port),
         "-l",
@@ -42,7 +46,12 @@ def ssh_argv(target: Target, host: ResolvedHost, argv: Sequence[str]) -> list[st
     ]
     if host.private_key is not None:
         out += ["-o", "IdentitiesOnly=yes", "-i", str(host.private_key)]
-    return [*out, "--", host.address, shlex.join(argv)]
+    return [*out, "--", host.address, command]
+
+
+def ssh_argv(target: Target, host: ResolvedHost, argv: Sequence[str]) -> list[str]:
+    """`ssh_command` for an argv: each word quoted for the remote shell (`shlex.join`)."""
+    return ssh_command(target, host, shlex.join(argv))
 
 
 def journal_units(target: Target, service: str | None = None) -> list[str]:

@@ -328,3 +328,15 @@ def test_status_reads_the_tasks(stack: Stack) -> None:
     }
     assert result.expected == "v1"
     assert not result.drift
+
+
+def test_logs_read_every_task_of_a_service_by_its_node(stack: Stack) -> None:
+    from deployer.targets.swarm import logs
+
+    result = logs.read(for_session(stack.session()), service="web", grep="serving", lines=50)
+    assert result.ok, result.errors
+    nodes = {line.host for line in result.lines}
+    assert nodes  # the web tasks said they serve, each on its node
+    assert nodes <= {h.name for h in stack.lab.hosts}
+    assert all(line.unit == "web" and "serving on" in line.message for line in result.lines)
+    assert [line.time for line in result.lines] == sorted(line.time for line in result.lines)

@@ -1,20 +1,13 @@
-"""`deployer logs ENV`: the app's journal on every host chosen, over plain SSH (one
-connection per host, in parallel), merged by time; `-f` follows until interrupted.
-
-What a host sends is text, never trusted: each line is parsed as journalctl's JSON, its
-message freed of control characters (no terminal escape reaches the operator), capped and
-masked with every secret value deployer knows.
+"""`deployer logs ENV` on servers: the app's journal on every host chosen, over plain SSH
+(one connection per host, in parallel), merged by time; `-f` follows until interrupted.
+Each line is parsed as journalctl's JSON, then made safe to show (deployer.targets.logtext).
 """
 
 from __future__ import annotations
 
 import json
-import queue
-import re
 import subprocess
-import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
@@ -22,46 +15,16 @@ from deployer.config.resolve import ResolvedHost
 from deployer.errors import BadRequest
 from deployer.plan.remote import journal_argv, journal_units, ssh_argv
 from deployer.targets.base import LogLine, LogsResult
+from deployer.targets.logtext import (
+    CONTROL,
+    check_grep,
+    clean,
+    follow_streams,
+    parse_since,
+    stream_errors,
+    why_failed,
+)
 from deployer.targets.ssh.context import SshSession
-
-MAX_CHARS = 4000
-"""Characters kept of one line."""
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_SINCE = re.compile(r"([0-9]{1,6})([smhd])")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-MERGE_WINDOW = 0.3
-"""Seconds `-f` holds lines to print those of several hosts in the order they were written."""
-
-
-def parse_since(value: str, now: float | None = None) -> float:
-    """`--since`: `10m`, `2h`, `1d` ago, or an ISO 8601 time (UTC unless it says) -> unix
-    seconds. Anything else is bad input."""
-    now = time.time() if now is None else now
-    match = _SINCE.fullmatch(value.strip())
-    if match:
-        return now - int(match.group(1)) * _UNITS[match.group(2)]
-    try:
-        when = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise BadRequest(
-            f"--since: {value!r} is neither a duration (30s, 10m, 2h, 1d) nor an ISO 8601 "
-            "time (2026-12-04T05:00:00)"
-        ) from None
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
-
-
-def check_grep(value: str | None) -> str | None:
-    """`--grep`: journalctl matches it as a PCRE2 pattern; refused here when Python's `re`
-    cannot read it either (most typos), before any host is reached."""
-    if value is None:
-        return None
-    if not value or "\n" in value or len(value) > 500:
-        raise BadRequest("--grep: one line of at most 500 characters")
-    try:
-        re.compile(value)
-    except re.error as exc:
-        raise BadRequest(f"--grep: {value!r} is not a regular expression: {exc}") from None
-    return value
 
 
 def parse_line(host: str, raw: str, redact: Callable[[str], str]) -> LogLine | None:
@@ -75,7 +38,6 @@ def parse_line(host: str, raw: str, redact: Callable[[str], str]) -> LogLine | N
     stamp = entry.get("__REALTIME_TIMESTAMP")
     if not isinstance(stamp, str) or not stamp.isdigit():
         return None
-    micros = int(stamp)
     message = entry.get("MESSAGE")
     if isinstance(message, list):  # journalctl sends bytes that are not UTF-8 as numbers
         message = bytes(b for b in message if isinstance(b, int) and 0 <= b < 256).decode(
@@ -86,12 +48,11 @@ def parse_line(host: str, raw: str, redact: Callable[[str], str]) -> LogLine | N
     unit = entry.get("_SYSTEMD_UNIT")
     if unit == "init.scope":  # what systemd itself said about the unit
         unit = "systemd"
-    text = redact(_CONTROL.sub("", message.replace("\t", "    "))[:MAX_CHARS])
     return LogLine(
         host=host,
-        time=datetime.fromtimestamp(micros / 1e6, UTC),
-        unit=_CONTROL.sub("", unit)[:200] if isinstance(unit, str) else "",
-        message=text,
+        time=datetime.fromtimestamp(int(stamp) / 1e6, UTC),
+        unit=CONTROL.sub("", unit)[:200] if isinstance(unit, str) else "",
+        message=clean(message, redact),
     )
 
 
@@ -114,13 +75,6 @@ def _chosen(session: SshSession, hosts: Sequence[str], service: str | None) -> l
         runs = next(s.hosts for s in target.services if s.name == service)
         chosen = [h for h in chosen if h.name in runs]
     return chosen
-
-
-def _why(host: str, rc: int, stderr: str) -> str:
-    text = _CONTROL.sub(" ", stderr).strip()[-300:]
-    if rc == 255:
-        return f"unreachable over SSH: {text or 'ssh exited 255'}"
-    return f"journalctl exited {rc}: {text}" if text else f"journalctl exited {rc}"
 
 
 def read(
@@ -158,7 +112,7 @@ def read(
         failed = proc.returncode not in (0, 1) or (proc.returncode == 1 and proc.stderr.strip())
         if session.progress:
             session.progress.task(host.name, "read the journal", "failed" if failed else "ok")
-        why = _why(host.name, proc.returncode, proc.stderr) if failed else ""
+        why = why_failed(proc.returncode, proc.stderr, "journalctl") if failed else ""
         return host.name, [f for f in found if f is not None], why
 
     with ThreadPoolExecutor(max_workers=max(1, min(len(chosen), 32))) as pool:
@@ -190,7 +144,6 @@ def follow(
         grep=check_grep(grep),
         follow=True,
     )
-    found: queue.Queue[tuple[str, LogLine | None]] = queue.Queue()
     procs = {
         host.name: subprocess.Popen(
             ssh_argv(target, host, argv),
@@ -202,57 +155,11 @@ def follow(
         )
         for host in chosen
     }
-
-    def pump(host: str, proc: subprocess.Popen[str]) -> None:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            line = parse_line(host, raw, session.redact)
-            if line is not None:
-                found.put((host, line))
-        found.put((host, None))
-
-    for host, proc in procs.items():
-        threading.Thread(target=pump, args=(host, proc), daemon=True).start()
-    open_streams = set(procs)
-    held: list[LogLine] = []
-    try:
-        while open_streams and not session.interrupted.is_set():
-            for host, line in _drain(found, MERGE_WINDOW):
-                if line is None:
-                    open_streams.discard(host)
-                else:
-                    held.append(line)
-            held.sort(key=lambda entry: entry.time)
-            for line in held:
-                on_line(line)
-            held.clear()
-    finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in procs.values():
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-    errors = {}
-    for host, proc in procs.items():
-        rc = proc.returncode
-        if rc not in (0, 1, -15) and not session.interrupted.is_set():
-            errors[host] = _why(host, rc, proc.stderr.read() if proc.stderr else "")
+    follow_streams(
+        procs,
+        lambda host, raw: parse_line(host, raw, session.redact),
+        on_line,
+        session.interrupted,
+    )
+    errors = stream_errors(procs, session.interrupted, "journalctl")
     return LogsResult(target.environment, (), errors)
-
-
-def _drain(
-    found: queue.Queue[tuple[str, LogLine | None]], window: float
-) -> Iterator[tuple[str, LogLine | None]]:
-    """What arrived within `window` seconds (waiting that long for the first)."""
-    deadline = time.monotonic() + window
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return
-        try:
-            yield found.get(timeout=left)
-        except queue.Empty:
-            return

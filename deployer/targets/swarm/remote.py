@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from deployer.config.resolve import ResolvedHost, Target
 from deployer.errors import DeployerError, UnreachableError
 from deployer.paths import ssh_control_dir
+from deployer.plan.remote import ssh_command
 
 SSH_UNREACHABLE = 255
 
@@ -41,24 +42,15 @@ class Nodes:
         self._control = ssh_control_dir(target.project_dir, "sw")
 
     def argv(self, host: ResolvedHost, command: str) -> list[str]:
-        files = " ".join(str(p) for p in self.target.known_hosts)
-        argv = [
-            "ssh",
-            "-o", "StrictHostKeyChecking=yes",
-            "-o", f"UserKnownHostsFile={files}",
-            "-o", f"GlobalKnownHostsFile={files}",
-            "-o", "BatchMode=yes",
-            "-o", f"ConnectTimeout={self.target.connect_timeout}",
+        """One master connection per node, kept for a minute (polling a rollout pays for
+        one handshake)."""
+        sharing = [
             "-o", "ControlMaster=auto",
             "-o", f"ControlPath={self._control}/%C",
             "-o", "ControlPersist=60s",
             "-o", "ServerAliveInterval=5",
-            "-o", "LogLevel=ERROR",
-            "-p", str(host.port),
         ]  # fmt: skip
-        if host.private_key is not None:
-            argv += ["-o", "IdentitiesOnly=yes", "-i", str(host.private_key)]
-        return [*argv, f"{host.user}@{host.address}", command]
+        return ssh_command(self.target, host, command, sharing)
 
     def docker_cmd(self, *args: str) -> str:
         """A docker command line for the remote shell, every argument quoted."""

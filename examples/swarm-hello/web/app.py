@@ -51,6 +51,7 @@ def main() -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
+    print(f"web {VERSION} serving on {HOST}:{server.server_address[1]}", flush=True)
     server.serve_forever(poll_interval=0.1)
     server.server_close()
 
