@@ -77,6 +77,28 @@ def _chosen(session: SshSession, hosts: Sequence[str], service: str | None) -> l
     return chosen
 
 
+def _plan(
+    session: SshSession,
+    service: str | None,
+    hosts: Sequence[str],
+    since: str | None,
+    lines: int,
+    grep: str | None,
+    *,
+    follow: bool,
+) -> tuple[list[ResolvedHost], list[str]]:
+    """The hosts to read and the journalctl argv, every filter checked first."""
+    chosen = _chosen(session, hosts, service)
+    argv = journal_argv(
+        journal_units(session.target, service),
+        since=parse_since(since) if since else None,
+        lines=lines,
+        grep=check_grep(grep),
+        follow=follow,
+    )
+    return chosen, argv
+
+
 def read(
     session: SshSession,
     *,
@@ -88,13 +110,7 @@ def read(
 ) -> LogsResult:
     """The last `lines` lines of the app's units on every host chosen, merged by time."""
     target = session.target
-    chosen = _chosen(session, hosts, service)
-    argv = journal_argv(
-        journal_units(target, service),
-        since=parse_since(since) if since else None,
-        lines=lines,
-        grep=check_grep(grep),
-    )
+    chosen, argv = _plan(session, service, hosts, since, lines, grep, follow=False)
 
     def one(host: ResolvedHost) -> tuple[str, list[LogLine], str]:
         if session.progress:
@@ -136,14 +152,7 @@ def follow(
     it is written, in time order within MERGE_WINDOW, until the session is interrupted or
     every host's stream ended. Returns the hosts whose stream failed."""
     target = session.target
-    chosen = _chosen(session, hosts, service)
-    argv = journal_argv(
-        journal_units(target, service),
-        since=parse_since(since) if since else None,
-        lines=lines,
-        grep=check_grep(grep),
-        follow=True,
-    )
+    chosen, argv = _plan(session, service, hosts, since, lines, grep, follow=True)
     procs = {
         host.name: subprocess.Popen(
             ssh_argv(target, host, argv),
