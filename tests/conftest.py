@@ -1,9 +1,11 @@
-"""Shared fixtures: the fixture/golden directories, an empty lab directory and a CLI runner."""
+"""Shared fixtures: the fixture/golden directories, an empty lab directory, a CLI runner and
+a PostgreSQL server."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import Result
@@ -31,3 +33,27 @@ def cli(no_lab: Path) -> Callable[..., Result]:
         return CliRunner().invoke(app, [str(a) for a in args])
 
     return run
+
+
+# --- a real PostgreSQL server, for the team ledger ---------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """One PostgreSQL server for the session (see ledger_db.py), removed at its end."""
+    import ledger_db
+
+    server = ledger_db.start()
+    try:
+        yield server
+    finally:
+        ledger_db.stop()
+
+
+@pytest.fixture
+def postgres(postgres_server: Any) -> Iterator[Any]:
+    """An empty database of that server, of this test alone."""
+    import ledger_db
+
+    with ledger_db.database(postgres_server) as db:
+        yield db

@@ -1,4 +1,5 @@
-"""Release ledger: real SQLite files under tmp_path, real processes, no mocks."""
+"""Release ledger: real SQLite files under tmp_path and real PostgreSQL databases (the
+tests' own server), real processes, no mocks. What holds for one engine holds for both."""
 
 from __future__ import annotations
 
@@ -22,9 +23,12 @@ from deployer.ledger import (
     Kind,
     Ledger,
     LedgerError,
+    Postgres,
     Status,
     pid_is_alive,
 )
+
+Where = Path | Postgres
 
 CANARY = "s3cr3t-CANARY-7f1d9a"
 
@@ -34,10 +38,29 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "project" / ".deployer" / "ledger.sqlite3"
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def where(request: pytest.FixtureRequest, db_path: Path) -> Where:
+    """A new ledger of each engine: a file that does not exist yet, an empty database."""
+    if request.param == "sqlite":
+        return db_path
+    return request.getfixturevalue("postgres").where  # type: ignore[no-any-return]
+
+
 @pytest.fixture
-def ledger(db_path: Path) -> Iterator[Ledger]:
-    with Ledger(db_path) as opened:
+def ledger(where: Where) -> Iterator[Ledger]:
+    with Ledger(where) as opened:
         yield opened
+
+
+def stored(where: Where, sql: str) -> list[tuple[object, ...]]:
+    """Rows read past the ledger, straight from its database."""
+    if isinstance(where, Postgres):
+        import psycopg
+
+        with psycopg.connect(where.url, password=where.password) as conn:
+            return conn.execute(sql).fetchall()  # type: ignore[arg-type]
+    with sqlite3.connect(where) as conn:
+        return conn.execute(sql).fetchall()
 
 
 def start(
@@ -170,13 +193,12 @@ def test_good_versions_newest_success_first_distinct_and_without_bad(ledger: Led
     assert ledger.last_good("nowhere") is None
 
 
-def test_mark_bad_is_idempotent_and_keeps_first_marking(ledger: Ledger, db_path: Path) -> None:
+def test_mark_bad_is_idempotent_and_keeps_first_marking(ledger: Ledger, where: Where) -> None:
     failed = run(ledger, "prod", "v3", Status.FAILED)
     ledger.mark_bad("prod", "v3", deployment_id=failed.id, reason="first")
     ledger.mark_bad("prod", "v3", deployment_id=None, reason="second")
     assert ledger.bad_versions("prod") == frozenset({"v3"})
-    with sqlite3.connect(db_path) as raw:
-        rows = raw.execute("SELECT deployment_id, reason FROM bad_versions").fetchall()
+    rows = stored(where, "SELECT deployment_id, reason FROM bad_versions")
     assert rows == [(failed.id, "first")]
     with pytest.raises(LedgerError):
         ledger.mark_bad("prod", "v4", deployment_id=999_999, reason="no such deployment")
@@ -244,9 +266,9 @@ def test_foreign_keys_reject_hosts_of_unknown_deployment(ledger: Ledger) -> None
         ledger.record_hosts(999_999, [HostResult("web1", HostStatus.OK)])
 
 
-def _write_deployments(path: str, environment: str, count: int, barrier: object) -> None:
+def _write_deployments(where: Where, environment: str, count: int, barrier: object) -> None:
     barrier.wait()  # type: ignore[attr-defined]
-    with Ledger(Path(path)) as ledger:
+    with Ledger(where) as ledger:
         for i in range(count):
             deployment_id = start(ledger, environment, f"{environment}-{i}", pid=os.getpid())
             ledger.set_stage(deployment_id, "switch")
@@ -254,12 +276,12 @@ def _write_deployments(path: str, environment: str, count: int, barrier: object)
             ledger.finish(deployment_id, Status.SUCCEEDED, deploy_seconds=0.1)
 
 
-def test_concurrent_writers_from_two_processes_lose_nothing(db_path: Path) -> None:
+def test_concurrent_writers_from_two_processes_lose_nothing(where: Where) -> None:
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(2)
-    # Both processes also race to create the (not yet existing) file and its schema.
+    # Both processes also race to create the (not yet existing) ledger and its schema.
     procs = [
-        ctx.Process(target=_write_deployments, args=(str(db_path), env, 50, barrier))
+        ctx.Process(target=_write_deployments, args=(where, env, 50, barrier))
         for env in ("prod", "staging")
     ]
     for proc in procs:
@@ -268,7 +290,7 @@ def test_concurrent_writers_from_two_processes_lose_nothing(db_path: Path) -> No
         proc.join(timeout=120)
     assert [proc.exitcode for proc in procs] == [0, 0]
 
-    with Ledger(db_path) as ledger:
+    with Ledger(where) as ledger:
         rows = ledger.history(limit=1000)
         assert len(rows) == 100
         assert len({d.id for d in rows}) == 100
@@ -307,12 +329,12 @@ def test_reconcile_orphans_interrupts_dead_pids_only(ledger: Ledger) -> None:
         ledger.finish(dead, Status.SUCCEEDED)  # a killed run never turns into a success
 
 
-def test_reconcile_orphans_lets_a_racing_finish_win(ledger: Ledger, db_path: Path) -> None:
+def test_reconcile_orphans_lets_a_racing_finish_win(ledger: Ledger, where: Where) -> None:
     deployment_id = start(ledger, "prod", "v2", pid=999_999)
 
     def finishes_while_probed(pid: int) -> bool:
         # The deploy process records its result between our read and our write.
-        with Ledger(db_path) as other:
+        with Ledger(where) as other:
             other.finish(deployment_id, Status.SUCCEEDED)
         return False
 
@@ -389,9 +411,11 @@ def test_file_modes(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.parent.parent.stat().st_mode) == 0o700
 
 
-def test_pragmas_wal_busy_timeout_and_schema_version(ledger: Ledger, db_path: Path) -> None:
-    assert ledger._conn.execute("PRAGMA busy_timeout").fetchone()[0] == 10_000
-    assert ledger._conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+def test_pragmas_wal_busy_timeout_and_schema_version(db_path: Path) -> None:
+    with Ledger(db_path) as ledger:
+        conn = ledger._db.conn  # type: ignore[attr-defined]
+        assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 10_000
+        assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     with sqlite3.connect(db_path) as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
@@ -399,12 +423,12 @@ def test_pragmas_wal_busy_timeout_and_schema_version(ledger: Ledger, db_path: Pa
     assert {"deployments", "deployment_hosts", "bad_versions", "observations"} <= tables
 
 
-def test_reopening_an_existing_file_keeps_data(db_path: Path) -> None:
-    with Ledger(db_path) as ledger:
+def test_reopening_an_existing_ledger_keeps_data(where: Where) -> None:
+    with Ledger(where) as ledger:
         first = run(ledger, "prod", "v1", Status.SUCCEEDED)
         ledger.mark_bad("prod", "v0", deployment_id=None, reason="old")
         ledger.record_observation("prod", "web1", "v1", healthy=True)
-    with Ledger(db_path) as reopened:
+    with Ledger(where) as reopened:
         assert reopened.get(first.id) == first
         assert reopened.current("prod") == "v1"
         assert reopened.bad_versions("prod") == frozenset({"v0"})
@@ -467,10 +491,10 @@ def test_a_version_1_ledger_is_migrated_keeping_its_rows(db_path: Path) -> None:
         assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
 
 
-def test_why_a_host_failed_is_kept_with_it_and_masked(tmp_path: Path) -> None:
+def test_why_a_host_failed_is_kept_with_it_and_masked(where: Where) -> None:
     from deployer.ledger import Analysis, HostResult, HostStatus
 
-    with Ledger(tmp_path / "l.sqlite3", redact=lambda t: t.replace("s3cret", "***")) as ledger:
+    with Ledger(where, redact=lambda t: t.replace("s3cret", "***")) as ledger:
         dep = run(ledger, "prod", "v2", Status.FAILED)
         why = Analysis(
             "crashed",
@@ -494,10 +518,10 @@ def test_why_a_host_failed_is_kept_with_it_and_masked(tmp_path: Path) -> None:
     assert second.analysis is None
 
 
-def test_per_service_results_are_kept_with_each_host_and_masked(tmp_path: Path) -> None:
+def test_per_service_results_are_kept_with_each_host_and_masked(where: Where) -> None:
     from deployer.ledger import HostResult, HostStatus, ServiceResult
 
-    with Ledger(tmp_path / "l.sqlite3", redact=lambda t: t.replace("s3cret", "***")) as ledger:
+    with Ledger(where, redact=lambda t: t.replace("s3cret", "***")) as ledger:
         dep = run(ledger, "prod", "v2", Status.FAILED)
         results = (
             ServiceResult("api", healthy=True, restarted=True, message="ok"),

@@ -1,8 +1,9 @@
 """Deployment KPIs from a real ledger with a known history, and their Prometheus text.
 
-The ledger's clock (`deployer.ledger._now`) is pinned per operation so ended_at-based figures
-(recovery time, last deployment timestamp) are exact. Regenerate tests/golden/stats/ after an
-intended change with `UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/stats` and review the diff.
+The SQLite ledger's clock (`deployer.ledger.sqlite._now`) is pinned per operation so
+ended_at-based figures (recovery time, last deployment timestamp) are exact. Regenerate
+tests/golden/stats/ after an intended change with
+`UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/stats` and review the diff.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from deployer import ledger as ledger_module
 from deployer.ledger import Kind, Ledger, Status
+from deployer.ledger import sqlite as ledger_sqlite
 from deployer.stats import (
     Durations,
     EnvStats,
@@ -44,7 +45,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     pinned = Clock()
-    monkeypatch.setattr(ledger_module, "_now", pinned)
+    monkeypatch.setattr(ledger_sqlite, "_now", pinned)
     return pinned
 
 

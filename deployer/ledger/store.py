@@ -1,158 +1,25 @@
-"""Release ledger: the SQLite record of every deployment and rollback.
-
-The ledger is the tool's memory: ``history``, ``status``, ``releases``, rollback
-targets and deployment KPIs are all read from it.  One file per project
-(default ``<project>/.deployer/ledger.sqlite3``), shared by every process on the
-control host:
-
-* WAL journal + a 10 s busy timeout, so deploys of different environments can
-  write concurrently from separate processes; every write is one
-  ``BEGIN IMMEDIATE`` transaction (``with conn:``), so it either lands whole or
-  not at all.
-* The schema is versioned with ``PRAGMA user_version`` and created/migrated on
-  open.  A file written by a newer deployer is refused rather than guessed at.
-* Timestamps are UTC ISO-8601 text, durations float seconds.
-* Nothing secret is stored in free text: reasons, messages, stages, the user
-  and the control host pass through ``redact`` before they reach SQLite.
-  Identifiers (environment, versions, host names, the artifact's sha256) are
-  stored as given and never redacted: they are checked by the config's rules,
-  name things deployer looks up again (a bad version must stay refused, a
-  rollback target must stay usable), and masking part of one (secret ``2024``
-  in version ``v2024.1``) would corrupt the record. The trade-off: a secret
-  whose value equals an identifier is stored in that identifier's column (it
-  is not secret there: it is on every host already); in free text it is still
-  masked.
-* A file that is not a ledger, a row that does not parse or a ledger written
-  by a newer deployer raises ``LedgerUnreadable`` (bad input, exit 2) naming
-  the file. ``check_readable`` refuses the first and the last from the file
-  header alone, before a command does any work; neither is written to.
-
-Rules the readers follow:
-
-* ``good_versions``: distinct targets of SUCCEEDED runs (deploy or rollback),
-  newest success (``ended_at``) first, minus the environment's bad versions.
-* ``current``: among finished runs of the environment that say what is live,
-  take the newest by ``ended_at``: a SUCCEEDED run means its target ``version``
-  is live; a ROLLED_BACK run means the rollback restored ``previous_version``
-  (ROLLED_BACK runs with no ``previous_version`` say nothing and are skipped).
-  FAILED, INTERRUPTED and RUNNING runs are ignored: they leave the hosts in an
-  unknown state, which is what host observations are for.
-"""
+"""The ledger's records and the one definition of what is read and written: every
+statement here runs on every engine (`deployer.ledger.sqlite`, `deployer.ledger.postgres`).
+See the package's documentation for the rules the readers follow."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
-import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
-from deployer.errors import DeployerError
-from deployer.exitcodes import ExitCode
-
-SCHEMA_VERSION = 5
-BUSY_TIMEOUT_MS = 10_000
-
-# user_version N -> statements that migrate a version N-1 file to version N.
-_MIGRATIONS: dict[int, tuple[str, ...]] = {
-    1: (
-        """CREATE TABLE deployments (
-            id               INTEGER PRIMARY KEY AUTOINCREMENT,
-            environment      TEXT    NOT NULL,
-            kind             TEXT    NOT NULL,
-            version          TEXT    NOT NULL,
-            previous_version TEXT,
-            artifact_sha256  TEXT,
-            user             TEXT    NOT NULL,
-            control_host     TEXT    NOT NULL,
-            pid              INTEGER NOT NULL,
-            started_at       TEXT    NOT NULL,
-            ended_at         TEXT,
-            status           TEXT    NOT NULL,
-            stage            TEXT    NOT NULL DEFAULT '',
-            reason           TEXT    NOT NULL DEFAULT '',
-            noop             INTEGER NOT NULL DEFAULT 0,
-            deploy_seconds   REAL,
-            rollback_seconds REAL
-        )""",
-        "CREATE INDEX deployments_by_env ON deployments (environment, id)",
-        "CREATE INDEX deployments_by_status ON deployments (status, control_host)",
-        """CREATE TABLE deployment_hosts (
-            deployment_id  INTEGER NOT NULL REFERENCES deployments (id) ON DELETE CASCADE,
-            host           TEXT    NOT NULL,
-            status         TEXT    NOT NULL,
-            stage          TEXT    NOT NULL DEFAULT '',
-            version_before TEXT,
-            version_after  TEXT,
-            message        TEXT    NOT NULL DEFAULT '',
-            seconds        REAL    NOT NULL DEFAULT 0,
-            PRIMARY KEY (deployment_id, host)
-        )""",
-        """CREATE TABLE bad_versions (
-            environment   TEXT NOT NULL,
-            version       TEXT NOT NULL,
-            deployment_id INTEGER REFERENCES deployments (id),
-            reason        TEXT NOT NULL,
-            marked_at     TEXT NOT NULL,
-            PRIMARY KEY (environment, version)
-        )""",
-        """CREATE TABLE observations (
-            environment TEXT NOT NULL,
-            host        TEXT NOT NULL,
-            version     TEXT,
-            healthy     INTEGER,
-            observed_at TEXT NOT NULL,
-            PRIMARY KEY (environment, host)
-        )""",
-    ),
-    # What the watch window measured in Prometheus after the rollout (monitoring on only).
-    2: (
-        "ALTER TABLE deployments ADD COLUMN error_rate REAL",
-        "ALTER TABLE deployments ADD COLUMN p95_ms REAL",
-    ),
-    # Per-service results on each host, for an app of several services (a JSON list).
-    3: ("ALTER TABLE deployment_hosts ADD COLUMN services TEXT NOT NULL DEFAULT '[]'",),
-    # What each deploy hook did (its output masked), in the order they ran.
-    4: (
-        """CREATE TABLE deployment_hooks (
-            deployment_id INTEGER NOT NULL REFERENCES deployments (id) ON DELETE CASCADE,
-            seq           INTEGER NOT NULL,
-            name          TEXT    NOT NULL,
-            host          TEXT    NOT NULL,
-            ok            INTEGER NOT NULL,
-            exit_code     INTEGER,
-            seconds       REAL    NOT NULL DEFAULT 0,
-            timed_out     INTEGER NOT NULL DEFAULT 0,
-            truncated     INTEGER NOT NULL DEFAULT 0,
-            output        TEXT    NOT NULL DEFAULT '',
-            message       TEXT    NOT NULL DEFAULT '',
-            PRIMARY KEY (deployment_id, seq)
-        )""",
-        # Database dumps deploys took before their migrations (database.backup).
-        """CREATE TABLE backups (
-            id            INTEGER PRIMARY KEY AUTOINCREMENT,
-            environment   TEXT    NOT NULL,
-            deployment_id INTEGER REFERENCES deployments (id),
-            host          TEXT    NOT NULL,
-            file          TEXT    NOT NULL,
-            bytes         INTEGER NOT NULL,
-            sha256        TEXT    NOT NULL,
-            label         TEXT    NOT NULL,
-            created_at    TEXT    NOT NULL
-        )""",
-        "CREATE INDEX backups_by_env ON backups (environment, id)",
-    ),
-    # Why a host failed its switch or health check, as the host analysed it (a JSON object:
-    # cause, summary, journal, service), or NULL.
-    5: ("ALTER TABLE deployment_hosts ADD COLUMN analysis TEXT",),
-}
+from deployer.ledger.base import Backend, Connection, LedgerError, LedgerUnreadable
+from deployer.ledger.postgres import Postgres, PostgresBackend
+from deployer.ledger.schema import SCHEMA_VERSION, statements
+from deployer.ledger.sqlite import SqliteBackend, unreadable
 
 
 class Status(StrEnum):
@@ -297,63 +164,6 @@ class Deployment:
         return tuple(h.host for h in self.hosts if h.status in _FAILING)
 
 
-class LedgerError(DeployerError):
-    """The ledger refuses an operation."""
-
-
-class LedgerUnreadable(LedgerError):
-    """The ledger file cannot be read as a ledger of this deployer: bad input."""
-
-    exit_code = ExitCode.BAD_INPUT
-
-
-# SQLite's answers for a file that is not a database, or a damaged one.
-_DAMAGED = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
-
-
-def _damaged(exc: sqlite3.Error) -> bool:
-    return getattr(exc, "sqlite_errorcode", 0) & 0xFF in _DAMAGED
-
-
-def _unreadable(path: Path, why: str) -> LedgerUnreadable:
-    return LedgerUnreadable(
-        f"ledger {path} is not a deployer ledger or is damaged ({why}); "
-        "move it aside to start a new one"
-    )
-
-
-def _known_schema(path: Path, found: int) -> int:
-    """`found`, the file's schema version; LedgerUnreadable when a newer deployer wrote it."""
-    if found > SCHEMA_VERSION:
-        raise LedgerUnreadable(
-            f"ledger {path} has schema version {found}; this deployer "
-            f"understands up to {SCHEMA_VERSION} (it was written by a newer deployer)"
-        )
-    return found
-
-
-_HEADER = b"SQLite format 3\x00"
-_USER_VERSION_AT = 60  # offset of the big-endian user_version in SQLite's file header
-
-
-def check_readable(path: Path) -> None:
-    """Refuse (LedgerUnreadable) an existing file that is not a SQLite database or was
-    written by a newer deployer, from its header alone: nothing is created or changed, so
-    commands call it before any work. Opening the ledger checks the rest."""
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(100)
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise LedgerError(f"cannot read ledger {path}: {exc}") from None
-    if not head:  # SQLite takes an empty file as an empty database
-        return
-    if len(head) < 100 or not head.startswith(_HEADER):
-        raise _unreadable(path, "no SQLite header")
-    _known_schema(path, int.from_bytes(head[_USER_VERSION_AT : _USER_VERSION_AT + 4], "big"))
-
-
 def pid_is_alive(pid: int) -> bool:
     """Default ``is_alive`` probe for ``reconcile_orphans`` on a POSIX control host."""
     if pid <= 0:
@@ -379,10 +189,6 @@ def _analysis(text: str | None) -> Analysis | None:
     )
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
 def _parse_time(value: str) -> datetime:
     parsed = datetime.fromisoformat(value)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
@@ -401,83 +207,32 @@ def _check_seconds(name: str, value: float | None) -> float | None:
     return _check_measure(name, value, " of seconds")
 
 
-def _prepare_file(path: Path) -> None:
-    """Create missing parent directories (0700) and the database file (0600)."""
-    missing: list[Path] = []
-    parent = path.parent
-    while not parent.exists():
-        missing.append(parent)
-        parent = parent.parent
-    for directory in reversed(missing):
-        try:
-            directory.mkdir(mode=0o700)
-        except FileExistsError:  # another process won the race
-            continue
-        directory.chmod(0o700)  # mkdir's mode is filtered by the umask
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return
-    os.close(fd)
-    path.chmod(0o600)
-
-
-def _enable_wal(conn: sqlite3.Connection) -> str:
-    """Switch to WAL. While another process is setting up the same new file SQLite may
-    answer SQLITE_BUSY to this switch without waiting, so retry within the busy timeout."""
-    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-    while True:
-        try:
-            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
-        except sqlite3.OperationalError as exc:
-            busy = getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY
-            if not busy or time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
-
-
 class Ledger:
-    def __init__(self, path: Path, redact: Callable[[str], str] | None = None) -> None:
-        self.path = Path(path)
+    """The release ledger of a project, in a SQLite file (a `Path`) or a PostgreSQL
+    database (`Postgres`), created or migrated to this deployer's schema when opened."""
+
+    def __init__(self, where: Path | Postgres, redact: Callable[[str], str] | None = None) -> None:
         self._redact = redact
         self._lock = threading.RLock()
+        self._db: Backend = (
+            PostgresBackend(where) if isinstance(where, Postgres) else SqliteBackend(Path(where))
+        )
+        self.where = self._db.where
+        """The ledger as messages name it: its file, or its URL (never with a password)."""
         try:
-            _prepare_file(self.path)
-            conn = sqlite3.connect(
-                self.path,
-                timeout=BUSY_TIMEOUT_MS / 1000,
-                isolation_level=None,  # transactions are explicit: see _tx
-                check_same_thread=False,  # guarded by self._lock instead
-            )
-        except (OSError, sqlite3.Error) as exc:
-            raise LedgerError(f"cannot open ledger {self.path}: {exc}") from exc
-        conn.row_factory = sqlite3.Row
-        self._conn = conn
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA foreign_keys = ON")
-            self._schema_version()  # before anything is written to the file
-            mode = _enable_wal(conn)
-            if mode != "wal":
-                raise LedgerError(f"ledger {self.path}: cannot enable WAL (journal_mode={mode})")
             self._migrate()
-        except sqlite3.Error as exc:
-            conn.close()
-            if _damaged(exc):
-                raise _unreadable(self.path, str(exc)) from None
-            raise LedgerError(f"cannot open ledger {self.path}: {exc}") from exc
         except LedgerError as exc:
-            conn.close()
+            self._db.close()
             if isinstance(exc, LedgerUnreadable):
                 raise
             raise LedgerUnreadable(exc.message) from None
         except BaseException:
-            conn.close()
+            self._db.close()
             raise
 
     def close(self) -> None:
         with self._lock:
-            self._conn.close()
+            self._db.close()
 
     def __enter__(self) -> Ledger:
         return self
@@ -488,30 +243,18 @@ class Ledger:
     # -- plumbing ---------------------------------------------------------
 
     @contextmanager
-    def _tx(self, write: bool = True) -> Iterator[sqlite3.Connection]:
-        """One transaction. Writes take the write lock up front so the busy timeout applies."""
-        with self._lock:
-            try:
-                with self._conn:
-                    self._conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-                    yield self._conn
-            except sqlite3.Error as exc:
-                if _damaged(exc):
-                    raise _unreadable(self.path, str(exc)) from None
-                raise LedgerError(f"ledger {self.path}: {exc}") from exc
-
-    def _schema_version(self) -> int:
-        found = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
-        return _known_schema(self.path, found)
+    def _tx(self, write: bool = True) -> Iterator[Connection]:
+        """One transaction, safe against the other processes sharing the ledger."""
+        with self._lock, self._db.transaction(write) as conn:
+            yield conn
 
     def _migrate(self) -> None:
-        with self._tx() as conn:
-            found = self._schema_version()
+        with self._lock, self._db.migration() as (conn, found):
             for version in range(found + 1, SCHEMA_VERSION + 1):
-                for statement in _MIGRATIONS[version]:
+                for statement in statements(version, self._db.types):
                     conn.execute(statement)
             if found != SCHEMA_VERSION:
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                self._db.set_version(conn, SCHEMA_VERSION)
 
     def _text(self, value: str) -> str:
         """Free text as stored: with every secret masked (identifiers are never passed here)."""
@@ -522,16 +265,16 @@ class Ledger:
             raise LedgerError("redact must return a str")
         return redacted
 
-    def _load(self, conn: sqlite3.Connection, rows: Iterable[sqlite3.Row]) -> list[Deployment]:
+    def _load(self, conn: Connection, rows: Iterable[Any]) -> list[Deployment]:
         result = []
         for row in rows:
             try:
                 result.append(self._deployment(conn, row))
             except (KeyError, TypeError, ValueError) as exc:
-                raise _unreadable(self.path, f"deployment row {row['id']}: {exc}") from None
+                raise unreadable(self.where, f"deployment row {row['id']}: {exc}") from None
         return result
 
-    def _deployment(self, conn: sqlite3.Connection, row: sqlite3.Row) -> Deployment:
+    def _deployment(self, conn: Connection, row: Any) -> Deployment:
         hosts = tuple(
             HostResult(
                 host=h["host"],
@@ -597,7 +340,7 @@ class Ledger:
             ),
         )
 
-    def _get(self, conn: sqlite3.Connection, deployment_id: int) -> Deployment:
+    def _get(self, conn: Connection, deployment_id: int) -> Deployment:
         rows = conn.execute("SELECT * FROM deployments WHERE id = ?", (deployment_id,))
         found = self._load(conn, rows)
         if not found:
@@ -627,25 +370,22 @@ class Ledger:
             self._text(user),
             self._text(control_host),
             int(pid),
-            _now(),
-            Status.RUNNING.value,
         )
         with self._tx() as conn:
             cur = conn.execute(
                 "INSERT INTO deployments (environment, kind, version, previous_version,"
-                " artifact_sha256, user, control_host, pid, started_at, status)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                row,
+                ' artifact_sha256, "user", control_host, pid, started_at, status)'
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (*row, conn.now(), Status.RUNNING.value),
             )
-            if cur.lastrowid is None:  # pragma: no cover - sqlite always sets it for INSERT
-                raise LedgerError("insert did not return a deployment id")
-            return cur.lastrowid
+            return int(cur.fetchone()["id"])
 
     def discard(self, deployment_id: int) -> None:
         """Take back a RUNNING row that recorded nothing: no host result, nothing changed
         (a rollback whose own check refused before any host was touched). Anything else is
         history and stays."""
         with self._tx() as conn:
+            conn.lock_deployment(deployment_id)  # no host row can arrive meanwhile
             cur = conn.execute(
                 "DELETE FROM deployments WHERE id = ? AND status = ? AND NOT EXISTS"
                 " (SELECT 1 FROM deployment_hosts WHERE deployment_id = ?)",
@@ -728,12 +468,10 @@ class Ledger:
         with self._tx() as conn:
             cur = conn.execute(
                 "INSERT INTO backups (environment, deployment_id, host, file, bytes, sha256,"
-                " label, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (environment, deployment_id, host, file, int(size), sha256, label, _now()),
+                " label, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (environment, deployment_id, host, file, int(size), sha256, label, conn.now()),
             )
-            if cur.lastrowid is None:  # pragma: no cover - sqlite always sets it for INSERT
-                raise LedgerError("insert did not return a backup id")
-            return cur.lastrowid
+            return int(cur.fetchone()["id"])
 
     def backups(self, environment: str) -> list[Backup]:
         """The environment's dumps, newest first."""
@@ -759,6 +497,7 @@ class Ledger:
     def record_hook(self, deployment_id: int, hook: HookResult) -> None:
         """Keep what a hook did (its output and message masked like every free text)."""
         with self._tx() as conn:
+            conn.lock_deployment(deployment_id)  # its hooks are numbered one at a time
             conn.execute(
                 "INSERT INTO deployment_hooks (deployment_id, seq, name, host, ok, exit_code,"
                 " seconds, timed_out, truncated, output, message) VALUES (?, (SELECT"
@@ -795,8 +534,6 @@ class Ledger:
         if status is Status.RUNNING:
             raise LedgerError("a deployment cannot be finished as RUNNING")
         values = (
-            status.value,
-            _now(),
             self._text(reason),
             int(noop),
             _check_seconds("deploy_seconds", deploy_seconds),
@@ -811,7 +548,7 @@ class Ledger:
                 "UPDATE deployments SET status = ?, ended_at = ?, reason = ?, noop = ?,"
                 " deploy_seconds = ?, rollback_seconds = ?, error_rate = ?, p95_ms = ?"
                 " WHERE id = ? AND status = ?",
-                values,
+                (status.value, conn.now(), *values),
             )
             if cur.rowcount != 1:
                 current = self._get(conn, deployment_id).status  # raises if unknown
@@ -862,7 +599,7 @@ class Ledger:
         if not dead:
             return interrupted
         with self._tx() as conn:
-            now = _now()
+            now = conn.now()
             for deployment_id, pid in dead:
                 reason = f"control process ended without recording a result (pid {pid})"
                 cur = conn.execute(
@@ -890,7 +627,7 @@ class Ledger:
             conn.execute(
                 "INSERT INTO bad_versions (environment, version, deployment_id, reason, marked_at)"
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (environment, version) DO NOTHING",
-                (environment, version, deployment_id, self._text(reason), _now()),
+                (environment, version, deployment_id, self._text(reason), conn.now()),
             )
 
     def bad_versions(self, environment: str) -> frozenset[str]:
@@ -907,7 +644,7 @@ class Ledger:
                 "SELECT version, MAX(ended_at) AS last_ok, MAX(id) AS last_id FROM deployments"
                 " WHERE environment = ? AND status = ?"
                 " AND version NOT IN (SELECT version FROM bad_versions WHERE environment = ?)"
-                " GROUP BY version ORDER BY last_ok DESC, last_id DESC",
+                " GROUP BY version ORDER BY last_ok DESC NULLS LAST, last_id DESC",
                 (environment, Status.SUCCEEDED.value, environment),
             )
             return [r["version"] for r in rows]
@@ -922,7 +659,7 @@ class Ledger:
                 "SELECT status, version, previous_version FROM deployments"
                 " WHERE environment = ? AND (status = ?"
                 " OR (status = ? AND previous_version IS NOT NULL))"
-                " ORDER BY ended_at DESC, id DESC LIMIT 1",
+                " ORDER BY ended_at DESC NULLS LAST, id DESC LIMIT 1",
                 (environment, Status.SUCCEEDED.value, Status.ROLLED_BACK.value),
             ).fetchone()
         if row is None:
@@ -941,7 +678,7 @@ class Ledger:
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (environment, host) DO UPDATE SET"
                 " version = excluded.version, healthy = excluded.healthy,"
                 " observed_at = excluded.observed_at",
-                (environment, host, version, None if healthy is None else int(healthy), _now()),
+                (environment, host, version, None if healthy is None else int(healthy), conn.now()),
             )
 
     def observations(self, environment: str) -> dict[str, tuple[str | None, bool | None, datetime]]:
