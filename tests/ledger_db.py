@@ -168,11 +168,15 @@ def _wait_ready(server: PostgresServer, began: float) -> PostgresServer:
 
 
 @contextlib.contextmanager
-def database(server: PostgresServer) -> Iterator[PostgresDatabase]:
-    """A new, empty database owned by ROLE, dropped afterwards (its sessions ended)."""
+def database(server: PostgresServer, icu_locale: str = "") -> Iterator[PostgresDatabase]:
+    """A new, empty database owned by ROLE, dropped afterwards (its sessions ended); with
+    `icu_locale`, text sorts by that language's rules unless a column says otherwise."""
     name = "ledger_" + secrets.token_hex(6)
+    collation = (
+        f" TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE '{icu_locale}'" if icu_locale else ""
+    )
     with server.admin() as conn:
-        conn.execute(f"CREATE DATABASE {name} OWNER {ROLE}")
+        conn.execute(f"CREATE DATABASE {name} OWNER {ROLE}{collation}")
     try:
         yield PostgresDatabase(server, name)
     finally:

@@ -225,7 +225,8 @@ class Ledger:
             self._db.close()
             if isinstance(exc, LedgerUnreadable):
                 raise
-            raise LedgerUnreadable(exc.message) from None
+            why = exc.message.removeprefix(f"ledger {self.where}: ")
+            raise unreadable(self.where, why) from None
         except BaseException:
             self._db.close()
             raise
