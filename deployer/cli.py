@@ -123,13 +123,21 @@ def _target(ctx: typer.Context, environment: str) -> Any:
 
 
 def _session(
-    ctx: typer.Context, environment: str, *, secrets: bool = False, credentials: bool = False
+    ctx: typer.Context,
+    environment: str,
+    *,
+    secrets: bool = False,
+    credentials: bool = False,
+    ledger: bool = False,
 ) -> Any:
     from deployer import secrets as secret_values
     from deployer.config.notify import notify_path, secret_refs
-    from deployer.session import Session
+    from deployer.session import Session, ledger_password
 
     target = _target(ctx, environment)
+    password = (
+        ledger_password(target.ledger, target.secrets, target.project_dir) if ledger else None
+    )
     values: dict[str, str] = {}
     notify_values: dict[str, str] = {}
     tls_values: dict[str, str] = {}
@@ -171,6 +179,7 @@ def _session(
                 **notify_values,
                 "tls key": tls_values.get("key", ""),
                 **{f"{k}.{c}": v for k, found in kept.items() for c, v in found.items()},
+                "ledger password": password or "",
             }
         ),
         secret_env=values,
@@ -178,6 +187,7 @@ def _session(
         tls=tls_values,
         credentials=kept,
         keeps_credentials=keeps,
+        ledger_password=password,
     )
 
 
@@ -211,11 +221,9 @@ def _run(
     credentials: bool = False,
     ledger: bool = False,
 ) -> T:
-    session = _session(ctx, environment, secrets=secrets, credentials=credentials)
-    if ledger:  # a ledger deployer cannot read is bad input, refused before any work
-        from deployer.ledger import check_readable
-
-        check_readable(session.target.ledger_path)
+    session = _session(ctx, environment, secrets=secrets, credentials=credentials, ledger=ledger)
+    if ledger:  # a ledger deployer cannot read or reach is bad input, refused before any work
+        session.check_ledger()
     from deployer.targets import for_session
 
     driver = for_session(session)
@@ -629,13 +637,18 @@ def logs(
 
 def _ledger(ctx: typer.Context, environment: str | None) -> Any:
     """The project's ledger, after checking that `environment` (if any) is one of its own."""
+    from deployer import secrets as secret_values
+    from deployer.config.ledger import ledger_place
     from deployer.config.resolve import unknown_environment
-    from deployer.ledger import Ledger
+    from deployer.session import ledger_password, open_ledger
 
     loaded = _loaded(ctx)
     if environment is not None and environment not in loaded.project.environments:
         raise unknown_environment(loaded, environment)
-    return Ledger(loaded.directory / loaded.project.ledger)
+    place = ledger_place(loaded.project.ledger, loaded.directory)
+    password = ledger_password(place, loaded.project.secrets, loaded.directory)
+    redact = secret_values.redactor_for({"ledger password": password or ""})
+    return open_ledger(place, password, redact)
 
 
 @app.command()

@@ -31,6 +31,7 @@ from deployer.config.health import CommandCheck as CommandCheck
 from deployer.config.health import Health as Health
 from deployer.config.health import HttpCheck as HttpCheck
 from deployer.config.health import TcpCheck as TcpCheck
+from deployer.config.ledger import DEFAULT_PATH, LedgerConfig, path_as_string, string_or_mapping
 from deployer.config.names import (
     AbsPath,
     Address,
@@ -833,8 +834,12 @@ class Project(Section):
         default_factory=Monitoring,
         description="Prometheus settings, used where an environment turns features.monitoring on.",
     )
-    ledger: str = Field(
-        default=".deployer/ledger.sqlite3", description="Release ledger (SQLite), relative path."
+    ledger: Annotated[LedgerConfig, BeforeValidator(path_as_string)] = Field(
+        default_factory=LedgerConfig,
+        description="Release ledger: a SQLite file of this checkout (`ledger: PATH`, relative "
+        f"to deploy.yml, default {DEFAULT_PATH}), or the team's PostgreSQL database "
+        "(`{url, password}`), which every control host deploying the app shares.",
+        json_schema_extra=string_or_mapping,
     )
     lock_ttl: int = Field(
         default=3600,

@@ -26,6 +26,7 @@ from deployer.config.accessories import (
     uses_problems,
 )
 from deployer.config.base import SecretRef
+from deployer.config.ledger import LedgerPlace, ledger_place
 from deployer.config.loader import LoadedProject, format_loc
 from deployer.config.models import (
     FEATURE_ENV,
@@ -141,7 +142,7 @@ class Target:
     features: Features
     known_hosts: tuple[Path, ...]
     connect_timeout: int
-    ledger_path: Path
+    ledger: LedgerPlace
     lock_ttl: int
     notifications: tuple[Notification, ...] = ()
     swarm: SwarmSettings | None = None
@@ -745,7 +746,7 @@ def resolve(
         features=env.features,
         known_hosts=tuple(known_hosts),
         connect_timeout=env.ssh.connect_timeout,
-        ledger_path=loaded.directory / project.ledger,
+        ledger=ledger_place(project.ledger, loaded.directory),
         lock_ttl=project.lock_ttl,
         notifications=tuple(env.notifications),
         swarm=env.swarm,

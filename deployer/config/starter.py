@@ -12,6 +12,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from deployer.config.base import Section
+from deployer.config.ledger import DEFAULT_PATH
 from deployer.config.models import Project
 
 _WIDTH = 96  # comment lines are wrapped to this many columns
@@ -28,6 +29,7 @@ EXAMPLES: dict[str, Any] = {
     "service.command": "/usr/bin/python3 app.py",
     "service.port": 8000,
     "health.http": {"path": "/healthz", "status": 200, "timeout": 2.0},
+    "ledger": DEFAULT_PATH,  # the short form; the mapping is for a team's PostgreSQL ledger
     "environments": {
         "lab": {"hosts": {"web": "lab"}},
         "production": {

@@ -57,6 +57,9 @@ def test_full_config_sets_every_key() -> None:
         "(top).hooks.after_switch.service",
         "(top).hooks.after_rollback.service",
         "(top).hooks.after_failure.service",
+        # a SQLite file (`path`) or PostgreSQL (`url`, `password`): test_ledger_config.py
+        "(top).ledger.url",
+        "(top).ledger.password",
     }
     unset = _unset_fields(project.environments["production"], "production")
     assert set(unset) == NOT_BUILT | ONE_OF
@@ -137,7 +140,7 @@ def test_full_config_environment_overrides_everything() -> None:
     assert target.primary == "web2"
     assert target.deploy_to == "/opt/shop-prod"
     assert target.service_user == "shopprod"
-    assert target.ledger_path == loaded.directory / "state" / "ledger.sqlite3"
+    assert target.ledger.path == loaded.directory / "state" / "ledger.sqlite3"
     assert target.known_hosts == (loaded.directory / "keys" / "known_hosts",)
     assert [h.name for h in target.hosts] == ["web1", "web2", "mon1"]  # db1: accessories only
     assert [h.name for h in target.accessory_hosts] == ["db1"]
