@@ -53,6 +53,8 @@ generate_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(generate_app, name="generate")
+ledger_app = typer.Typer(help="The release ledger.", no_args_is_help=True)
+app.add_typer(ledger_app, name="ledger")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -715,6 +717,71 @@ def stats(
         if as_json:
             _finish(result, True)
         render.show_stats(result, out)
+
+
+@ledger_app.command("migrate")
+def ledger_migrate(
+    ctx: typer.Context,
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to",
+            metavar="URL",
+            help="The PostgreSQL ledger to move into, postgresql://USER@HOST[:PORT]/DATABASE "
+            "(default: ledger.url). Never with a password in it: for ledger.url it is "
+            "ledger.password's, for another URL libpq's (PGPASSWORD, ~/.pgpass).",
+        ),
+    ] = None,
+    source: Annotated[
+        Path | None,
+        typer.Option(
+            "--from", metavar="PATH", help="The SQLite ledger to move (default: the config's)."
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Move a SQLite ledger into PostgreSQL: every row, ids and times kept; into an empty
+    database only (again: nothing to do). The SQLite file is left as it was."""
+    from deployer.config.ledger import LedgerPlace, ledger_place, url_problem
+    from deployer.ledger import Ledger, check_readable
+    from deployer.ledger.transfer import move
+    from deployer.secrets import redactor_for
+    from deployer.session import ledger_password, open_ledger
+
+    with _errors(as_json):
+        hint = "give it in PGPASSWORD or ~/.pgpass, or as ledger.password for ledger.url"
+        if to is not None and (problem := url_problem(to, hint)):
+            raise BadRequest(f"--to: {problem}")
+        loaded = _loaded(ctx)
+        place = ledger_place(loaded.project.ledger, loaded.directory)
+        url = to if to is not None else place.url
+        if url is None:
+            raise BadRequest(
+                "--to: name the PostgreSQL ledger to move into "
+                "(postgresql://USER@HOST[:PORT]/DATABASE), or set ledger.url"
+            )
+        path = source if source is not None else place.path
+        if path is None:
+            raise BadRequest("--from: the config's ledger is PostgreSQL: name the SQLite file")
+        if not path.is_file():
+            raise BadRequest(f"--from: no ledger at {path}")
+        check_readable(path)
+        configured = url == place.url
+        password = (
+            ledger_password(place, loaded.project.secrets, loaded.directory) if configured else None
+        )
+        named = ("ledger.url", "ledger.password") if configured else ("--to", "--to")
+        with (
+            Ledger(path) as moving,
+            open_ledger(
+                LedgerPlace(url=url),
+                password,
+                redactor_for({"ledger password": password or ""}),
+                named=named,
+            ) as target,
+        ):
+            moved = move(moving, target)
+        _finish(moved, as_json)
 
 
 @monitoring_app.command("setup")

@@ -22,6 +22,7 @@ from deployer.errors import DeployerError
 from deployer.generate import Written
 from deployer.inventories import WrittenInventory
 from deployer.ledger import Deployment, HookResult, HostResult, ServiceResult
+from deployer.ledger.transfer import Moved
 from deployer.plan.generated import Generated
 from deployer.stats import Durations, Stats
 from deployer.targets.base import (
@@ -442,6 +443,29 @@ def show_generated(result: Generated, console: Console, notes: Console) -> None:
             console.out(f"# --- {name}", highlight=False)
         show_text(text, console)
     _notes(result.notes, notes)
+
+
+_ROWS = {
+    "deployments": "deployments and rollbacks",
+    "deployment_hosts": "host results",
+    "deployment_hooks": "hook runs",
+    "bad_versions": "bad versions",
+    "observations": "host observations",
+    "backups": "database backups",
+}
+
+
+@show.register
+def _(moved: Moved, console: Console) -> None:
+    rows = ", ".join(f"{_ROWS.get(table, table)}: {n}" for table, n in moved.rows.items())
+    if moved.copied:
+        console.print(f"moved {escape(moved.source)} into {escape(moved.target)}: {rows}")
+        console.print("  ids and times kept; the SQLite file was left as it was")
+    else:
+        console.print(
+            f"{escape(moved.target)} already holds every row of {escape(moved.source)} "
+            f"({rows}): nothing to do"
+        )
 
 
 def show_history(rows: list[Deployment], console: Console) -> None:

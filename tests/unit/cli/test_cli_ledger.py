@@ -1,6 +1,6 @@
 """The CLI on a PostgreSQL ledger (a real server, tests/ledger_db.py): its password from the
 vault or the environment and never shown; a server that cannot be used refused with exit 2
-before any host is touched; and the control host's name."""
+before any host is touched; `deployer ledger migrate`; and the control host's name."""
 
 from __future__ import annotations
 
@@ -144,3 +144,96 @@ def test_a_bad_control_host_name_exits_2(
     result = cli("-c", write_project(tmp_path), "deploy", "prod", "--version", "v1")
     assert result.exit_code == ExitCode.BAD_INPUT, result.output
     assert "DEPLOYER_CONTROL_HOST: must be a host name" in result.output
+
+
+# --- deployer ledger migrate ---------------------------------------------------------------
+
+
+@pytest.fixture
+def sqlite_project(tmp_path: Path) -> Path:
+    """A project on its SQLite ledger, with a history: v1, v2, v3 rolled back and bad."""
+    config = write_project(tmp_path / "team")
+    with Ledger(tmp_path / "team" / ".deployer" / "ledger.sqlite3") as ledger:
+        record(ledger, "v1", Status.SUCCEEDED)
+        record(ledger, "v2", Status.SUCCEEDED, "v1")
+        bad = record(ledger, "v3", Status.ROLLED_BACK, "v2")
+        ledger.mark_bad("prod", "v3", deployment_id=bad, reason="health check failed")
+    return config
+
+
+def test_migrate_moves_the_history_into_postgresql_once(
+    sqlite_project: Path, postgres: Any, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = cli("-c", sqlite_project, "history", "--json")
+    monkeypatch.setenv("PGPASSWORD", postgres.password)  # libpq's: the URL is not ledger.url
+    moved = cli("-c", sqlite_project, "ledger", "migrate", "--to", postgres.url, "--json")
+    assert moved.exit_code == 0, moved.output
+    report = json.loads(moved.stdout)
+    assert report["copied"] is True
+    assert report["target"] == postgres.url
+    assert report["rows"]["deployments"] == 3
+    assert report["rows"]["bad_versions"] == 1
+    again = cli("-c", sqlite_project, "ledger", "migrate", "--to", postgres.url)
+    assert again.exit_code == 0, again.output
+    assert "already holds every row" in again.output
+
+    # the project switched to the shared ledger reads the same history, ids and times kept
+    monkeypatch.delenv("PGPASSWORD")
+    monkeypatch.setenv("LEDGER_PASSWORD", postgres.password)
+    data = yaml.safe_load(sqlite_project.read_text())
+    data["ledger"] = {"url": postgres.url, "password": {"from_env": "LEDGER_PASSWORD"}}
+    sqlite_project.write_text(yaml.safe_dump(data))
+    after = cli("-c", sqlite_project, "history", "--json")
+    assert after.exit_code == 0, after.output
+    assert json.loads(after.stdout) == json.loads(before.stdout)
+    # with the config on PostgreSQL, the SQLite file is named with --from
+    old = sqlite_project.parent / ".deployer" / "ledger.sqlite3"
+    third = cli("-c", sqlite_project, "ledger", "migrate", "--from", old, "--json")
+    assert third.exit_code == 0, third.output
+    assert json.loads(third.stdout)["copied"] is False
+    refused = cli("-c", sqlite_project, "ledger", "migrate")
+    assert refused.exit_code == ExitCode.BAD_INPUT
+    assert "--from: the config's ledger is PostgreSQL" in refused.output
+
+
+def test_migrate_refuses_a_database_holding_another_history(
+    sqlite_project: Path, postgres: Any, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with postgres.ledger() as other:
+        record(other, "x1", Status.SUCCEEDED)
+    monkeypatch.setenv("PGPASSWORD", postgres.password)
+    result = cli("-c", sqlite_project, "ledger", "migrate", "--to", postgres.url)
+    assert result.exit_code == ExitCode.BAD_INPUT, result.output
+    assert "already holds rows (1 deployments, 1 deployment_hosts)" in result.output
+    with postgres.ledger() as other:
+        assert [d.version for d in other.history()] == ["x1"]
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (["--to", f"postgresql://deployer:{CANARY}@127.0.0.1/ledger"], "--to: must not carry"),
+        (["--to", f"postgresql://127.0.0.1/l?password={CANARY}"], "--to: must not carry"),
+        (["--to", "sqlite:///x"], "--to: must be a postgresql:// URL"),
+        ([], "--to: name the PostgreSQL ledger"),
+        (["--to", "postgresql://d@127.0.0.1/l", "--from", "nowhere.sqlite3"], "--from: no ledger"),
+    ],
+    ids=["password", "query-password", "scheme", "no-target", "no-source"],
+)
+def test_migrate_refuses_bad_input_without_showing_a_password(
+    sqlite_project: Path, cli: Cli, args: list[str], problem: str
+) -> None:
+    result = cli("-c", sqlite_project, "ledger", "migrate", *args)
+    assert result.exit_code == ExitCode.BAD_INPUT, result.output
+    assert problem in result.output
+    assert CANARY not in result.output
+
+
+def test_migrate_to_a_server_refusing_the_password_names_to(
+    sqlite_project: Path, postgres: Any, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PGPASSWORD", CANARY)
+    result = cli("-c", sqlite_project, "ledger", "migrate", "--to", postgres.url)
+    assert result.exit_code == ExitCode.BAD_INPUT, result.output
+    assert "--to: cannot connect to ledger" in result.output
+    assert CANARY not in result.output
