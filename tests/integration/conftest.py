@@ -119,7 +119,13 @@ def project(tmp_path: Path, lab: LabState) -> Iterator[Project]:
     proj = Project(root=root, app=app, port=port, lab=lab)
     proj.edit({"app": {"name": app}, "service": {"port": port}})
     yield proj
-    for host in lab.hosts:
+    remove_app(proj)
+
+
+def remove_app(proj: Project) -> None:
+    """What deploying `proj` left on the lab's hosts: its units, releases, lock, files."""
+    app = proj.app
+    for host in proj.lab.hosts:
         proj.ssh(
             host,
             f"sudo systemctl stop '{app}@*' {app}.target; "

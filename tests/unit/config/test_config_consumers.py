@@ -239,8 +239,8 @@ OVERRIDES = ("monitoring", "service", "health", "strategy", "rollback")
 
 ELSEWHERE: dict[str, str] = {
     "ledger.path": "tests/unit/config/test_good_configs.py",
-    "ledger.url": "tests/unit/cli/test_cli_ledger.py",
-    "ledger.password.from_env": "tests/unit/cli/test_cli_ledger.py",
+    "ledger.url": "tests/integration/test_team_ledger.py",
+    "ledger.password.from_env": "tests/integration/test_team_ledger.py",
     "ledger.password.vault": "tests/unit/cli/test_cli_ledger.py",
     "secrets.vault_file": "tests/integration/test_lifecycle.py",
     "secrets.vault_password_file": "tests/unit/config/test_vault_content.py",
