@@ -17,6 +17,7 @@ Pure: models in, text out.
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -85,6 +86,9 @@ def deployables(project: Project) -> tuple[list[Deployable], dict[str, str]]:
     }
     if project.secrets.vault_file and project.secrets.vault_password_env:
         common[project.secrets.vault_password_env] = "secrets.vault_password_env"
+    ledger = project.ledger.password
+    if project.ledger.url is not None and ledger is not None and ledger.from_env:
+        common[ledger.from_env] = "ledger.password.from_env"
     for name, env in project.environments.items():
         why = _unreachable(env)
         if why is not None:
@@ -122,6 +126,14 @@ def _problems(
             "installs deployer from (for example `deployer @ git+https://git.example.com/ops/"
             "deployer.git@v0.1.0`)"
         )
+    if project.ledger.url is not None and ci.install is not None:
+        named = _DEPLOYER.match(ci.install)
+        extras = {e.strip().lower() for e in (named.group(1) or "").split(",")} if named else set()
+        if named and "postgres" not in extras:
+            problems.append(
+                "ci.install: the ledger is a PostgreSQL database (ledger.url): install deployer "
+                "with its postgres extra (`deployer[postgres] @ ...`)"
+            )
     if not envs:
         why = "; ".join(f"{n}: {w}" for n, w in left.items())
         problems.append(f"environments: none can be deployed from CI ({why})")
@@ -162,6 +174,15 @@ def _problems(
     if len(set(own.values())) < len(own):
         problems.append(f"ci: {', '.join(own)} must name different secrets")
     return problems
+
+
+_DEPLOYER = re.compile(r"\s*deployer\s*(?:\[([^\]]*)\])?\s*(?:$|[@=<>!~;])", re.IGNORECASE)
+"""`ci.install` when it names deployer by its name: its extras."""
+SQLITE_NOTE = (
+    "the ledger is a SQLite file of the checkout, which every pipeline run starts without: "
+    "history, bad versions and rollback targets are not kept from one run to the next, nor "
+    "shared with other control hosts; a PostgreSQL ledger (ledger.url) is"
+)
 
 
 def _q(value: str) -> str:
@@ -471,4 +492,6 @@ def pipeline(project: Project, provider: str, config: str = "deploy.yml") -> Gen
     data = github(project, envs, config) if provider == "github" else gitlab(project, envs, config)
     text = _header(project, provider, envs, left, config) + _yaml(data)
     notes = tuple(f"not deployed from CI: {n} ({w})" for n, w in left.items())
+    if project.ledger.url is None:
+        notes += (SQLITE_NOTE,)
     return Generated(kind="ci", provider=provider, files={OUTPUT[provider]: text}, notes=notes)

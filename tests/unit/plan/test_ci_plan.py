@@ -529,3 +529,52 @@ def test_the_ci_section_is_validated_with_its_path(
     with pytest.raises(ConfigError) as raised:
         load_project(tmp_path / "deploy.yml")
     assert any(p.startswith(expected) for p in raised.value.problems), raised.value.problems
+
+
+# --- the ledger the pipeline deploys with ---------------------------------------------------
+
+TEAM_LEDGER = {"url": "postgresql://deployer@db.example.com/deployer"}
+
+
+def test_a_postgresql_ledgers_password_is_a_ci_secret_of_the_deploy_step() -> None:
+    project = _with(
+        "blog",
+        ledger={**TEAM_LEDGER, "password": {"from_env": "BLOG_LEDGER_PASSWORD"}},
+        ci__install="deployer[postgres]==0.1.0",
+    )
+    generated = ci.pipeline(project, "github")
+    (text,) = generated.files.values()
+    steps = _steps(yaml.safe_load(text))
+    assert steps["Deploy"]["env"]["BLOG_LEDGER_PASSWORD"] == "${{ secrets.BLOG_LEDGER_PASSWORD }}"
+    assert "BLOG_LEDGER_PASSWORD: ledger.password.from_env" in text  # the header's list
+    assert ci.SQLITE_NOTE not in generated.notes
+    gitlab = ci.pipeline(project, "gitlab").files[ci.OUTPUT["gitlab"]]
+    assert "BLOG_LEDGER_PASSWORD" in gitlab
+
+
+@pytest.mark.parametrize(
+    ("install", "refused"),
+    [
+        ("deployer==0.1.0", True),
+        ("deployer[test] @ git+https://git.example.com/ops/deployer.git@v0.1.0", True),
+        ("deployer[postgres]==0.1.0", False),
+        ("Deployer[test, postgres] @ git+https://git.example.com/ops/deployer.git", False),
+        ("./vendor/deployer-0.1.0.tar.gz", False),  # not by its name: not judged
+    ],
+)
+def test_a_postgresql_ledger_needs_the_postgres_extra_installed(
+    install: str, refused: bool
+) -> None:
+    project = _with("blog", ledger=TEAM_LEDGER, ci__install=install)
+    if not refused:
+        assert ci.pipeline(project, "github").files
+        return
+    with pytest.raises(ConfigError) as raised:
+        ci.pipeline(project, "github")
+    assert any(
+        p.startswith("ci.install: the ledger is a PostgreSQL") for p in raised.value.problems
+    )
+
+
+def test_a_sqlite_ledger_is_noted_as_kept_by_no_run() -> None:
+    assert ci.SQLITE_NOTE in ci.pipeline(_project(GOLDEN / "blog"), "github").notes
