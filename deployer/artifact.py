@@ -14,20 +14,18 @@ from __future__ import annotations
 import fnmatch
 import gzip
 import hashlib
-import importlib.util
 import os
 import stat
 import subprocess
 import tarfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
 from deployer.errors import BadRequest, DeployerError
-from deployer.paths import collections_dir
+from deployer.paths import host_code
 
 if TYPE_CHECKING:
     from deployer.config.resolve import Target
@@ -57,19 +55,10 @@ class Artifact:
         return int((self.size + self.unpacked_size) * 1.1)
 
 
-@cache
 def _host_util(name: str) -> ModuleType:
     """A stdlib-only module_utils file of the collection, loaded by its path: the controller
     applies the very rules the hosts apply."""
-    path = collections_dir().joinpath(
-        "ansible_collections", "deployer", "core", "plugins", "module_utils", f"{name}.py"
-    )
-    spec = importlib.util.spec_from_file_location(f"deployer._host_{name}", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return host_code("module_utils", name)
 
 
 def reserved_dir() -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
+from types import ModuleType
 
 _PACKAGE = Path(__file__).resolve().parent
 
@@ -23,6 +24,24 @@ def playbooks_dir() -> Path:
 
 def collections_dir() -> Path:
     return _data_root() / "collections"
+
+
+@cache
+def host_code(kind: str, name: str) -> ModuleType:
+    """A file of the collection's plugins (`kind`: module_utils, modules), loaded by its path
+    so the controller applies the very rules the hosts apply. Only files that need nothing
+    but the standard library (and, for modules, ansible-core) at import are loaded so."""
+    import importlib.util
+
+    path = collections_dir().joinpath(
+        "ansible_collections", "deployer", "core", "plugins", kind, f"{name}.py"
+    )
+    spec = importlib.util.spec_from_file_location(f"deployer._host_{kind}_{name}", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def private_dir(path: Path) -> Path:
