@@ -692,10 +692,11 @@ def resolve(
     if env.primary is not None and env.primary not in {h.name for h in hosts}:
         problems.append(f"{format_loc((*base, 'primary'))}: {env.primary!r} is not a host here")
     monitoring = overlay(project.monitoring, env.monitoring)
-    if env.features.monitoring and env.target != "ssh":
+    if env.features.monitoring and env.target not in ("ssh", "swarm"):
         problems.append(
             f"{format_loc((*base, 'features', 'monitoring'))}: not available for target "
-            f"{env.target!r} yet (Prometheus set-up and the PromQL watch window are SSH only)"
+            f"{env.target!r} yet (Prometheus set-up and the PromQL watch window are built "
+            "for targets ssh and swarm)"
         )
     if env.features.monitoring and service.port is None:
         problems.append(

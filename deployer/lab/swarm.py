@@ -33,8 +33,14 @@ NODES_TIMEOUT = 60.0
 _RECIPE = """\
 FROM {lab_image}
 # Debian's engine; the deploy user drives it over SSH without sudo (docker group).
+# Prometheus and node exporter, installed but disabled (policy-rc.d keeps them from
+# starting here): deployer sets them up where an environment turns monitoring on.
 RUN apt-get update \\
+ && printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod 0755 /usr/sbin/policy-rc.d \\
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends docker.io \\
+      prometheus prometheus-node-exporter \\
+ && rm -f /usr/sbin/policy-rc.d \\
+ && systemctl disable prometheus.service prometheus-node-exporter.service \\
  && rm -rf /var/lib/apt/lists/* \\
  && usermod -aG docker deploy \\
  && systemctl enable docker.service

@@ -36,6 +36,9 @@ WINDOW_PLACEHOLDER = "$window"
 """Range placeholder in the `watch_checks` queries."""
 RATE_INTERVAL = "$__rate_interval"
 NODE_JOB, PROMETHEUS_JOB, POSTGRES_JOB, REDIS_JOB = RESERVED_JOBS
+SWARM_VERSION = "io.deployer.version"
+SWARM_COMPONENT = "io.deployer.component"
+"""The labels the Swarm target puts on each service and task (its spec module's names)."""
 SCHEMA_VERSION = 39
 
 _WINDOW = re.compile(r"\$[A-Za-z_]\w*|(\d+(ms|[smhdwy]))+")
@@ -311,6 +314,81 @@ def scrape_config(target: Target) -> dict[str, Any]:
             },
         ],
     }
+
+
+SWARM_SOCKET = "unix:///var/run/docker.sock"
+_SWARM = "__meta_dockerswarm_"
+
+
+def _swarm_label(name: str) -> str:
+    """A Docker label as Prometheus's Swarm discovery names it (every non-word char `_`)."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", name)
+
+
+def swarm_scrape_config(target: Target, stack: str, components: Sequence[str]) -> dict[str, Any]:
+    """prometheus.yml for a Swarm stack, on the manager: the app's job finds the stack's
+    running tasks of `components` through the manager's Docker API (the tasks role of
+    `dockerswarm_sd_configs`) at the port each publishes in host mode on its node, and labels
+    them as the SSH layout does (`host`: the node, `environment`, `component`) plus
+    `service` and `version` (the task's own version label). Node exporter and Prometheus
+    itself are scraped as on SSH, so the queries, the watch and the dashboard are the same."""
+    problems = monitoring_problems(target)
+    if problems:
+        raise ValueError("; ".join(problems))
+    if not components:
+        raise ValueError("no component publishes a metrics endpoint")
+    settings = _settings(target)
+    config = scrape_config(target)
+    keep = "|".join(re.escape(c) for c in components)
+    app_job = {
+        "job_name": target.app.name,
+        "metrics_path": settings.metrics_path,
+        "dockerswarm_sd_configs": [
+            {
+                "host": SWARM_SOCKET,
+                "role": "tasks",
+                "refresh_interval": f"{settings.scrape_interval}s",
+            }
+        ],
+        "relabel_configs": [
+            {
+                "source_labels": [f"{_SWARM}service_label_com_docker_stack_namespace"],
+                "regex": re.escape(stack),
+                "action": "keep",
+            },
+            {
+                "source_labels": [f"{_SWARM}task_desired_state"],
+                "regex": "running",
+                "action": "keep",
+            },
+            # a task's port published on its node (no overlay network: Prometheus runs on
+            # the manager host, outside every overlay)
+            {
+                "source_labels": [f"{_SWARM}task_port_publish_mode"],
+                "regex": "host",
+                "action": "keep",
+            },
+            {"source_labels": [f"{_SWARM}network_id"], "regex": ".+", "action": "drop"},
+            {
+                "source_labels": [f"{_SWARM}service_label_{_swarm_label(SWARM_COMPONENT)}"],
+                "regex": keep,
+                "action": "keep",
+            },
+            {"source_labels": [f"{_SWARM}node_hostname"], "target_label": "host"},
+            {
+                "source_labels": [f"{_SWARM}service_label_{_swarm_label(SWARM_COMPONENT)}"],
+                "target_label": "component",
+            },
+            {"source_labels": [f"{_SWARM}service_name"], "target_label": "service"},
+            {
+                "source_labels": [f"{_SWARM}container_label_{_swarm_label(SWARM_VERSION)}"],
+                "target_label": "version",
+            },
+            {"target_label": "environment", "replacement": target.environment},
+        ],
+    }
+    jobs = [app_job, *config["scrape_configs"][1:]]
+    return {**config, "scrape_configs": jobs}
 
 
 def scrape_config_yaml(target: Target) -> str:

@@ -23,6 +23,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -340,3 +341,269 @@ def test_logs_read_every_task_of_a_service_by_its_node(stack: Stack) -> None:
     assert nodes <= {h.name for h in stack.lab.hosts}
     assert all(line.unit == "web" and "serving on" in line.message for line in result.lines)
     assert [line.time for line in result.lines] == sorted(line.time for line in result.lines)
+
+
+# --- secrets as Docker secrets, monitoring and the PromQL watch window --------------------
+
+VAULTED_APP = """\
+import http.server, os, signal, socket, threading, time
+
+VERSION = os.environ.get("APP_VERSION", "dev")
+FLAKY = os.path.exists(os.path.join(os.path.dirname(__file__), "flaky"))
+COUNTS, LOCK = {}, threading.Lock()
+BUCKETS = (0.005, 0.05, 0.5, 5.0)
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.0"
+
+    def do_GET(self):
+        started = time.monotonic()
+        if self.path == "/healthz":
+            code, body = 200, "ok\\n"
+        elif self.path == "/metrics":
+            code, body = 200, self.metrics()
+        elif self.path == "/secret":
+            code = 200
+            body = os.environ.get("API_TOKEN", "-") + "|" + os.environ.get("DB_PASSWORD", "-")
+            body += "|" + os.environ.get("API_TOKEN_FILE", "-")
+        else:
+            with LOCK:
+                n = sum(COUNTS.values())
+            code = 500 if FLAKY and n % 2 else 200
+            body = "hello from %s on %s\\n" % (VERSION, socket.gethostname())
+        data = body.encode()
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        if self.path not in ("/metrics", "/healthz", "/secret"):
+            with LOCK:
+                COUNTS[code] = COUNTS.get(code, 0) + 1
+                DURATIONS.append(time.monotonic() - started)
+
+    def metrics(self):
+        with LOCK:
+            lines = ["hello_requests_total{code=\\"%d\\"} %d" % (c, n) for c, n in COUNTS.items()]
+            for le in BUCKETS:
+                count = sum(1 for d in DURATIONS if d <= le)
+                lines.append("hello_request_duration_seconds_bucket{le=\\"%g\\"} %d" % (le, count))
+            lines.append("hello_request_duration_seconds_bucket{le=\\"+Inf\\"} %d" % len(DURATIONS))
+            lines.append("hello_request_duration_seconds_count %d" % len(DURATIONS))
+            lines.append("hello_request_duration_seconds_sum %f" % sum(DURATIONS))
+        return "\\n".join(lines) + "\\n"
+
+    def log_message(self, *args):
+        pass
+
+
+DURATIONS = []
+server = http.server.ThreadingHTTPServer(("", int(os.environ["PORT"])), Handler)
+# PID 1 of its container: without a handler SIGTERM would be ignored until the SIGKILL
+signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+print("web", VERSION, "serving", flush=True)
+server.serve_forever(poll_interval=0.1)
+"""
+
+
+@dataclass
+class Vaulted:
+    root: Path
+    app: str
+    lab: LabState
+
+    def cli(self, *argv: str, token: str, expect: int = 0) -> tuple[dict[str, Any], str]:
+        env = {**os.environ, "DEPLOYER_LAB_NAME": LAB, "VAULTED_TOKEN": token}
+        env["VAULTED_VAULT_PASSWORD"] = "vault-pass-for-the-test"
+        run = subprocess.run(
+            [sys.executable, "-m", "deployer", *argv, "--json"],
+            cwd=self.root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert run.returncode == expect, run.stdout[-2000:] + run.stderr[-3000:]
+        return json.loads(run.stdout), run.stdout + run.stderr
+
+    def get(self, path: str) -> tuple[int, str]:
+        for host in self.lab.hosts:
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                conn = http.client.HTTPConnection(host.ip, 8100, timeout=3)
+                conn.request("GET", path)
+                response = conn.getresponse()
+                return response.status, response.read().decode()
+        raise AssertionError(f"no node answered {path}")
+
+
+@pytest.fixture(scope="module")
+def vaulted(swarm_lab: LabState, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Vaulted]:
+    """A one-component stack reading a secret from the vault and one from the environment,
+    with monitoring on and a short watch window."""
+    from ansible.parsing.vault import VaultLib, VaultSecret
+
+    app = "sv" + secrets.token_hex(3)
+    root = tmp_path_factory.mktemp("vaulted") / "project"
+    (root / "web").mkdir(parents=True)
+    (root / "web" / "app.py").write_text(VAULTED_APP)
+    (root / "web" / "requirements.txt").write_text("")
+    vault = VaultLib([("default", VaultSecret(b"vault-pass-for-the-test"))])
+    (root / "vault.yml").write_bytes(vault.encrypt(f"db_password: {DB_CANARY}\n"))
+    config = {
+        "app": {"name": app},
+        "artifact": {"path": "."},
+        "service": {"command": "python3 app.py", "port": 8100},
+        "health": {"http": {"path": "/healthz", "timeout": 2}, "retries": 5, "interval": 1},
+        "secrets": {
+            "vault_file": "vault.yml",
+            "vault_password_env": "VAULTED_VAULT_PASSWORD",
+            "env": {
+                "DB_PASSWORD": {"vault": "db_password"},
+                "API_TOKEN": {"from_env": "VAULTED_TOKEN"},
+            },
+        },
+        "keep_releases": 2,
+        "monitoring": {
+            "scrape_interval": 1,
+            "min_requests": 10,
+            "metrics": {
+                "requests": "hello_requests_total",
+                "duration": "hello_request_duration_seconds",
+            },
+        },
+        "rollback": {
+            "automatic": True,
+            "watch": 20,
+            "health_checks": {"threshold": 2, "period": 2},
+            "error_rate": {"threshold": 20, "window": 15},
+            "response_time": {"threshold_ms": 2000, "window": 15},
+        },
+        "environments": {
+            "swarm": {
+                "target": "swarm",
+                "hosts": {"web": "lab"},
+                "replicas": {"web": 2},
+                "features": {"monitoring": True},
+            }
+        },
+    }
+    (root / "deploy.yml").write_text(json.dumps(config, indent=2))
+    yield Vaulted(root, app, swarm_lab)
+    _manager(swarm_lab, "stack", "rm", app)
+    deadline = time.monotonic() + 60  # the objects are free once the tasks are gone
+    for kind in ("secret", "config"):
+        found = _manager(swarm_lab, kind, "ls", "-q", "--filter", f"label=io.deployer.stack={app}")
+        while found.split() and time.monotonic() < deadline:
+            with contextlib.suppress(AssertionError):
+                _manager(swarm_lab, kind, "rm", *found.split())
+                break
+            time.sleep(2)
+    for image in docker.from_env().images.list(name=f"{app}-*"):
+        for tag in image.tags:
+            with contextlib.suppress(docker.errors.APIError):
+                docker.from_env().images.remove(tag)
+
+
+DB_CANARY = "db-canary-" + secrets.token_hex(8)
+TOKENS = ["tok-canary-one-" + secrets.token_hex(6), "tok-canary-two-" + secrets.token_hex(6)]
+
+
+def _hits(text: str) -> list[str]:
+    return [c for c in (DB_CANARY, *TOKENS) if c in text]
+
+
+def test_secrets_reach_the_tasks_as_docker_secrets_and_nowhere_else(vaulted: Vaulted) -> None:
+    outputs = []
+    for version, token in (("v1", TOKENS[0]), ("v2", TOKENS[1])):
+        result, output = vaulted.cli("deploy", "swarm", "--version", version, token=token)
+        assert result["status"] == "SUCCEEDED", result
+        outputs.append(output)
+        status, body = vaulted.get("/secret")
+        assert status == 200
+        assert body == f"{token}|{DB_CANARY}|/run/secrets/API_TOKEN"
+
+    # a rollback to v1 mounts v1's objects again: the older token is served
+    result, output = vaulted.cli("rollback", "swarm", "--to", "v1", token=TOKENS[1])
+    assert result["status"] == "SUCCEEDED", result
+    outputs.append(output)
+    assert vaulted.get("/secret")[1].startswith(f"{TOKENS[0]}|")
+
+    stack = vaulted.app
+    names = _manager(vaulted.lab, "secret", "ls", "--format", "{{.Name}}").split()
+    ours = [n for n in names if n.startswith(f"{stack}_")]
+    assert len(ours) == 3  # DB_PASSWORD once (unchanged), API_TOKEN for v1 and v2
+    inspect = _manager(vaulted.lab, "service", "inspect", f"{stack}_web")
+    configs = _manager(vaulted.lab, "config", "ls", "-q")
+    records = _manager(vaulted.lab, "config", "inspect", *configs.split()) if configs else ""
+    ledger = (vaulted.root / ".deployer").rglob("*")
+    stored = "".join(
+        p.read_bytes().decode(errors="replace") for p in ledger if p.is_file()
+    )  # ledger, runner artifacts, state: everything deployer keeps on the control host
+    target = resolve(load_project(vaulted.root / "deploy.yml"), "swarm", load_lab(LAB))
+    from deployer.targets.swarm import compose
+    from deployer.targets.swarm.build import specs_of
+    from deployer.targets.swarm.spec import stack_name
+
+    settings = target.swarm or compose.SwarmSettings()
+    mounts = {"API_TOKEN": next(n for n in ours if "API_TOKEN" in n)}
+    stack_file = compose.to_yaml(
+        compose.render(target, settings, specs_of(target, settings), "v1", mounts)
+    )
+    assert stack_name(target, settings) == stack
+    assert "/run/secrets/API_TOKEN" in stack_file
+    for where, text in {
+        "docker service inspect": inspect,
+        "the release records": records,
+        "the stack file": stack_file,
+        "the output": "".join(outputs),
+        "the project's .deployer": stored,
+    }.items():
+        assert _hits(text) == [], where
+
+
+def test_a_release_that_fails_half_its_requests_is_rolled_back_by_the_promql_rule(
+    vaulted: Vaulted,
+) -> None:
+    (vaulted.root / "web" / "flaky").write_text("answer 500 to every other request\n")
+    codes: dict[int, int] = {}
+    stop = threading.Event()
+
+    def traffic() -> None:
+        deadline = time.monotonic() + MAX_LOAD_SECONDS
+        while not stop.is_set() and time.monotonic() < deadline:
+            with contextlib.suppress(AssertionError):
+                code, _body = vaulted.get("/")
+                codes[code] = codes.get(code, 0) + 1
+            time.sleep(0.03)
+
+    thread = threading.Thread(target=traffic, daemon=True)
+    thread.start()
+    try:
+        result, _output = vaulted.cli(
+            "deploy", "swarm", "--version", "v3", token=TOKENS[1], expect=1
+        )
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        (vaulted.root / "web" / "flaky").unlink()
+    _measure(
+        step="v3 failing half its requests, rolled back by the PromQL rule",
+        seconds=round(result.get("deploy_seconds") or 0, 1),
+        codes=codes,
+        reason=result["reason"],
+    )
+    assert codes.get(500, 0) > 0, codes
+    assert result["status"] == "ROLLED_BACK", result
+    assert result["stage"] == "watch", result
+    assert "error_rate" in result["reason"], result
+    assert "Prometheus on" in result["reason"], result
+    web = json.loads(_manager(vaulted.lab, "service", "inspect", f"{vaulted.app}_web"))[0]
+    assert web["Spec"]["Labels"]["io.deployer.version"] == "v1"
+    assert vaulted.get("/secret")[1].startswith(f"{TOKENS[0]}|")  # v1's own secret again
+    # keep_releases 2 keeps the two newest records (v3, v2) and the running v1's
+    ids = _manager(
+        vaulted.lab, "config", "ls", "-q", "--filter", f"label=io.deployer.stack={vaulted.app}"
+    ).split()
+    records = json.loads(_manager(vaulted.lab, "config", "inspect", *ids))
+    labels = [r["Spec"]["Labels"]["io.deployer.version"] for r in records]
+    assert sorted(labels) == ["v1", "v2", "v3"]

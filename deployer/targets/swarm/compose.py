@@ -12,13 +12,16 @@ What each setting becomes, and why:
   TCP), so it needs neither curl nor python in the image; Swarm counts a task as running
   only once it is healthy, which is what makes start-first safe;
 - ports are published in host mode: the ingress routing mesh does not work everywhere
-  (it did not in the nested lab) and host mode has no extra hop.
+  (it did not in the nested lab) and host mode has no extra hop;
+- the service's secrets are Docker secrets the release's record names (see `secrets`),
+  mounted in the components that run the app's code (not in nginx-served frontends), with
+  `<VARIABLE>_FILE` pointing at each; their values are never in this file.
 """
 
 from __future__ import annotations
 
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import yaml
@@ -27,6 +30,7 @@ from deployer.config.models import Health, Resources, cpu_cores
 from deployer.config.resolve import Target
 from deployer.config.swarm import SwarmSettings
 from deployer.plan.inventory import systemd_memory
+from deployer.targets.swarm.secrets import compose_entries
 from deployer.targets.swarm.spec import (
     LABEL_COMPONENT,
     LABEL_ENVIRONMENT,
@@ -114,8 +118,16 @@ def _policy(
     }
 
 
+SECRET_STACKS = ("python", "dockerfile")
+"""The stacks whose containers run the app's own code, and so get its secrets."""
+
+
 def service(
-    spec: ComponentSpec, target: Target, settings: SwarmSettings, version: str
+    spec: ComponentSpec,
+    target: Target,
+    settings: SwarmSettings,
+    version: str,
+    mounts: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     labels = {
         LABEL_VERSION: version,
@@ -126,6 +138,8 @@ def service(
     environment.setdefault("APP_VERSION", version)
     if spec.port is not None:
         environment.setdefault("PORT", str(spec.port))
+    secrets, _top, files = compose_entries(mounts or {})
+    environment.update(files)
     resources: dict[str, Any] = {"limits": _resources(spec.limits)}
     resources["reservations"] = _resources(spec.reservations)
     out: dict[str, Any] = {"image": spec.image(version)}
@@ -137,6 +151,8 @@ def service(
         out["ports"] = [
             {"target": spec.port, "published": spec.publish, "protocol": "tcp", "mode": "host"}
         ]
+    if secrets:
+        out["secrets"] = secrets
     out["healthcheck"] = healthcheck(spec)
     out["stop_grace_period"] = seconds(settings.stop_grace_period)
     out["deploy"] = {
@@ -185,7 +201,18 @@ def render(
     settings: SwarmSettings,
     specs: Sequence[ComponentSpec],
     version: str,
+    mounts: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The compose dict `docker stack deploy -c -` reads (as YAML) for `version`."""
-    services = {spec.name: service(spec, target, settings, version) for spec in specs}
-    return {"version": COMPOSE_VERSION, "services": escape(services)}
+    """The compose dict `docker stack deploy -c -` reads (as YAML) for `version`, with the
+    Docker secrets of its record (`mounts`, {VARIABLE: object name})."""
+    services = {
+        spec.name: service(
+            spec, target, settings, version, mounts if spec.stack in SECRET_STACKS else None
+        )
+        for spec in specs
+    }
+    out: dict[str, Any] = {"version": COMPOSE_VERSION, "services": escape(services)}
+    _service, top, _files = compose_entries(mounts or {})
+    if top and any(spec.stack in SECRET_STACKS for spec in specs):
+        out["secrets"] = top
+    return out

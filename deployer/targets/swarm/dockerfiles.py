@@ -110,6 +110,8 @@ def render(spec: DockerfileInput) -> dict[str, str]:
     files = {"Dockerfile": env.get_template(f"{spec.stack}.Dockerfile.j2").render(values)}
     if spec.stack in ("node", "static"):
         files["nginx.conf"] = env.get_template("nginx.conf.j2").render(values)
+    if spec.stack == "python":
+        files["deployer-entrypoint.sh"] = (TEMPLATES / "entrypoint.sh").read_text()
     return files
 
 

@@ -33,6 +33,7 @@ from deployer.targets.base import (
     release_rows,
 )
 from deployer.targets.swarm import compose, deliver, observe, rollout
+from deployer.targets.swarm import secrets as swarm_secrets
 from deployer.targets.swarm.remote import Nodes
 from deployer.targets.swarm.spec import ComponentSpec
 
@@ -115,7 +116,8 @@ def rollback(session: Session, driver: SwarmTarget, *, to: str | None = None) ->
         deliveries = list(session.announce(ledger.get(deployment_id)))
         try:
             ledger.set_stage(deployment_id, "rollback")
-            rollout.apply(nodes, stack, compose.render(target, settings, specs, version))
+            mounts = swarm_secrets.mounts_of(nodes, stack, version)
+            rollout.apply(nodes, stack, compose.render(target, settings, specs, version, mounts))
             settled = rollout.wait(
                 nodes, stack, services, version, before, timeout=settings.timeout
             )

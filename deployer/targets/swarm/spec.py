@@ -17,11 +17,12 @@ from deployer.config.models import Health, Resources
 from deployer.config.resolve import Target, overlay
 from deployer.config.swarm import SwarmSettings
 from deployer.errors import BadRequest
+from deployer.plan.monitoring import SWARM_COMPONENT, SWARM_VERSION
 
 NGINX_PORT = 80
-LABEL_VERSION = "io.deployer.version"
+LABEL_VERSION = SWARM_VERSION
 LABEL_ENVIRONMENT = "io.deployer.environment"
-LABEL_COMPONENT = "io.deployer.component"
+LABEL_COMPONENT = SWARM_COMPONENT
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 

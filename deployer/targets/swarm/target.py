@@ -32,6 +32,8 @@ from deployer.targets.base import (
 )
 from deployer.targets.swarm import compose, deliver, manage, observe, rollout
 from deployer.targets.swarm import lock as swarm_lock
+from deployer.targets.swarm import monitoring as swarm_monitoring
+from deployer.targets.swarm import secrets as swarm_secrets
 from deployer.targets.swarm.build import BuildResult, build_images
 from deployer.targets.swarm.observe import ServiceView
 from deployer.targets.swarm.remote import Nodes
@@ -46,6 +48,7 @@ class SwarmTarget:
         self.session = session
         self._specs: tuple[ComponentSpec, ...] | None = None
         self._before: dict[str, ServiceView] = {}
+        self._mounts: dict[str, str] = {}
 
     @cached_property
     def settings(self) -> SwarmSettings:
@@ -77,7 +80,9 @@ class SwarmTarget:
 
     def prepare(self, version: str | None, artifact: Path | None, *, build: bool = True) -> Release:
         """Images are the release: they are built (cache hits when unchanged) even for
-        `plan`, whose version is their content hash."""
+        `plan`, whose version is their content hash. What Docker or Prometheus would refuse
+        is refused first, before the manager is touched."""
+        swarm_secrets.check(self.session.secret_env)
         built = build_images(
             self.session.target, version, _say(self.session), settings=self.settings, root=artifact
         )
@@ -85,6 +90,7 @@ class SwarmTarget:
             from deployer.targets.swarm.build import specs_of
 
             self._specs = specs_of(self.session.target, self.settings, artifact)
+        swarm_monitoring.check(self.session.target, self.specs)
         return Release(built.version, built.digest, built)
 
     def facts(self) -> dict[str, HostFacts]:
@@ -104,7 +110,8 @@ class SwarmTarget:
         unlock: str | None,
         on_switch: Callable[[], None] | None = None,
     ) -> StageReply:
-        """Every node holds every image before anything switches."""
+        """Every node holds every image, the release's secrets exist and monitoring is set
+        up before anything switches."""
         if lock is not None or switch or unlock:
             raise ValueError("the Swarm target does not fuse steps")
         built: BuildResult = release.payload
@@ -115,22 +122,35 @@ class SwarmTarget:
                 replies[r.node] = HostReply(r.node, ok=False, unreachable=True, message=r.error)
             elif not r.ok:
                 replies[r.node] = HostReply(r.node, ok=False, message=r.error, stage="upload")
-        if not replies:
-            self._before = observe.read(self.nodes, self.stack)
-            for service in hosts:
-                view = self._before.get(service)
-                replies[service] = HostReply(service, current=view.version if view else None)
-        return StageReply(hosts=replies, detail="image delivery failed" if replies else "")
+        if replies:
+            return StageReply(hosts=replies, detail="image delivery failed")
+        self._mounts = swarm_secrets.ensure(
+            self.nodes, self.stack, release.version, self.session.secret_env
+        )
+        failed = swarm_monitoring.set_up(self.session, self.nodes, self.stack, self.specs)
+        if failed:
+            node, message = failed
+            return StageReply(
+                hosts={node: HostReply(node, ok=False, message=message, stage="monitoring")},
+                detail="monitoring set-up failed",
+            )
+        self._before = observe.read(self.nodes, self.stack)
+        for service in hosts:
+            view = self._before.get(service)
+            replies[service] = HostReply(service, current=view.version if view else None)
+        return StageReply(hosts=replies)
 
     def activate(self, release: Release, batch: Sequence[str], *, unlock: str | None) -> BatchReply:
         env, version = self.session.target, release.version
-        rollout.apply(
-            self.nodes, self.stack, compose.render(env, self.settings, self.specs, version)
-        )
+        stack = compose.render(env, self.settings, self.specs, version, self._mounts)
+        rollout.apply(self.nodes, self.stack, stack)
         settled = rollout.wait(
             self.nodes, self.stack, tuple(batch), version, self._before,
             timeout=self.settings.timeout, interrupted=self.session.interrupted,
         )  # fmt: skip
+        if settled.ok:  # the version before stays, for the watch's rollback
+            before = [v.version for v in self._before.values() if v.version]
+            swarm_secrets.prune(self.nodes, self.stack, env.keep_releases, [version, *before])
         return BatchReply(
             self._replies(settled, batch, version, "switch"), interrupted=settled.interrupted
         )
@@ -160,9 +180,22 @@ class SwarmTarget:
     def watch(
         self, release: Release, hosts: Sequence[str], since: float, *, unlock: str | None
     ) -> WatchReply:
+        """The stack must stay converged for the window; with monitoring on, the rollback
+        rules are judged in Prometheus on the manager over the same window meanwhile."""
         seconds = self.session.target.rollback.watch
+        judging = swarm_monitoring.Judge.start(self.session, self.nodes, since)
         settled = rollout.watch(self.nodes, self.stack, tuple(hosts), release.version, seconds)
-        return WatchReply(self._replies(settled, hosts, release.version, "watch"))
+        replies = self._replies(settled, hosts, release.version, "watch")
+        if judging is None:
+            return WatchReply(replies)
+        verdict = judging.result()
+        return WatchReply(
+            replies,
+            judge=verdict.reply,
+            judge_host=self.nodes.manager,
+            breach=verdict.breach,
+            measured=verdict.measured,
+        )
 
     def roll_back(
         self,
@@ -185,9 +218,9 @@ class SwarmTarget:
             )
         version = max(set(versions), key=versions.count)
         env = self.session.target
-        rollout.apply(
-            self.nodes, self.stack, compose.render(env, self.settings, self.specs, version)
-        )
+        mounts = swarm_secrets.mounts_of(self.nodes, self.stack, version)
+        stack = compose.render(env, self.settings, self.specs, version, mounts)
+        rollout.apply(self.nodes, self.stack, stack)
         mid = observe.read(self.nodes, self.stack)
         back = rollout.wait(
             self.nodes, self.stack, tuple(to), version, mid, timeout=self.settings.timeout

@@ -2,8 +2,9 @@
 
 Each tests/golden/swarm/compose/<case>/ holds a deploy.yml with one swarm environment,
 component folders (so stack detection runs as in a build), an optional swarm.yml with
-SwarmSettings, and expected.yml: `compose.render(...)` for version v7, as `compose.to_yaml`
-writes it. After an intended change, regenerate and review the diff:
+SwarmSettings, an optional mounts.yml with the Docker secrets of the release's record, and
+expected.yml: `compose.render(...)` for version v7, as `compose.to_yaml` writes it. With
+monitoring on, prometheus.yml holds the manager's scrape configuration too. After an intended change, regenerate and review the diff:
 
     UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/swarm/test_swarm_compose.py
 """
@@ -44,20 +45,37 @@ def _case(case: Path) -> tuple[Target, SwarmSettings]:
 
 def _render(case: Path) -> dict[str, Any]:
     target, settings = _case(case)
-    return compose.render(target, settings, specs_of(target, settings), "v7")
+    mounts = case / "mounts.yml"
+    found = yaml.safe_load(mounts.read_text()) if mounts.exists() else None
+    return compose.render(target, settings, specs_of(target, settings), "v7", found)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_golden_compose(case: Path) -> None:
-    expected = case / "expected.yml"
-    text = compose.to_yaml(_render(case))
+def _check(expected: Path, text: str) -> None:
     if os.environ.get("UPDATE_GOLDEN") == "1":
         expected.write_text(text)
     assert text == expected.read_text()
 
 
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_golden_compose(case: Path) -> None:
+    _check(case / "expected.yml", compose.to_yaml(_render(case)))
+
+
+@pytest.mark.parametrize(
+    "case", [c for c in CASES if (c / "mounts.yml").exists()], ids=lambda c: c.name
+)
+def test_golden_prometheus_config_of_a_monitored_stack(case: Path) -> None:
+    from deployer.targets.swarm.monitoring import scripts
+
+    target, settings = _case(case)
+    work = scripts(target, specs_of(target, settings))
+    _script, config = work[target.primary]
+    assert config is not None
+    _check(case / "prometheus.yml", config.decode())
+
+
 def test_golden_cases_exist() -> None:
-    assert {c.name for c in CASES} >= {"hello", "options"}
+    assert {c.name for c in CASES} >= {"hello", "options", "secrets_monitoring"}
 
 
 def test_hello_takes_replicas_resources_and_policy_from_the_config() -> None:

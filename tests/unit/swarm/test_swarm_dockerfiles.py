@@ -10,7 +10,10 @@ after an intended change and review the diff:
 from __future__ import annotations
 
 import io
+import json
 import os
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -35,6 +38,8 @@ def _input(case: Path) -> dockerfiles.DockerfileInput:
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_golden_dockerfiles(case: Path) -> None:
     files = dockerfiles.render(_input(case))
+    # the same for every Python image, run for real below
+    assert files.pop(ENTRYPOINT, "") == ("" if _input(case).stack != "python" else _entrypoint())
     if os.environ.get("UPDATE_GOLDEN") == "1":
         for name, text in files.items():
             (case / name).write_text(text)
@@ -42,6 +47,48 @@ def test_golden_dockerfiles(case: Path) -> None:
     assert set(files) == expected
     for name, text in files.items():
         assert text == (case / name).read_text(), name
+
+
+ENTRYPOINT = "deployer-entrypoint.sh"
+
+
+def _entrypoint() -> str:
+    return (dockerfiles.TEMPLATES / "entrypoint.sh").read_text()
+
+
+def test_the_entrypoint_exports_each_mounted_secret_verbatim(tmp_path: Path) -> None:
+    values = {
+        "API_TOKEN": "t0k $(touch pwned) `id` ${HOME} 'q' \"dq\" \\n end ",
+        "EMPTY": "",
+        "TRAILING": "line\n\n",
+    }
+    for name, value in values.items():
+        (tmp_path / name).write_text(value)
+    (tmp_path / "not-a-name").write_text("skipped")
+    (tmp_path / "9LIVES").write_text("skipped")
+    script = tmp_path.parent / "entrypoint.sh"
+    script.write_text(_entrypoint())
+    dump = "import json, os; print(json.dumps(dict(os.environ)))"
+    run = subprocess.run(
+        ["sh", str(script), sys.executable, "-c", dump],
+        env={"DEPLOYER_SECRETS_DIR": str(tmp_path), "PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=True,
+    )
+    seen = json.loads(run.stdout)
+    assert {k: seen[k] for k in values} == values
+    assert "not-a-name" not in seen
+    assert "9LIVES" not in seen
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_python_images_start_through_the_entrypoint() -> None:
+    python = next(c for c in CASES if _input(c).stack == "python")
+    dockerfile = dockerfiles.render(_input(python))["Dockerfile"]
+    assert f"COPY {ENTRYPOINT} /usr/local/lib/deployer/entrypoint.sh" in dockerfile
+    assert 'ENTRYPOINT ["/bin/sh", "/usr/local/lib/deployer/entrypoint.sh"]' in dockerfile
 
 
 def test_golden_cases_cover_every_template() -> None:
