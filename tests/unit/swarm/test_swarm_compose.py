@@ -4,7 +4,8 @@ Each tests/golden/swarm/compose/<case>/ holds a deploy.yml with one swarm enviro
 component folders (so stack detection runs as in a build), an optional swarm.yml with
 SwarmSettings, an optional mounts.yml with the Docker secrets of the release's record, and
 expected.yml: `compose.render(...)` for version v7, as `compose.to_yaml` writes it. With
-monitoring on, prometheus.yml holds the manager's scrape configuration too. After an intended change, regenerate and review the diff:
+monitoring on, prometheus.yml holds the manager's scrape configuration too. After an intended
+change, regenerate and review the diff:
 
     UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/swarm/test_swarm_compose.py
 """
