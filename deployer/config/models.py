@@ -604,7 +604,7 @@ class Features(Section):
     monitoring: bool = Field(
         default=False,
         description="Prometheus and node exporter set up by deployer, and the watch window's "
-        "error-rate and response-time rules (target ssh).",
+        "error-rate and response-time rules (targets ssh and swarm).",
     )
     logging: bool = Field(
         default=True,

@@ -607,3 +607,69 @@ def test_a_release_that_fails_half_its_requests_is_rolled_back_by_the_promql_rul
     records = json.loads(_manager(vaulted.lab, "config", "inspect", *ids))
     labels = [r["Spec"]["Labels"]["io.deployer.version"] for r in records]
     assert sorted(labels) == ["v1", "v2", "v3"]
+
+
+def _prometheus(lab: LabState, query: str) -> list[dict[str, Any]]:
+    """An instant query to the manager's Prometheus, from inside the manager."""
+    run = subprocess.run(
+        ["docker", "exec", lab.hosts[0].container, "curl", "-sf", "--data-urlencode",
+         f"query={query}", "http://127.0.0.1:9090/api/v1/query"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert run.returncode == 0, (query, run.stderr)
+    answer = json.loads(run.stdout)
+    assert answer["status"] == "success", answer
+    found: list[dict[str, Any]] = answer["data"]["result"]
+    return found
+
+
+def test_prometheus_finds_the_stack_s_tasks_and_answers_the_dashboard(vaulted: Vaulted) -> None:
+    from deployer.plan.monitoring import RATE_INTERVAL, dashboard
+
+    deadline = time.monotonic() + 60
+    up: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:  # discovery refreshes every scrape interval
+        up = _prometheus(vaulted.lab, f'up{{job="{vaulted.app}"}} == 1')
+        if len(up) == 2 and {r["metric"].get("version") for r in up} == {"v1"}:
+            break
+        time.sleep(1)
+    assert len(up) == 2, up  # the two running tasks, each at its node's published port
+    assert {r["metric"]["service"] for r in up} == {f"{vaulted.app}_web"}
+    assert {r["metric"]["component"] for r in up} == {"web"}
+    assert {r["metric"]["environment"] for r in up} == {"swarm"}
+    assert {r["metric"]["version"] for r in up} == {"v1"}
+    assert {r["metric"]["host"] for r in up} <= {"lab1", "lab2", "lab3"}
+    nodes = _prometheus(vaulted.lab, 'up{job="node", environment="swarm"} == 1')
+    assert len(nodes) == 3
+    target = resolve(load_project(vaulted.root / "deploy.yml"), "swarm", load_lab(LAB))
+    exprs = [t["expr"] for p in dashboard(target)["panels"] for t in p["targets"]]
+    assert len(exprs) >= 6
+    for expr in exprs:  # every panel's query is one this Prometheus answers
+        _prometheus(vaulted.lab, expr.replace(RATE_INTERVAL, "1m"))
+
+
+def test_keep_releases_prunes_older_records_and_their_images_on_every_node(
+    vaulted: Vaulted,
+) -> None:
+    result, _output = vaulted.cli("deploy", "swarm", "--version", "v4", token=TOKENS[1])
+    assert result["status"] == "SUCCEEDED", result
+    ids = _manager(
+        vaulted.lab, "config", "ls", "-q", "--filter", f"label=io.deployer.stack={vaulted.app}"
+    ).split()
+    records = json.loads(_manager(vaulted.lab, "config", "inspect", *ids))
+    # keep_releases 2: v4 and v3 are the newest, v1 ran before v4; v2 went
+    assert sorted(r["Spec"]["Labels"]["io.deployer.version"] for r in records) == [
+        "v1",
+        "v3",
+        "v4",
+    ]
+    for host in vaulted.lab.hosts:
+        run = subprocess.run(
+            ["docker", "exec", host.container, "docker", "image", "ls", "--format",
+             "{{.Tag}}", f"{vaulted.app}-web"],
+            capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        tags = set(run.stdout.split())
+        assert "v2" not in tags, host.name
+        assert "v4" in tags, host.name
+    assert vaulted.get("/secret")[1].startswith(f"{TOKENS[1]}|")

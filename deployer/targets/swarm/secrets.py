@@ -24,6 +24,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from deployer.errors import ConfigError, DeployerError
@@ -204,16 +205,26 @@ def prunable(stored: Stored, keep: int, current: Sequence[str]) -> tuple[list[st
     return records, sorted(stored.secrets - needed)
 
 
-def prune(nodes: Nodes, stack: str, keep: int, current: Sequence[str]) -> tuple[str, ...]:
-    """Remove what `prunable` names. Swarm refuses to remove an object a task still uses;
-    that one stays for the next prune. Returns what was asked to go."""
-    records, objects = prunable(read(nodes, stack), keep, current)
+def prune(
+    nodes: Nodes, stack: str, keep: int, current: Sequence[str], images: Sequence[str] = ()
+) -> tuple[str, ...]:
+    """Remove what `prunable` names, and on every node the `images` (repositories) of the
+    versions whose records went. Docker refuses to remove an object or image a task still
+    uses; that one stays for a later prune. Returns the versions dropped."""
+    stored = read(nodes, stack)
+    records, objects = prunable(stored, keep, current)
     docker = nodes.docker_cmd
     lines = [f"{docker('config', 'rm', n)} >/dev/null 2>&1 || true" for n in records]
     lines += [f"{docker('secret', 'rm', n)} >/dev/null 2>&1 || true" for n in objects]
     if lines:
         nodes.manage_script("\n".join(lines), what="docker secret rm")
-    return (*records, *objects)
+    dropped = sorted({stored.records[n][0] for n in records} - set(current))
+    refs = [f"{repository}:{version}" for version in dropped for repository in images]
+    if refs:
+        script = f"{docker('image', 'rm', *refs)} >/dev/null 2>&1 || true"
+        with ThreadPoolExecutor(max_workers=max(1, min(len(nodes.hosts), 8))) as pool:
+            list(pool.map(lambda node: nodes.run(node, script, timeout=120), list(nodes.hosts)))
+    return tuple(dropped)
 
 
 def compose_entries(

@@ -150,7 +150,10 @@ class SwarmTarget:
         )  # fmt: skip
         if settled.ok:  # the version before stays, for the watch's rollback
             before = [v.version for v in self._before.values() if v.version]
-            swarm_secrets.prune(self.nodes, self.stack, env.keep_releases, [version, *before])
+            swarm_secrets.prune(
+                self.nodes, self.stack, env.keep_releases, [version, *before],
+                images=[spec.repository for spec in self.specs],
+            )  # fmt: skip
         return BatchReply(
             self._replies(settled, batch, version, "switch"), interrupted=settled.interrupted
         )

@@ -132,3 +132,49 @@ def test_a_deploy_refuses_a_too_large_secret_before_it_builds_or_reaches_the_man
         swarm_target.SwarmTarget(session).prepare("v1", None)
     assert caught.value.problems[0].startswith("secrets.env.API_TOKEN: ")
     assert caught.value.exit_code == 2
+
+
+class _Manager:
+    """The manager's answer to `read`, and every script a prune sends, by node."""
+
+    def __init__(self, answer: dict[str, object]) -> None:
+        self.answer = json.dumps(answer)
+        self.manager = "n1"
+        self.hosts = {"n1": None, "n2": None}
+        self.scripts: list[tuple[str, str]] = []
+
+    def docker_cmd(self, *args: str) -> str:
+        import shlex
+
+        return " ".join(["docker", *(shlex.quote(a) for a in args)])
+
+    def manage_script(self, script: str, **_: object) -> str:
+        self.scripts.append(("n1", script))
+        return self.answer if "secret inspect" in script else ""
+
+    def run(self, node: str, script: str, **_: object) -> object:
+        self.scripts.append((node, script))
+        return None
+
+
+def test_a_prune_removes_the_dropped_versions_images_on_every_node() -> None:
+    nodes = _Manager(
+        {
+            "secrets": [_secret("shop_A_1"), _secret("shop_A_2"), _secret("shop_A_3")],
+            "configs": [
+                _record("v1", {"A": "shop_A_1"}, "2026-01-01T00:00:01Z"),
+                _record("v2", {"A": "shop_A_2"}, "2026-01-01T00:00:02Z"),
+                _record("v3", {"A": "shop_A_3"}, "2026-01-01T00:00:03Z"),
+            ],
+        }
+    )
+    dropped = sw.prune(nodes, STACK, 2, ["v3"], images=["shop-web", "shop-site"])  # type: ignore[arg-type]
+    assert dropped == ("v1",)
+    removals = [s for _n, s in nodes.scripts if "rm" in s]
+    assert "docker config rm shop_release_v1" in removals[0]
+    assert "docker secret rm shop_A_1" in removals[0]
+    images = {n: s for n, s in nodes.scripts if "image rm" in s}
+    assert set(images) == {"n1", "n2"}
+    assert images["n2"].startswith("docker image rm shop-web:v1 shop-site:v1")
+    assert "v2" not in images["n2"]
+    assert "v3" not in images["n2"]
