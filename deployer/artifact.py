@@ -77,11 +77,14 @@ def check_members(members: Sequence[tarfile.TarInfo], where: Path) -> None:
 
 def config_files(target: Target) -> tuple[Path, ...]:
     """Files the config names that hold credentials or settings, never code: deploy.yml,
-    the vault and its password file, the SSH keys and known_hosts files."""
+    the vault and its password file, the SSH keys and known_hosts files (the jump hosts'
+    too)."""
     base = target.project_dir
     secrets = target.secrets
     named = [target.config_path, *target.known_hosts]
     named += [h.private_key for h in target.hosts if h.private_key is not None]
+    for hop in target.jump:
+        named += [*hop.known_hosts, *([hop.private_key] if hop.private_key else [])]
     named += [
         base / Path(p).expanduser()
         for p in (secrets.vault_file, secrets.vault_password_file)

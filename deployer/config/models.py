@@ -418,6 +418,22 @@ class Host(Section):
         return self.name or self.address
 
 
+class JumpHost(Section):
+    """One hop on the way to the environment's hosts (a bastion), reached through the hops
+    listed before it; its host key is checked like every host's."""
+
+    address: Address = Field(description="Hostname or IP address, as the previous hop sees it.")
+    port: int = Field(default=22, ge=1, le=65535)
+    user: UserName | None = Field(default=None, description="SSH user (default: ssh.user).")
+    private_key: str | None = Field(
+        default=None, description="Private key file (default: ssh.private_key)."
+    )
+    known_hosts: str | None = Field(
+        default=None,
+        description="known_hosts file with this hop's key (default: ssh.known_hosts).",
+    )
+
+
 class Ssh(Section):
     user: UserName = Field(default="deploy", description="Default SSH user.")
     private_key: str | None = Field(default=None, description="Private key file.")
@@ -427,6 +443,26 @@ class Ssh(Section):
         "deploy.yml). Host key checking is never turned off.",
     )
     connect_timeout: int = Field(default=10, ge=1, le=300)
+    jump: list[JumpHost] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Bastions between the control host and every host, in order: the "
+        "first is reached directly, each next one through those before it.",
+    )
+
+    @field_validator("jump")
+    @classmethod
+    def _no_loop(cls, hops: list[JumpHost]) -> list[JumpHost]:
+        seen: set[tuple[str, int]] = set()
+        for index, hop in enumerate(hops):
+            key = (hop.address.lower(), hop.port)
+            if key in seen:
+                raise ValueError(
+                    f"hop {index} ({hop.address}:{hop.port}) is already a hop of this chain "
+                    "(a chain that loops never arrives)"
+                )
+            seen.add(key)
+        return hops
 
 
 ACCESSORY_VERSIONS = {"postgresql": ("15",), "redis": ("7",)}

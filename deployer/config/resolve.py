@@ -44,6 +44,7 @@ from deployer.config.models import (
     Rollback,
     Secrets,
     Service,
+    Ssh,
     Strategy,
     TerraformHosts,
     lab_selection,
@@ -83,6 +84,17 @@ class LabInfo:
     hosts: tuple[Host, ...]
     private_key: Path
     known_hosts: Path
+
+
+@dataclass(frozen=True)
+class JumpHop:
+    """One bastion of `ssh.jump`, with the user, key and known_hosts it is reached with."""
+
+    address: str
+    port: int
+    user: str
+    private_key: Path | None
+    known_hosts: tuple[Path, ...]
 
 
 @dataclass(frozen=True)
@@ -145,6 +157,8 @@ class Target:
     ledger: LedgerPlace
     lock_ttl: int
     notifications: tuple[Notification, ...] = ()
+    jump: tuple[JumpHop, ...] = ()
+    """`ssh.jump`: the bastions every SSH connection to the hosts goes through, in order."""
     swarm: SwarmSettings | None = None
     monitoring: Monitoring | None = None
     """The effective monitoring settings when `features.monitoring` is on, else None."""
@@ -750,6 +764,7 @@ def resolve(
         ledger=ledger_place(project.ledger, loaded.directory),
         lock_ttl=project.lock_ttl,
         notifications=tuple(env.notifications),
+        jump=_jump(env.ssh, loaded.directory, tuple(known_hosts)),
         swarm=env.swarm,
         monitoring=monitoring if env.features.monitoring else None,
         proxy=proxy,
@@ -802,6 +817,22 @@ def _uses_problems(
                 f"{kind}; remove it here"
             )
     return problems
+
+
+def _jump(ssh: Ssh, base: Path, known_hosts: tuple[Path, ...]) -> tuple[JumpHop, ...]:
+    def path(setting: str | None) -> Path | None:
+        return base / Path(setting).expanduser() if setting else None
+
+    return tuple(
+        JumpHop(
+            address=hop.address,
+            port=hop.port,
+            user=hop.user or ssh.user,
+            private_key=path(hop.private_key or ssh.private_key),
+            known_hosts=(base / hop.known_hosts,) if hop.known_hosts else known_hosts,
+        )
+        for hop in ssh.jump
+    )
 
 
 def _hosts(

@@ -13,6 +13,7 @@ from typing import Any
 
 from deployer.config.models import Resources, cpu_cores
 from deployer.config.resolve import ResolvedHost, Target
+from deployer.plan.remote import proxy_command
 
 _MEM = re.compile(r"(\d+)(Ki|Mi|Gi|Ti|K|M|G|T)?")
 _BINARY = {"Ki": "K", "Mi": "M", "Gi": "G", "Ti": "T"}
@@ -47,14 +48,17 @@ def systemd_limits(resources: Resources) -> dict[str, str]:
 
 
 def ssh_common_args(target: Target) -> str:
-    """Host keys are always checked, against the project's known_hosts files only."""
+    """Host keys are always checked, against the project's known_hosts files only; behind
+    `ssh.jump`, every connection goes through the bastions (their keys checked too)."""
     files = " ".join(str(p) for p in target.known_hosts)
+    proxy = proxy_command(target)
     return " ".join(
         [
             "-o StrictHostKeyChecking=yes",
             "-o " + shlex.quote(f"UserKnownHostsFile={files}"),
             "-o " + shlex.quote(f"GlobalKnownHostsFile={files}"),
             f"-o ConnectTimeout={target.connect_timeout}",
+            *([] if proxy is None else ["-o " + shlex.quote(f"ProxyCommand={proxy}")]),
         ]
     )
 

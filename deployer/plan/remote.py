@@ -11,21 +11,16 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Sequence
+from pathlib import Path
 
-from deployer.config.resolve import ResolvedHost, Target
+from deployer.config.resolve import JumpHop, ResolvedHost, Target
 
 
-def ssh_command(
-    target: Target, host: ResolvedHost, command: str, options: Sequence[str] = ()
-) -> list[str]:
-    """`ssh ... host command` with the inventory's user, port, key and known_hosts files:
-    host keys are always checked, nothing is asked interactively. `command` is a line for
-    the remote login shell, each word already quoted; `options`: more `-o` settings."""
-    files = " ".join(str(p) for p in target.known_hosts)
-    out = [
-        "ssh",
-        "-F",
-        "none",
+def _checked(known_hosts: Sequence[Path], timeout: int) -> list[str]:
+    """What every ssh deployer starts says: host keys checked against these files only,
+    nothing asked interactively."""
+    files = " ".join(str(p) for p in known_hosts)
+    return [
         "-o",
         "StrictHostKeyChecking=yes",
         "-o",
@@ -35,17 +30,78 @@ def ssh_command(
         "-o",
         "BatchMode=yes",
         "-o",
-        f"ConnectTimeout={target.connect_timeout}",
+        f"ConnectTimeout={timeout}",
         "-o",
         "LogLevel=ERROR",
-        *options,
-        "-p",
-        str(host.port),
-        "-l",
-        host.user,
     ]
-    if host.private_key is not None:
-        out += ["-o", "IdentitiesOnly=yes", "-i", str(host.private_key)]
+
+
+def _login(port: int, user: str, key: Path | None) -> list[str]:
+    out = ["-p", str(port), "-l", user]
+    if key is not None:
+        out += ["-o", "IdentitiesOnly=yes", "-i", str(key)]
+    return out
+
+
+def proxy_command(target: Target, hops: Sequence[JumpHop] | None = None) -> str | None:
+    """The ProxyCommand that reaches a host through `hops` (default: the target's
+    `ssh.jump`), or None without any: `ssh -W %h:%p` to the last hop, itself reached through
+    the ones before it. Each hop keeps its own user, key and known_hosts, and its host key
+    is checked. The ProxyCommand of an inner hop is text inside the outer one, so its `%`
+    are doubled there: the outer ssh expands its own tokens, the inner ssh then expands the
+    inner ones (its own hop's %h and %p)."""
+    chain = list(target.jump if hops is None else hops)
+    if not chain:
+        return None
+    *before, last = chain
+    argv = ["ssh", "-F", "none", *_checked(last.known_hosts, target.connect_timeout)]
+    inner = proxy_command(target, before)
+    if inner is not None:
+        argv += ["-o", "ProxyCommand=" + inner.replace("%", "%%")]
+    argv += [*_login(last.port, last.user, last.private_key), "-W", "%h:%p", "--", last.address]
+    return shlex.join(argv)
+
+
+def hop_command(target: Target, index: int, command: str) -> list[str]:
+    """`ssh ... hop command` to `ssh.jump[index]`, through the hops before it: what tells
+    which hop of a chain cannot be reached."""
+    hop = target.jump[index]
+    inner = proxy_command(target, target.jump[:index])
+    return [
+        "ssh",
+        "-F",
+        "none",
+        *_checked(hop.known_hosts, target.connect_timeout),
+        *([] if inner is None else ["-o", f"ProxyCommand={inner}"]),
+        *_login(hop.port, hop.user, hop.private_key),
+        "--",
+        hop.address,
+        command,
+    ]
+
+
+def jump_options(target: Target) -> list[str]:
+    """`-o ProxyCommand=...` when the target's hosts sit behind `ssh.jump`, else nothing."""
+    command = proxy_command(target)
+    return [] if command is None else ["-o", f"ProxyCommand={command}"]
+
+
+def ssh_command(
+    target: Target, host: ResolvedHost, command: str, options: Sequence[str] = ()
+) -> list[str]:
+    """`ssh ... host command` with the inventory's user, port, key and known_hosts files,
+    through the environment's jump hosts: host keys are always checked (every hop's too),
+    nothing is asked interactively. `command` is a line for the remote login shell, each
+    word already quoted; `options`: more `-o` settings."""
+    out = [
+        "ssh",
+        "-F",
+        "none",
+        *_checked(target.known_hosts, target.connect_timeout),
+        *jump_options(target),
+        *options,
+        *_login(host.port, host.user, host.private_key),
+    ]
     return [*out, "--", host.address, command]
 
 

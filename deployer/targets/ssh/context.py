@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from typing import Any
 
@@ -14,12 +14,16 @@ from deployer.plan.edge import tls_files
 from deployer.plan.inventory import build_inventory
 from deployer.secrets import Redactor
 from deployer.session import Session
+from deployer.targets.ssh.jump import broken_hop, name_broken_hop
 from deployer.targets.ssh.runner import Runner, RunResult
 
 
 @dataclass
 class SshSession(Session):
     """A Session that runs playbooks on the environment's hosts."""
+
+    _broken_hop: tuple[str | None] | None = field(default=None, repr=False)
+    """What `ssh.jump` said when hosts behind it were unreachable (found once)."""
 
     @staticmethod
     def of(session: Session) -> SshSession:
@@ -135,4 +139,10 @@ class SshSession(Session):
         )
         if pads:
             self._keep_sealed(result, pads)
+        if self.target.jump and any(o.unreachable for o in result.hosts.values()):
+            if self._broken_hop is None:  # once per command: the chain is tried hop by hop
+                self._broken_hop = (broken_hop(self.target),)
+            why = self._broken_hop[0]
+            if why is not None:
+                result = name_broken_hop(result, why)
         return result

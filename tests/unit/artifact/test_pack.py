@@ -48,6 +48,8 @@ def project(tmp_path: Path) -> Path:
     write(root / "vault-pass", "hunter2\n", 0o600)  # secrets.vault_password_file
     write(root / "keys" / "deploy", KEY, 0o600)  # ssh.private_key, by a plain name
     write(root / "ssh" / "hosts", "lab1 ssh-ed25519 AAAA\n")  # ssh.known_hosts
+    write(root / "ssh" / "edge_hosts", "bastion ssh-ed25519 AAAA\n")  # ssh.jump[0]'s
+    write(root / "ssh" / "bastion.id", "not a key by content\n", 0o600)  # and its key
     os.link(root / "vault-pass", root / "lib" / "pass-again")  # the password, renamed
     write(root / "prod-key.txt", KEY, 0o600)  # another environment's key: by content
     write(root / "old-vault.yml", VAULT)  # a vault the config no longer names
@@ -69,7 +71,17 @@ def project(tmp_path: Path) -> Path:
         "environments": {
             "staging": {
                 "hosts": {"web": [{"address": "10.0.0.1"}]},
-                "ssh": {"private_key": "keys/deploy", "known_hosts": "ssh/hosts"},
+                "ssh": {
+                    "private_key": "keys/deploy",
+                    "known_hosts": "ssh/hosts",
+                    "jump": [
+                        {
+                            "address": "bastion.example.net",
+                            "private_key": "ssh/bastion.id",
+                            "known_hosts": "ssh/edge_hosts",
+                        }
+                    ],
+                },
             }
         },
     }

@@ -228,6 +228,9 @@ PROBES: dict[str, Callable[[Data], None]] = {
     "environments.*.ssh.private_key": _set(*ENV, "ssh", "private_key", value="id_deploy"),
     "environments.*.ssh.known_hosts": _set(*ENV, "ssh", "known_hosts", value="kh"),
     "environments.*.ssh.connect_timeout": _set(*ENV, "ssh", "connect_timeout", value=30),
+    "environments.*.ssh.jump": _set(
+        *ENV, "ssh", "jump", value=[{"address": "bastion.example.net", "user": "jumper"}]
+    ),
     "environments.*.primary": _set(*ENV, "primary", value="web2"),
     "environments.*.keep_releases": _set(*ENV, "keep_releases", value=9),
 }
