@@ -125,9 +125,8 @@ def test_deploy_rollback_status_exec_and_logs_through_the_bastion(behind: Projec
     assert {h.name for h in apps} <= {line.split()[0] for line in logs.stdout.splitlines()}
 
 
-def test_an_unreachable_bastion_is_named_and_nothing_changes(project: Project) -> None:
+def _isolated(project: Project, jump: dict[str, Any]) -> None:
     lab = project.lab
-    (project.root / "jump_known_hosts").write_text(_known_hosts(project))
     project.edit(
         {
             "environments": {
@@ -137,12 +136,38 @@ def test_an_unreachable_bastion_is_named_and_nothing_changes(project: Project) -
                         "private_key": str(lab.private_key),
                         "known_hosts": "jump_known_hosts",
                         "connect_timeout": 3,
-                        "jump": [{"address": "127.0.0.1", "port": 9, "user": "deploy"}],
+                        "jump": [jump],
                     },
                 }
             }
         }
     )
+
+
+def test_a_bastion_whose_key_does_not_match_is_named_and_nothing_changes(
+    project: Project,
+) -> None:
+    lab = project.lab
+    bastion, other = lab.hosts[0], lab.hosts[1]
+    text = _known_hosts(project)
+    # the bastion's entries carry another host's keys: a man in the middle, as ssh sees it
+    lines = text.splitlines()
+    theirs = [ln.split(" ", 1)[1] for ln in lines if ln.startswith(f"[127.0.0.1]:{other.port} ")]
+    forged = [ln for ln in lines if not ln.startswith(f"[127.0.0.1]:{bastion.port} ")]
+    forged += [f"[127.0.0.1]:{bastion.port} {key}" for key in theirs]
+    (project.root / "jump_known_hosts").write_text("\n".join(forged) + "\n")
+    _isolated(project, {"address": "127.0.0.1", "port": bastion.port, "user": "deploy"})
+    result = project.json("deploy", "lab", "--version", "v1", expect=4)
+    (host,) = result["hosts"]
+    assert host["message"].startswith(f"jump host 127.0.0.1:{bastion.port} (ssh.jump[0]) ")
+    assert "host key does not match known_hosts" in host["message"]
+    assert _docker(lab.hosts[2], "test", "-e", f"/srv/{project.app}").returncode != 0
+
+
+def test_an_unreachable_bastion_is_named_and_nothing_changes(project: Project) -> None:
+    lab = project.lab
+    (project.root / "jump_known_hosts").write_text(_known_hosts(project))
+    _isolated(project, {"address": "127.0.0.1", "port": 9, "user": "deploy"})
     result = project.json("deploy", "lab", "--version", "v1", expect=4)
     assert result["status"] != "SUCCEEDED"
     (host,) = result["hosts"]
