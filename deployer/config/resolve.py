@@ -51,7 +51,7 @@ from deployer.config.models import (
 )
 from deployer.config.notify import Notification
 from deployer.config.services import ResolvedService, resolve_services
-from deployer.config.swarm import SwarmSettings
+from deployer.config.swarm import SwarmSettings, swarm_strategy_problems
 from deployer.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
@@ -706,6 +706,8 @@ def resolve(
     if env.primary is not None and env.primary not in {h.name for h in hosts}:
         problems.append(f"{format_loc((*base, 'primary'))}: {env.primary!r} is not a host here")
     monitoring = overlay(project.monitoring, env.monitoring)
+    if env.target == "swarm":
+        problems += swarm_strategy_problems(project.strategy, env.strategy, base)
     if env.features.monitoring and env.target not in ("ssh", "swarm"):
         problems.append(
             f"{format_loc((*base, 'features', 'monitoring'))}: not available for target "

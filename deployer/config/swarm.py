@@ -111,3 +111,23 @@ def settings_of(target: object) -> SwarmSettings:
     """The target's swarm settings, or the defaults while `Target` has no `swarm` field."""
     found = getattr(target, "swarm", None)
     return found if isinstance(found, SwarmSettings) else SwarmSettings()
+
+
+def swarm_strategy_problems(
+    project_strategy: BaseModel, env_strategy: BaseModel | None, base: tuple[str, ...]
+) -> list[str]:
+    """What of `strategy` a Swarm environment cannot honour (Swarm paces each service's
+    update itself): `batch_size` is the nodes' `swarm.update.parallelism` there. `kind`
+    maps (rolling: `parallelism` tasks at a time; all_at_once: every task at once), and
+    `failure_budget` becomes each service's max_failure_ratio."""
+    from deployer.config.loader import format_loc
+
+    problems = []
+    for where, section in ((("strategy",), project_strategy), ((*base, "strategy"), env_strategy)):
+        if section is not None and "batch_size" in section.model_fields_set:
+            problems.append(
+                f"{format_loc((*where, 'batch_size'))}: not used by target swarm, where Swarm "
+                f"replaces each service's tasks itself: set "
+                f"{format_loc((*base, 'swarm', 'update', 'parallelism'))} (tasks at once)"
+            )
+    return problems

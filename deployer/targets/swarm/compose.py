@@ -3,7 +3,8 @@
 What each setting becomes, and why:
 - replicas and resources come from the environment (limits; reservations = limits unless the
   component says otherwise, so the scheduler never packs a node past what tasks may use);
-- update_config is start-first (a new task is healthy before an old one stops),
+- update_config replaces `swarm.update.parallelism` tasks at a time (every task at once with
+  `strategy.kind: all_at_once`), start-first (a new task is healthy before an old one stops),
   failure_action rollback (Swarm puts the old spec back by itself; deployer reports that as
   a failed deployment), monitor from the settings, max_failure_ratio from the strategy's
   failure budget. A component published in host mode with replicas >= nodes has no free
@@ -108,8 +109,10 @@ def _policy(
     update = settings.update
     ratio = min(1.0, target.strategy.failure_budget / max(spec.replicas, 1))
     action = "pause" if rollback else "rollback" if target.rollback.automatic else "pause"
+    # all_at_once: every task of the service at once (Swarm's parallelism 0)
+    parallelism = 0 if target.strategy.kind == "all_at_once" else update.parallelism
     return {
-        "parallelism": update.parallelism,
+        "parallelism": parallelism,
         "delay": seconds(update.delay),
         "order": _order(spec, len(target.hosts)),
         "failure_action": action,

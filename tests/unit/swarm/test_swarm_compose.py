@@ -158,3 +158,17 @@ def test_tcp_probe(server: int) -> None:
 
 def test_no_check_disables_the_image_healthcheck() -> None:
     assert compose.probe_script(Health(), 80) is None
+
+
+def test_all_at_once_replaces_every_task_of_a_service_at_once() -> None:
+    from dataclasses import replace
+
+    target, settings = _case(GOLDEN / "hello")
+    specs = specs_of(target, settings)
+    rolling = compose.render(target, settings, specs, "v7")
+    assert rolling["services"]["web"]["deploy"]["update_config"]["parallelism"] == 1
+    at_once = replace(target, strategy=target.strategy.model_copy(update={"kind": "all_at_once"}))
+    stack = compose.render(at_once, settings, specs, "v7")
+    for name in ("web", "site"):
+        assert stack["services"][name]["deploy"]["update_config"]["parallelism"] == 0
+        assert stack["services"][name]["deploy"]["rollback_config"]["parallelism"] == 0
