@@ -17,6 +17,7 @@ from typing import ClassVar
 
 from deployer.config.models import Strategy
 from deployer.config.swarm import SwarmSettings, settings_of
+from deployer.errors import DeployerError
 from deployer.plan.strategy import HostFacts
 from deployer.session import Session
 from deployer.targets.base import (
@@ -150,10 +151,13 @@ class SwarmTarget:
         )  # fmt: skip
         if settled.ok:  # the version before stays, for the watch's rollback
             before = [v.version for v in self._before.values() if v.version]
-            swarm_secrets.prune(
-                self.nodes, self.stack, env.keep_releases, [version, *before],
-                images=[spec.repository for spec in self.specs],
-            )  # fmt: skip
+            try:
+                swarm_secrets.prune(
+                    self.nodes, self.stack, env.keep_releases, [version, *before],
+                    images=[spec.repository for spec in self.specs],
+                )  # fmt: skip
+            except DeployerError as exc:  # the release is live: what is left goes next time
+                self.session.notes.append(f"old releases were not pruned: {exc.message}")
         return BatchReply(
             self._replies(settled, batch, version, "switch"), interrupted=settled.interrupted
         )
