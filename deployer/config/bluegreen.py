@@ -195,10 +195,10 @@ def _port_problems(
         webs = []
     taken: list[tuple[str, int, set[str] | None]] = list(webs)
     if proxy is not None:
-        where = set(proxy.hosts)
-        taken.append((format_loc((*base, "proxy", "http_port")), proxy.http_port, where))
+        edge = set(proxy.hosts)
+        taken.append((format_loc((*base, "proxy", "http_port")), proxy.http_port, edge))
         if proxy.https:
-            taken.append((format_loc((*base, "proxy", "https_port")), proxy.https_port, where))
+            taken.append((format_loc((*base, "proxy", "https_port")), proxy.https_port, edge))
     for accessory in accessories:
         taken.append(
             (format_loc((*base, accessory.kind, "port")), accessory.port, set(accessory.hosts))
