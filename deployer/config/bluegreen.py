@@ -8,10 +8,8 @@ so a rollback within them is a flip back.
 
 The slots' ports are derived from `service.port` (P): `blue` listens on P, `green` on
 P + 1 (`slot_ports`). Everything that cannot work that way is refused here with the path of
-the key, and so is what is not built yet: this module only validates and names the slots;
-the remote side (the slot units, the switch into the idle slot, the flip and the timer
-that retires the old slot) is not built, so a blue-green environment that passes every
-other check is still refused (`NOT_BUILT`), never accepted and ignored.
+the key, and so is what is not built yet (an app of several services, ACME certificates):
+refused, never accepted and ignored.
 """
 
 from __future__ import annotations
@@ -32,9 +30,9 @@ SLOTS = ("blue", "green")
 """The two slots of a service on a host; `blue` on the service's port, `green` on the next."""
 
 NOT_BUILT = (
-    "blue_green: the validation and the plan are built, the switch on the hosts (slot units, "
-    "the flip of the edge proxy, the timer that stops the old slot) is not yet; use rolling "
-    "or all_at_once behind the edge proxy, which also deploy without a failed request"
+    "blue_green is built for an app of one service (`service`) only, not for several "
+    "(`services`) yet; use rolling or all_at_once behind the edge proxy, which also deploy "
+    "without a failed request"
 )
 
 
@@ -117,8 +115,15 @@ def strategy_problems(
         )
     if services:
         problems += _services_problems(services)
+        problems.append(f"{kind}: {NOT_BUILT}")
     else:
         problems += _service_problems(env, base, service, health)
+    if proxy is not None and proxy.acme is not None:
+        problems.append(
+            f"{format_loc((*base, 'tls', 'acme'))}: blue_green with an ACME certificate is not "
+            "built (the plain site served while certbot answers would point at one slot); "
+            "give the certificate with tls.certificate and tls.key"
+        )
     if instances:
         problems.append(
             f"{format_loc((*base, 'replicas'))}: blue_green with several instances per host "
@@ -130,8 +135,6 @@ def strategy_problems(
             "slot only; blue_green with monitoring is not built"
         )
     problems += _port_problems(env, base, service, services, proxy, accessories)
-    if not problems:
-        problems.append(f"{kind}: {NOT_BUILT}")
     return problems
 
 
@@ -149,6 +152,11 @@ def _service_problems(
         problems.append(
             f"{_loc(env, base, 'service', 'listen')}: blue_green runs both slots side by "
             "side, each binding its own port; socket activation holds one port: use port"
+        )
+    if "PORT" in service.env:
+        problems.append(
+            f"{_loc(env, base, 'service', 'env')}.PORT: each slot gets its own port as $PORT "
+            "(blue service.port, green the next); remove it"
         )
     for check in ("http", "tcp"):
         spec = getattr(health, check)

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from deployer.config.bluegreen import BLUE_GREEN, slot_ports
 from deployer.config.resolve import ResolvedHost, Target
 from deployer.config.services import ResolvedService
 from deployer.paths import collections_dir
@@ -113,6 +114,19 @@ def render_units(target: Target, host: ResolvedHost) -> dict[str, str]:
     values = unit_vars(target, host)
     app = target.app.name
     render = _templates().get_template
+    if target.strategy.kind == BLUE_GREEN and target.service.port is not None:
+        # one unit per slot, each running the release its slot links to, on its own port
+        return {
+            f"{app}:{slot}.service": render("app.service.j2").render(
+                {
+                    **values,
+                    "service_app": f"{app}:{slot}",
+                    "service_port": port,
+                    "service_link": f"slots/{slot}",
+                }
+            )
+            for slot, port in slot_ports(target.service.port).items()
+        }
     if len(values["service_instances"]) > 1:  # templates, one instance per port
         units = {
             f"{app}@.service": render("app.service.j2").render(values),

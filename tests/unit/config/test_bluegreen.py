@@ -1,6 +1,6 @@
 """`strategy.kind: blue_green`: every requirement refused with its path before any host is
-touched, and, while the switch on the hosts is not built, a config that meets them all still
-refused (never accepted and ignored)."""
+touched; what is not built (several services, ACME) refused as such, never accepted and
+ignored."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from deployer.config.bluegreen import NOT_BUILT, slot_ports
+from deployer.config.bluegreen import NOT_BUILT, keep_warm, slot_ports
 from deployer.config.loader import load_project
-from deployer.config.resolve import resolve
+from deployer.config.resolve import Target, resolve
 from deployer.errors import ConfigError
 
 BASE: dict[str, Any] = {
@@ -36,6 +36,11 @@ BASE: dict[str, Any] = {
 }
 
 
+def _resolve(tmp_path: Path, data: dict[str, Any]) -> Target:
+    (tmp_path / "deploy.yml").write_text(yaml.safe_dump(data))
+    return resolve(load_project(tmp_path / "deploy.yml"), "production")
+
+
 def _problems(tmp_path: Path, data: dict[str, Any]) -> tuple[str, ...]:
     (tmp_path / "deploy.yml").write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError) as error:
@@ -56,15 +61,17 @@ def test_slots_listen_on_the_service_port_and_the_next() -> None:
     assert slot_ports(8000) == {"blue": 8000, "green": 8001}
 
 
-def test_a_config_that_meets_every_requirement_is_refused_as_not_built(tmp_path: Path) -> None:
-    (problem,) = _problems(tmp_path, BASE)
-    assert problem == f"strategy.kind: {NOT_BUILT}"
+def test_a_config_that_meets_every_requirement_resolves(tmp_path: Path) -> None:
+    target = _resolve(tmp_path, BASE)
+    assert target.strategy.kind == "blue_green"
+    assert keep_warm(target.strategy) == 120
 
 
 def test_the_refusal_names_the_environment_that_asks_for_it(tmp_path: Path) -> None:
     data = _with(strategy={}, env={"strategy": {"kind": "blue_green"}})
+    del data["environments"]["production"]["domain"]
     (problem,) = _problems(tmp_path, data)
-    assert problem.startswith("environments.production.strategy.kind: blue_green")
+    assert problem.startswith("environments.production.strategy.kind: blue_green flips")
 
 
 def test_no_port(tmp_path: Path) -> None:
@@ -81,15 +88,15 @@ def test_keep_warm_shorter_than_the_watch_window(tmp_path: Path) -> None:
 
 
 def test_keep_warm_as_long_as_the_watch_window_is_enough(tmp_path: Path) -> None:
-    data = _with(strategy={"kind": "blue_green", "keep_warm": 60})
-    (problem,) = _problems(tmp_path, data)
-    assert NOT_BUILT in problem
+    target = _resolve(tmp_path, _with(strategy={"kind": "blue_green", "keep_warm": 60}))
+    assert keep_warm(target.strategy) == 60
 
 
-def test_the_default_keep_warm_covers_the_default_watch(tmp_path: Path) -> None:
-    data = _with(strategy={"kind": "blue_green"}, rollback={"watch": 300})
-    (problem,) = _problems(tmp_path, data)
-    assert NOT_BUILT in problem
+def test_the_default_keep_warm_covers_the_longest_default_watch(tmp_path: Path) -> None:
+    target = _resolve(tmp_path, _with(strategy={"kind": "blue_green"}, rollback={"watch": 300}))
+    assert keep_warm(target.strategy) == 300
+    problems = _problems(tmp_path, _with(strategy={"kind": "blue_green"}, rollback={"watch": 301}))
+    assert problems[0].startswith("strategy.keep_warm: 300 s is shorter")
 
 
 def test_without_the_edge_proxy(tmp_path: Path) -> None:
@@ -120,6 +127,12 @@ def test_socket_activation(tmp_path: Path) -> None:
     service = {"command": "/usr/bin/python3 app.py", "port": 8000, "listen": "socket"}
     (problem,) = _problems(tmp_path, _with(service=service))
     assert problem.startswith("service.listen: blue_green runs both slots side by side")
+
+
+def test_port_in_the_service_env(tmp_path: Path) -> None:
+    service = {"command": "/usr/bin/python3 app.py", "port": 8000, "env": {"PORT": "8000"}}
+    (problem,) = _problems(tmp_path, _with(service=service))
+    assert problem.startswith("service.env.PORT: each slot gets its own port")
 
 
 def test_a_health_check_on_a_fixed_other_port(tmp_path: Path) -> None:
@@ -173,6 +186,32 @@ def test_a_worker_service(tmp_path: Path) -> None:
     }
     problems = _problems(tmp_path, data)
     assert any(p.startswith("services.jobs.kind: a worker has no port") for p in problems)
+    assert f"strategy.kind: {NOT_BUILT}" in problems
+
+
+def test_several_web_services_are_not_built(tmp_path: Path) -> None:
+    data = copy.deepcopy(BASE)
+    del data["service"]
+    del data["health"]
+    data["services"] = {
+        "api": {
+            "kind": "web",
+            "component": "web",
+            "command": "/bin/api",
+            "port": 8100,
+            "health": {"http": {"path": "/"}},
+        },
+    }
+    assert _problems(tmp_path, data) == (f"strategy.kind: {NOT_BUILT}",)
+
+
+def test_acme_is_not_built(tmp_path: Path) -> None:
+    data = _with(env={"features": {"ssl": True}, "tls": {"acme": {}}})
+    data["environments"]["production"]["hosts"]["web"] = BASE["environments"]["production"][
+        "hosts"
+    ]["web"][:1]
+    problems = _problems(tmp_path, data)
+    assert any(p.startswith("environments.production.tls.acme: blue_green") for p in problems)
 
 
 def test_another_target(tmp_path: Path) -> None:
