@@ -229,7 +229,8 @@ def _(result: StatusResult, console: Console) -> None:
             if not h.reachable
             else {True: "healthy", False: "UNHEALTHY", None: "-"}[h.healthy]
         )
-        rows.append((h.host, h.current or "-", health, h.message))
+        version = f"{h.current or '-'} ({h.slot})" if h.slot else h.current or "-"
+        rows.append((h.host, version, health, h.message))
     if any(h.services for h in result.hosts):  # an app of several services
         rows = [
             (*r[:3], _services(h.services), r[3]) for r, h in zip(rows, result.hosts, strict=True)

@@ -103,6 +103,12 @@ def strategy_problems(
             f"({rollback.watch} s): a rollback in the watch window flips back to the old slot, "
             "which must still run; make it at least as long"
         )
+    if not rollback.automatic:
+        problems.append(
+            f"{_loc(env, base, 'rollback', 'automatic')}: blue_green needs the automatic "
+            "rollback: hosts left in their new slots while the proxy still uses the old ones "
+            "would stop serving once keep_warm ran out"
+        )
     if strategy.failure_budget:
         problems.append(
             f"{_loc(env, base, 'strategy', 'failure_budget')}: blue_green flips every host "

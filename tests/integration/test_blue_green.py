@@ -123,7 +123,7 @@ def test_blue_green_deploy_and_rollback_fail_no_request_through_the_proxy(
             )
             assert (slots["blue.state"], slots["blue.timer"]) == ("inactive", "inactive"), slots
         status = project.json("status", "lab")
-        assert {h["current"] for h in status["hosts"]} == {"v1"}, status
+        assert {(h["current"], h["slot"]) for h in status["hosts"]} == {("v1", "green")}, status
         print(
             f"blue-green: {load.sent} requests through the proxy, "
             f"{sum(load.failures.values())} failed; rollback (a flip back) {rollback_seconds:.2f} s"

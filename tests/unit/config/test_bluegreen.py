@@ -123,6 +123,11 @@ def test_rollout_keys_it_would_not_act_on(
     assert problem.startswith(path)
 
 
+def test_without_the_automatic_rollback(tmp_path: Path) -> None:
+    (problem,) = _problems(tmp_path, _with(rollback={"watch": 60, "automatic": False}))
+    assert problem.startswith("rollback.automatic: blue_green needs the automatic rollback")
+
+
 def test_socket_activation(tmp_path: Path) -> None:
     service = {"command": "/usr/bin/python3 app.py", "port": 8000, "listen": "socket"}
     (problem,) = _problems(tmp_path, _with(service=service))
