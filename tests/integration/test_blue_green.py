@@ -3,12 +3,15 @@ Debian on every host) of an app that binds its own port: v1, then v2 started in 
 slot and the proxies flipped to it, then `deployer rollback` within the keep-warm time (a
 flip back to the slot still running v1: nothing restarts), then a broken v3 that never
 comes up in its slot, so nothing flips. No request fails, v3 never answers one, and each
-host says which slot is live and which one it stops later."""
+host says which slot is live and which one it stops later. And a release that passes its
+checks, is flipped to and then fails in the watch window: the fleet is flipped back to the
+slot still running the previous release, again without a failed request."""
 
 from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -128,5 +131,71 @@ def test_blue_green_deploy_and_rollback_fail_no_request_through_the_proxy(
             f"blue-green: {load.sent} requests through the proxy, "
             f"{sum(load.failures.values())} failed; rollback (a flip back) {rollback_seconds:.2f} s"
         )
+    finally:
+        _remove_slots(project)
+
+
+def _late_failing(project: Project) -> Path:
+    """examples/hello whose /healthz turns to 500 six seconds after it started: it passes the
+    switch's checks and fails in the watch window, after the flip."""
+    source = (project.root / "app" / "app.py").read_text()
+    marker = "BROKEN = False"
+    assert marker in source
+    late = project.root / "late"
+    late.mkdir()
+    (late / "app.py").write_text(
+        source.replace(
+            marker,
+            "_STARTED = time.monotonic()\n\n\nclass _Late:\n"
+            "    def __bool__(self) -> bool:\n"
+            "        return time.monotonic() - _STARTED > 6\n\n\n"
+            "BROKEN = _Late()",
+            1,
+        )
+    )
+    return late
+
+
+def test_a_release_that_fails_in_the_watch_window_is_flipped_back(project: Project) -> None:
+    domain = f"{project.app}.lab.test"
+    project.edit(
+        {
+            "service": {"listen": "port"},
+            "health": {"retries": 10, "interval": 0.5},
+            "rollback": {"watch": 12, "health_checks": {"period": 1, "threshold": 2}},
+            "environments": {"lab": {"hosts": {"web": "lab"}, "domain": domain}},
+        }
+    )
+    config = yaml.safe_load((project.root / "deploy.yml").read_text())
+    config["strategy"] = {"kind": "blue_green", "keep_warm": 60}
+    (project.root / "deploy.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    late = _late_failing(project)
+    hosts = project.lab.hosts
+    try:
+        first = project.cli("deploy", "lab", "--version", "v1", "--json")
+        assert first.returncode == 0, first.stderr[-3000:]
+        with Load([h.ip for h in hosts[:2]], domain) as load:
+            time.sleep(2)
+            bad = project.cli("deploy", "lab", "--version", "v2", "--artifact", str(late), "--json")
+            time.sleep(2)
+        assert bad.returncode == 1, bad.stderr[-3000:]
+        result = json.loads(bad.stdout)
+        assert (result["status"], result["stage"]) == ("ROLLED_BACK", "watch"), result
+        assert sum(load.failures.values()) == 0, (load.failures, load.sent)
+        assert {"v1", "v2"} <= set(load.versions), load.versions  # v2 served before the watch
+        assert set(project.current().values()) == {"v1"}
+        for host in hosts:  # back on v1 in green, which kept running; v2's blue stops later
+            slots = _slots(project, host)
+            assert (slots["live"], slots["green"], slots["green.state"]) == (
+                "green",
+                "v1",
+                "active",
+            )
+            assert (slots["blue"], slots["blue.timer"]) == ("v2", "active"), slots
+            upstreams = project.ssh(
+                host, f"cat /etc/nginx/deployer/{project.app}-lab/upstreams.conf"
+            ).stdout
+            assert f":{project.port + 1} " in upstreams, upstreams
+        print(f"blue-green watch-window rollback: {load.sent} requests, 0 failed")
     finally:
         _remove_slots(project)

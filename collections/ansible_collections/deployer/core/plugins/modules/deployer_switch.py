@@ -921,13 +921,17 @@ def fail_start(module, systemd, tree, instance, version, data, health, started, 
 
 
 def cancel_retire(systemd, app, *slots):
-    """Stop the timers that would stop `slots` later (a switch takes the slot up again)."""
+    """Stop the timers that would stop `slots` later (a switch takes the slot up again), and
+    forget one that ran; one `systemctl show` when there is none."""
     names = []
     for slot in slots:
         base = slotting.retire_unit(app, slot)
         names += [base + ".timer", base + ".service"]
-    systemd.run("stop", *names)
-    systemd.run("reset-failed", *names)
+    found = [n for n, props in systemd.show(*names).items()
+             if props.get("LoadState") not in (None, "", "not-found")]
+    if found:
+        systemd.run("stop", *found)
+        systemd.run("reset-failed", *found)
 
 
 def retire(module, systemd, app, slot, seconds, names=None):
@@ -1051,14 +1055,15 @@ def switch_slots(module, systemd, tree, app, version, units, meta, data, changed
             fail_start(module, systemd, tree, instance(target), version, data, check, started,
                        message, cleanup=stop_target)
 
-    # 3. Live: the slot and `current` together; the slot left stops later.
-    systemd.run("enable", name)
+    # 3. Live: the slot and `current` together; the slot left stops later. (Enabling and
+    # disabling only changes what starts at boot: no manager reload.)
+    systemd.run("enable", "--no-reload", name)
     if data["switched"]:
         point_current(tree, version)
     slotting.set_live(tree, target)
     record_release(p["release_info"], app, version)
     if live is not None:
-        systemd.run("disable", slotting.unit(app, live))  # it keeps running; not at boot
+        systemd.run("disable", "--no-reload", slotting.unit(app, live))  # runs on; not at boot
         note = retire(module, systemd, app, live, spec["retire_after"])
         data["retiring"] = live
         if note:
@@ -1067,7 +1072,7 @@ def switch_slots(module, systemd, tree, app, version, units, meta, data, changed
         left = [u for u in app_units(app)
                 if "@." not in u and os.path.lexists(os.path.join(UNITS_DIR, u))]
         if left:
-            systemd.run("disable", *left)
+            systemd.run("disable", "--no-reload", *left)
             note = retire(module, systemd, app, "blue", spec["retire_after"], left)
             data["retiring"] = "blue"
             if note:
