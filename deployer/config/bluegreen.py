@@ -45,6 +45,12 @@ def keep_warm(strategy: Strategy) -> int:
     return KEEP_WARM if strategy.keep_warm is None else strategy.keep_warm
 
 
+def slot_units(app: str) -> list[str]:
+    """The units of the slots on a host (the collection's module_utils/slots.py names them
+    the same way)."""
+    return [f"{app}:{slot}.service" for slot in SLOTS]
+
+
 def slot_ports(port: int) -> dict[str, int]:
     """The port of each slot of a service that listens on `port`."""
     return {slot: port + offset for offset, slot in enumerate(SLOTS)}

@@ -87,3 +87,13 @@ def test_other_strategies_get_no_slots(tmp_path: Path) -> None:
     assert edge.bluegreen_vars(target) == {}
     assert "deployer_bluegreen" not in extravars.switch_vars(target, ["web1"], "v1")
     assert edge.drain_vars(target, ["web1"])["deployer_proxy_drain"]["hosts"] == ["edge1"]
+
+
+def test_logs_read_both_slots(tmp_path: Path) -> None:
+    from deployer.plan.remote import journal_units
+
+    units = journal_units(_target(tmp_path))
+    assert {"shop:blue.service", "shop:green.service"} <= set(units)
+    data = copy.deepcopy(BASE)
+    data["strategy"] = {"kind": "rolling"}
+    assert not any(":" in u for u in journal_units(_target(tmp_path, data)))
