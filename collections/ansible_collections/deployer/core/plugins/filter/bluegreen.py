@@ -33,7 +33,9 @@ options:
     type: dict
     required: true
   result:
-    description: The registered variable to read (C(release_result), C(switch_result), C(rollback_result)).
+    description:
+      - The registered variable to read (C(release_result), C(switch_result) or
+        C(rollback_result)).
     type: str
     required: true
 """

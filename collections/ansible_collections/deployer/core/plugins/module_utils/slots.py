@@ -5,10 +5,11 @@
 A service deployed blue-green runs in two slots, ``blue`` and ``green``, each with a unit of
 its own (``<app>:blue.service``, ``<app>:green.service``, kept with every release like its
 other units; no app name holds a colon) that runs the release ``<deploy_to>/slots/<slot>``
-links to, on the slot's own port. ``<deploy_to>/slots/live`` links to the slot the edge proxy sends requests to; it is
-switched together with ``current``, so ``current`` is the live slot's release. The slot left
-by a switch is stopped by a transient systemd timer (``<app>:retire-<slot>.timer``) after
-the keep-warm time, unless a switch takes it up again before.
+links to, on the slot's own port. ``<deploy_to>/slots/live`` links to the slot the edge
+proxy sends requests to; it is switched together with ``current``, so ``current`` is the
+live slot's release. The slot left by a switch is stopped by a transient systemd timer
+(``<app>:retire-<slot>.timer``) after the keep-warm time, unless a switch takes it up again
+before.
 """
 
 from __future__ import annotations

@@ -169,9 +169,9 @@ deployer:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.deployer.core.plugins.module_utils import slots
 from ansible_collections.deployer.core.plugins.module_utils.health import watch, watch_services
 from ansible_collections.deployer.core.plugins.module_utils.layout import Tree
-from ansible_collections.deployer.core.plugins.module_utils import slots
 from ansible_collections.deployer.core.plugins.module_utils.units import (
     instance_health,
     instances,

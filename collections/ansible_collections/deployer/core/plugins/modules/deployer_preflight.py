@@ -79,7 +79,9 @@ deployer:
       description: Version C(current) points at, or null.
       type: str
     slot:
-      description: The live blue-green slot, C(blue) or C(green), or null when the app does not run blue-green here.
+      description:
+        - The live blue-green slot, C(blue) or C(green), or null when the app does not run
+          blue-green here.
       type: str
     releases:
       description: Releases on the host, oldest staged first.

@@ -944,7 +944,7 @@ def retire(module, systemd, app, slot, seconds, names=None):
         run, "--unit=" + slotting.retire_unit(app, slot),
         "--on-active=%ds" % max(1, int(seconds)), "--timer-property=AccuracySec=1s",
         "--description=deployer: stop the %s slot of %s" % (slot, app),
-        systemd.bin, "stop"] + list(names or [slotting.unit(app, slot)]))
+        systemd.bin, "stop", *(names or [slotting.unit(app, slot)])])
     return None if rc == 0 else (err or out).strip()
 
 
