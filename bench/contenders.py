@@ -24,6 +24,8 @@ DEPLOYER_PORT, PLAIN_PORT, FLOOR_PORT, PORT_MODE_PORT = 18000, 18001, 18002, 180
 PROXIED_PORT = 18004
 ROLLING_PORT = 18004
 FULL_STACK_PORT = 18010  # examples/shop's API, its instances on 18010, 18011, ...
+BLUE_GREEN_PORT = 18020  # its green slot on 18021
+PROXIED_ROLLBACK_PORT = 18022
 ALL_AT_ONCE: dict[str, str] = {"kind": "all_at_once"}
 TWO_BATCHES: dict[str, str] = {"kind": "rolling", "batch_size": "50%"}
 

@@ -14,7 +14,9 @@
    socket), and during a deploy of the same app binding its own port (no proxy in front:
    reported, not a target); 4. deploy time at each scale
    (table + PNG); 5. CLI overhead before the first SSH connection and the control process's
-   peak memory at the largest scale. Results: <out>/results.json, <out>/scaling.png.
+   peak memory at the largest scale; 3e. rollback wall time behind the edge proxy,
+   blue-green (a flip back) against rolling 25 % (`--only blue_green` measures this part
+   alone). Results: <out>/results.json, <out>/scaling.png.
 This is not a test: it measures. tests/bench/test_bench_smoke.py runs it at N=2 so it
 cannot rot. Targets are checked and printed, never asserted.
 """
@@ -34,9 +36,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.contenders import (
+    BLUE_GREEN_PORT,
     FULL_STACK_PORT,
     PORT_MODE_PORT,
     PROXIED_PORT,
+    PROXIED_ROLLBACK_PORT,
     ROLLING_PORT,
     TWO_BATCHES,
     Bench,
@@ -119,6 +123,43 @@ def rollbacks(bench: Bench, runs: int) -> dict[str, Any]:
         bench.deploy(f"rb{i}-{int(time.time())}")
         seconds.append(bench.deployer("rollback", bench.environment)[0])
     return {"runs": seconds, "median": median(seconds)}
+
+
+def blue_green(root: Path, lab: Any, n: int, runs: int) -> dict[str, Any]:
+    """Rollback wall time, blue-green (a flip back to the slot that still runs the previous
+    release) against rolling a quarter of the hosts at a time behind the same edge proxy
+    (drain, restart, put back), the same app binding its own port: `runs` alternated deploys
+    and rollbacks each, medians."""
+    flip = Bench(
+        root / "bluegreen",
+        lab,
+        n,
+        listen="port",
+        app="benchbg",
+        port=BLUE_GREEN_PORT,
+        strategy={"kind": "blue_green"},
+        domain="benchbg.lab.test",
+    )
+    drain = Bench(
+        root / "bgrolling",
+        lab,
+        n,
+        listen="port",
+        app="benchbgroll",
+        port=PROXIED_ROLLBACK_PORT,
+        strategy={"kind": "rolling", "batch_size": "25%"},
+        domain="benchbgroll.lab.test",
+    )
+    times: dict[str, list[float]] = {"blue_green": [], "rolling": []}
+    for bench in (flip, drain):
+        bench.prepare()
+        bench.deploy("warm")
+    for i in range(runs):
+        for name, bench in (("blue_green", flip), ("rolling", drain)):
+            bench.deploy(f"bg{i}-{int(time.time())}")
+            times[name].append(bench.deployer("rollback", bench.environment)[0])
+        say(f"  run {i + 1}/{runs}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()))
+    return {"runs": times, "median": {k: median(v) for k, v in times.items()}}
 
 
 def under_load(
@@ -316,7 +357,12 @@ def main() -> int:
     parser.add_argument("--lab", default="bench")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     parser.add_argument("--keep-lab", action="store_true")
+    parser.add_argument(
+        "--only", choices=["blue_green"], help="measure this part alone (on --hosts hosts)"
+    )
     args = parser.parse_args()
+    if args.only == "blue_green":
+        return only_blue_green(args)
     sizes = sorted({int(x) for x in args.scale.split(",")} | {args.hosts})
     args.out.mkdir(parents=True, exist_ok=True)
     say(f"lab {args.lab}: {max(sizes)} hosts")
@@ -361,6 +407,8 @@ def main() -> int:
             proxied.deploy("warm")
             results["proxied_deploy_s"] = proxied.deploy(f"proxied-{int(time.time())}")
             results["load_proxy"] = under_load(proxied, args.rate, through_proxy=True)
+            say("3e. rollback behind the edge proxy: blue-green against rolling")
+            results["blue_green"] = blue_green(Path(tmp), lab, args.hosts, args.runs)
             say(f"3d. the full-stack example (frontend + API), {args.hosts} hosts")
             results["full_stack"] = full_stack(Path(tmp) / "shop", lab, args.hosts, args.runs)
             say("5. CLI overhead")
@@ -379,6 +427,29 @@ def main() -> int:
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
     print(report(results))
     return 0
+
+
+def only_blue_green(args: argparse.Namespace) -> int:
+    lab = labs.up(args.hosts, name=args.lab)
+    try:
+        with tempfile.TemporaryDirectory(prefix="deployer-bench-") as tmp:
+            result = blue_green(Path(tmp), lab, args.hosts, args.runs)
+    finally:
+        if not args.keep_lab:
+            labs.down(args.lab)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "blue_green.json").write_text(json.dumps(result, indent=2))
+    print(_blue_green_line(result, args.hosts))
+    return 0
+
+
+def _blue_green_line(result: dict[str, Any], hosts: int) -> str:
+    medians = result["median"]
+    return (
+        f"rollback behind the edge proxy at {hosts} hosts: blue-green (a flip back) "
+        f"{medians['blue_green']:.2f}s, rolling 25% (drain, restart, put back) "
+        f"{medians['rolling']:.2f}s (medians)"
+    )
 
 
 def _cores() -> int:
@@ -411,6 +482,7 @@ def report(r: dict[str, Any]) -> str:
             if "full_stack" in r
             else []
         ),
+        *([_blue_green_line(r["blue_green"], r["hosts"])] if "blue_green" in r else []),
         *(
             f"{phase} under load, listen {mode}: {n['failed']} failed of {n['sent']}, "
             f"longest gap {n['longest_gap_s']:.3f}s"

@@ -229,7 +229,8 @@ def _(result: StatusResult, console: Console) -> None:
             if not h.reachable
             else {True: "healthy", False: "UNHEALTHY", None: "-"}[h.healthy]
         )
-        rows.append((h.host, h.current or "-", health, h.message))
+        version = f"{h.current or '-'} ({h.slot})" if h.slot else h.current or "-"
+        rows.append((h.host, version, health, h.message))
     if any(h.services for h in result.hosts):  # an app of several services
         rows = [
             (*r[:3], _services(h.services), r[3]) for r, h in zip(rows, result.hosts, strict=True)
@@ -382,10 +383,18 @@ def _(result: PlanResult, console: Console) -> None:
         console.print(f"[red]![/] {escape(result.version)} is marked bad: deploy would refuse it")
     if result.proxy is not None:
         proxy = result.proxy
+        flip = next((s for s in result.steps if s.get("action") == "flip"), None)
+        how = (
+            "the new release starts in each host's other slot (blue: the service's port, "
+            "green: the next), then it flips to the new slots; the old ones keep running "
+            f"{flip.get('seconds', 0):g} s"
+            if flip is not None
+            else "each batch is drained from it before it restarts"
+        )
         console.print(
             f"edge proxy on {escape(', '.join(proxy.hosts))} (port {proxy.port}, server name "
             f"{escape(proxy.server_name or '_')}) over {escape(', '.join(proxy.backends))}; "
-            "each batch is drained from it before it restarts"
+            f"{escape(how)}"
         )
     for line in result.accessories:
         console.print(f"accessory {escape(line)} (set up before anything is switched)")

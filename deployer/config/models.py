@@ -318,7 +318,12 @@ BatchSize = Annotated[int | str, BeforeValidator(_batch_size)]
 
 
 class Strategy(Section):
-    kind: Literal["rolling", "all_at_once"] = Field(default="rolling")
+    kind: Literal["rolling", "all_at_once", "blue_green"] = Field(
+        default="rolling",
+        description="`rolling`: in batches of `batch_size`; `all_at_once`: every host in one "
+        "batch; `blue_green`: the new release starts next to the live one on every host (two "
+        "slots on two ports), and the edge proxy flips to it once every host is healthy.",
+    )
     batch_size: BatchSize = Field(
         default="50%", description="Hosts switched at once: a count or a percentage."
     )
@@ -340,6 +345,14 @@ class Strategy(Section):
         gt=0,
         le=60,
         description="Seconds before the first retry; each later one waits twice as long.",
+    )
+    keep_warm: int | None = Field(
+        default=None,
+        ge=0,
+        le=86400,
+        description="`blue_green` only: seconds the previous slot keeps running after the "
+        "flip, so a rollback within them is a flip back; at least `rollback.watch` (default "
+        "300).",
     )
 
 

@@ -26,6 +26,7 @@ from deployer.config.accessories import (
     uses_problems,
 )
 from deployer.config.base import SecretRef
+from deployer.config.bluegreen import strategy_problems
 from deployer.config.ledger import LedgerPlace, ledger_place
 from deployer.config.loader import LoadedProject, format_loc
 from deployer.config.models import (
@@ -698,6 +699,20 @@ def resolve(
     problems += _accessory_port_problems(
         base, accessories, services, service, instances, hosts, proxy
     )
+    strategy = overlay(project.strategy, env.strategy)
+    problems += strategy_problems(
+        project,
+        env,
+        base,
+        strategy=strategy,
+        rollback=rollback,
+        service=service,
+        health=health,
+        proxy=proxy,
+        instances=instances,
+        services=services,
+        accessories=accessories,
+    )
     if env.features.cdn and not any(s.kind == "static" for s in services):
         problems.append(
             f"{format_loc((*base, 'features', 'cdn'))}: cache headers are for the files of a "
@@ -750,7 +765,7 @@ def resolve(
         artifact=project.artifact,
         service=service,
         health=health,
-        strategy=overlay(project.strategy, env.strategy),
+        strategy=strategy,
         rollback=rollback,
         keep_releases=env.keep_releases or project.keep_releases,
         secrets=project.secrets,

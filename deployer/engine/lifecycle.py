@@ -179,7 +179,12 @@ def deploy(
         )
     hosts = driver.hosts()
     steps = plan(
-        driver.strategy(), hosts, release.version, watch=env.rollback.watch, fuse=driver.fuse
+        driver.strategy(),
+        hosts,
+        release.version,
+        watch=env.rollback.watch,
+        fuse=driver.fuse,
+        proxies=env.proxy.hosts if env.proxy is not None else (),
     )
     started = time.monotonic()
     deployment_id = ledger.begin(
@@ -315,6 +320,11 @@ def _walk(rollout: _Rollout, wait: float, started: float) -> None:
                     reason=_why(broken, "within the failure budget"),
                     final=final,
                 )
+        elif step.action == "flip":
+            # blue_green: the target flips the edge proxies in the switch's own run, once
+            # every host of it passed (a host it could not flip for comes back failed, and
+            # the budget check that follows rolls the fleet back, which flips back)
+            pass
         elif step.action == "watch":
             _watch(rollout, step)
         elif step.action == "unlock" and not any(

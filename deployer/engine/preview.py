@@ -107,6 +107,7 @@ def plan(
         watch=env.rollback.watch,
         facts=facts,
         fuse=driver.fuse,
+        proxies=env.proxy.hosts if env.proxy is not None else (),
     )
     rows: list[PlannedHost] = []
     for number, group in enumerate(steps.batches, start=1):

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from deployer.config.bluegreen import BLUE_GREEN, keep_warm, slot_ports
 from deployer.config.resolve import Target
 from deployer.plan.proxy import (
     Backend,
@@ -143,9 +144,10 @@ def setup_vars(target: Target) -> dict[str, Any]:
 
 
 def drain_vars(target: Target, hosts: Iterable[str]) -> dict[str, Any]:
-    """The upstreams file with `hosts` drained, and as it is once they are back."""
+    """The upstreams file with `hosts` drained, and as it is once they are back (none with
+    blue_green: the new slot starts next to the live one, and the proxy flips)."""
     planned = site(target)
-    if planned is None or target.proxy is None:
+    if planned is None or target.proxy is None or target.strategy.kind == BLUE_GREEN:
         return {}
     paths = _site_paths(target.app.name, target.environment)
     return {
@@ -154,6 +156,54 @@ def drain_vars(target: Target, hosts: Iterable[str]) -> dict[str, Any]:
             "path": paths["upstreams"],
             "drained": render_upstreams(planned, frozenset(hosts)),
             "restored": render_upstreams(planned),
+        }
+    }
+
+
+RETIRE_MARGIN = 30
+"""Seconds added to the slot left's stop, past the switch's health checks, for the restarts
+and the flip."""
+
+
+def bluegreen_vars(target: Target) -> dict[str, Any]:
+    """`deployer_bluegreen` for a blue-green environment ({} otherwise): the slots' ports;
+    `retire_after`, the seconds after a host's switch before the slot it left stops (the
+    keep-warm time counted from the flip, which follows once every host passed its health
+    checks: so plus the longest those may take); and the edge proxy's upstreams file as it
+    is for each slot, of which the playbooks pick the hosts' live one."""
+    planned = site(target)
+    port = target.service.port
+    if target.strategy.kind != BLUE_GREEN or planned is None or port is None:
+        return {}
+    assert target.proxy is not None
+    ports = slot_ports(port)
+    health = target.health
+    timeout = max(
+        (c.timeout for c in (health.http, health.tcp, health.command) if c is not None),
+        default=0,
+    )
+    checks = health.retries * (health.interval + timeout)
+    upstreams = {
+        slot: render_upstreams(
+            replace(
+                planned,
+                upstreams=tuple(
+                    replace(u, backends=tuple(replace(b, port=slot_port) for b in u.backends))
+                    for u in planned.upstreams
+                ),
+            )
+        )
+        for slot, slot_port in ports.items()
+    }
+    return {
+        "deployer_bluegreen": {
+            "ports": dict(ports),
+            "slots": {**ports, "retire_after": keep_warm(target.strategy) + checks + RETIRE_MARGIN},
+            "proxy": {
+                "hosts": list(target.proxy.hosts),
+                "path": _site_paths(target.app.name, target.environment)["upstreams"],
+                "upstreams": upstreams,
+            },
         }
     }
 

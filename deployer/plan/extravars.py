@@ -114,6 +114,7 @@ def prepare_vars(
         "deployer_keep_releases": target.keep_releases,
         "deployer_lock": dict(lock),
         **edge.setup_vars(target),
+        **edge.bluegreen_vars(target),
         **accessory_vars(target),
         **backup_vars(target, version),
         **hook_vars(target, ["before_switch"]),
@@ -161,6 +162,7 @@ def switch_vars(target: Target, hosts: Sequence[str], version: str) -> dict[str,
         **services_vars(target, hosts),
         **release_info_vars(target),
         **edge.drain_vars(target, hosts),
+        **edge.bluegreen_vars(target),
     }
 
 
@@ -188,6 +190,7 @@ def rollback_vars(
         **services_vars(target, list(to)),
         **release_info_vars(target),
         **edge.drain_vars(target, list(to)),
+        **edge.bluegreen_vars(target),
     }
 
 
@@ -206,6 +209,7 @@ def facts_vars(
         "deployer_health": health_vars(target) if health else None,
         **services_vars(target, hosts),
         **edge.certificate_vars(target),
+        **edge.bluegreen_vars(target),
         **(accessory_vars(target, "status") if accessories else {}),
         **({"deployer_lock": dict(lock), "deployer_lock_host": target.primary} if lock else {}),
     }
@@ -223,6 +227,7 @@ def watch_vars(target: Target, hosts: Sequence[str], *, since: float) -> dict[st
         **base_vars(target, hosts),
         "deployer_health": health_vars(target),
         **services_vars(target, hosts),
+        **edge.bluegreen_vars(target),
         "deployer_watch": {
             "duration": target.rollback.watch,
             "period": period,

@@ -10,6 +10,11 @@ Steps:
     lock                       take the environment lock
     stage    hosts             preflight, upload and unpack on every host; nothing switches
     switch   hosts batch/of    point the batch at the new version, health-check each host
+                               (blue_green: start it in each host's other slot, next to the
+                               live one, and health-check it on the slot's port)
+    flip     hosts seconds     blue_green: once every host passed, every edge proxy (`hosts`)
+                               sends requests to the new slots; the old slots keep running
+                               `seconds` (strategy.keep_warm), so a rollback is a flip back
     budget   limit             more failed hosts than `limit` so far: roll the fleet back
     watch    hosts seconds     watch the live fleet (health, and PromQL rules when on)
     unlock                     give the lock back
@@ -22,9 +27,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from deployer.config.bluegreen import BLUE_GREEN, keep_warm
 from deployer.config.models import Strategy
 
-Action = Literal["lock", "stage", "switch", "budget", "watch", "unlock"]
+Action = Literal["lock", "stage", "switch", "flip", "budget", "watch", "unlock"]
 LOCAL = -1
 """The `run` of a step the engine decides on the controller (a budget check)."""
 
@@ -99,7 +105,7 @@ def batch_size(strategy: Strategy, total: int) -> int:
     """Hosts per batch for `total` hosts: at least 1, at most all."""
     if total <= 0:
         return 0
-    if strategy.kind == "all_at_once":
+    if strategy.kind in ("all_at_once", BLUE_GREEN):
         return total
     size = strategy.batch_size
     if isinstance(size, str):  # "25%": of the fleet, rounded up so progress is guaranteed
@@ -135,6 +141,7 @@ def plan(
     watch: float = 0.0,
     facts: Mapping[str, HostFacts] | None = None,
     fuse: bool = False,
+    proxies: Sequence[str] = (),
 ) -> Plan:
     """The steps of one rollout of `version` to `hosts`.
 
@@ -142,6 +149,8 @@ def plan(
     were read has the same steps as one made after: facts only fill `already` and
     `rollback_to`); the failure budget is checked after every batch; the lock is given back
     by the last remote run when the target can fuse (`fuse`), else by a run of its own.
+    blue_green switches every host in one batch and flips the edge proxies (`proxies`) in
+    the same run, once every host passed.
     """
     facts = facts or {}
     order = list(hosts)
@@ -162,6 +171,8 @@ def plan(
     add("stage", new_run=not fuse, hosts=tuple(order))
     for number, batch in enumerate(groups, start=1):
         add("switch", new_run=not (fuse and number == 1), hosts=batch, batch=number, of=len(groups))
+        if strategy.kind == BLUE_GREEN:
+            add("flip", new_run=not fuse, hosts=tuple(proxies), seconds=keep_warm(strategy))
         steps.append(Step("budget", LOCAL, limit=strategy.failure_budget))
     if watch > 0:
         add("watch", new_run=True, hosts=tuple(order), seconds=watch)

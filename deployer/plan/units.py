@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from deployer.config.bluegreen import BLUE_GREEN, slot_ports, slot_units
 from deployer.config.resolve import ResolvedHost, Target
 from deployer.config.services import ResolvedService
 from deployer.paths import collections_dir
@@ -113,6 +114,21 @@ def render_units(target: Target, host: ResolvedHost) -> dict[str, str]:
     values = unit_vars(target, host)
     app = target.app.name
     render = _templates().get_template
+    if target.strategy.kind == BLUE_GREEN and target.service.port is not None:
+        # one unit per slot, each running the release its slot links to, on its own port
+        return {
+            unit: render("app.service.j2").render(
+                {
+                    **values,
+                    "service_app": f"{app}:{slot}",
+                    "service_port": port,
+                    "service_link": f"slots/{slot}",
+                }
+            )
+            for unit, (slot, port) in zip(
+                slot_units(app), slot_ports(target.service.port).items(), strict=True
+            )
+        }
     if len(values["service_instances"]) > 1:  # templates, one instance per port
         units = {
             f"{app}@.service": render("app.service.j2").render(values),

@@ -255,6 +255,8 @@ class HostState:
     """The edge proxy's certificate, on a proxy host when HTTPS is on (`status`)."""
     services: tuple[ServiceResult, ...] = ()
     """For an app of several services: each one's health sample on this host (`status`)."""
+    slot: str | None = None
+    """Blue-green: the live slot (`blue` or `green`), whose release `current` is."""
 
     def has(self, version: str) -> bool:
         return any(r.version == version for r in self.releases)

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from deployer.config.bluegreen import SLOTS
 from deployer.errors import UnreachableError
 from deployer.ledger import pid_is_alive
 from deployer.plan.extravars import facts_vars
@@ -187,6 +188,7 @@ def read_hosts(
             releases=_releases(data),
             certificate=certificate(host, data, datetime.now(UTC)) if reachable else None,
             services=service_results(data.get("services")) if health and reachable else (),
+            slot=data.get("slot") if data.get("slot") in SLOTS else None,
         )
     return states
 

@@ -46,9 +46,10 @@ from deployer.targets.ssh import state
 from deployer.targets.ssh.context import SshSession
 from deployer.targets.ssh.runner import HostOutcome, RunResult
 
-# Phases of the prepare run, by play name: the first batch's switch (switch.yml's play) and
-# prepare.yml's guard before it, whose refusal only echoes the host failures it saw.
-PHASES = {"switch": "Switch the batch", "guard": "Guard |"}
+# Phases of the prepare run, by play name: the first batch's switch (switch.yml's play),
+# blue-green's flip of the edge proxy after it, and prepare.yml's guard before it, whose
+# refusal only echoes the host failures it saw.
+PHASES = {"switch": "Switch the batch", "flip": "Flip the edge proxy", "guard": "Guard |"}
 
 
 def _host(outcome: HostOutcome, default_stage: str) -> HostReply:
@@ -72,6 +73,22 @@ def _host(outcome: HostOutcome, default_stage: str) -> HostReply:
 
 def _switched(outcomes: Mapping[str, HostOutcome]) -> dict[str, HostReply]:
     return {h: _host(o, "health" if o.reply.switched else "switch") for h, o in outcomes.items()}
+
+
+def _flipped(
+    switched: dict[str, HostReply], flip: Mapping[str, HostOutcome]
+) -> dict[str, HostReply]:
+    """Blue-green: a proxy that did not flip to the new slots (it kept the old file) fails
+    every host of the batch, so the fleet goes back to the slots the proxies still use."""
+    failed = sorted((h, o) for h, o in flip.items() if not o.good)
+    if not failed:
+        return switched
+    why = "; ".join(f"{h}: {o.message or 'unreachable'}" for h, o in failed)
+    message = f"the edge proxy did not flip to the new slot ({why})"
+    return {
+        h: replace(r, ok=False, stage="proxy", message=message) if r.good else r
+        for h, r in switched.items()
+    }
 
 
 def _released(result: RunResult) -> bool:
@@ -193,7 +210,9 @@ class SshTarget:
         began = "switch" in result.phase_started
         return StageReply(
             hosts={h: _host(o, "stage") for h, o in prep.items()},
-            switched=_switched(result.phase("switch")) if began else None,
+            switched=_flipped(_switched(result.phase("switch")), result.phase("flip"))
+            if began
+            else None,
             switch_started=result.phase_started.get("switch"),
             complete=result.status == "successful",
             detail=result.status,
@@ -204,8 +223,11 @@ class SshTarget:
 
     def activate(self, release: Release, batch: Sequence[str], *, unlock: str | None) -> BatchReply:
         extravars = switch_vars(self.env, batch, release.version)
-        result = self.session.run("switch.yml", self._unlock(extravars, unlock), hosts=batch)
-        return BatchReply(_switched(result.hosts), _released(result), result.canceled)
+        result = self.session.run(
+            "switch.yml", self._unlock(extravars, unlock), hosts=batch, phases=PHASES
+        )
+        replies = _flipped(_switched(result.hosts), result.phase("flip"))
+        return BatchReply(replies, _released(result), result.canceled)
 
     def watch(
         self, release: Release, hosts: Sequence[str], since: float, *, unlock: str | None

@@ -145,6 +145,7 @@ PROBES: dict[str, Callable[[Data], None]] = {
     "strategy.failure_budget": _set("strategy", "failure_budget", value=1),
     "strategy.retries": _set("strategy", "retries", value=2),
     "strategy.retry_delay": _set("strategy", "retry_delay", value=5),
+    "strategy.keep_warm": _set("strategy", "keep_warm", value=600),
     "rollback.watch": _set("rollback", "watch", value=30),
     "rollback.health_checks.threshold": _set("rollback", "health_checks", "threshold", value=5),
     "rollback.health_checks.period": _set("rollback", "health_checks", "period", value=5),

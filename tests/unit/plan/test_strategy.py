@@ -36,6 +36,7 @@ class Case:
     watch: float = 0.0
     facts: Mapping[str, HostFacts] = field(default_factory=dict)
     fuse: bool = True  # the SSH target fuses; Swarm does not
+    proxies: tuple[str, ...] = ()
 
     def plan(self) -> Plan:
         return plan(
@@ -45,10 +46,12 @@ class Case:
             watch=self.watch,
             facts=self.facts,
             fuse=self.fuse,
+            proxies=self.proxies,
         )
 
 
 ROLLING_2 = Strategy(kind="rolling", batch_size=2)
+BLUE_GREEN = Strategy(kind="blue_green")
 ON_V2 = HostFacts(current="v2", previous_good="v1", stored=("v1", "v2"))
 MIXED = {
     "web1": HostFacts(current="v1", previous_good="v0", stored=("v0", "v1")),
@@ -77,6 +80,12 @@ CASES: dict[str, Case] = {
     ),
     "mixed_fleet_fused": Case(ROLLING_2, _hosts(5), facts=MIXED),
     "mixed_fleet_unfused": Case(ROLLING_2, _hosts(5), facts=MIXED, fuse=False),
+    "blue_green_fused": Case(BLUE_GREEN, _hosts(4), proxies=("edge1",)),
+    "blue_green_watch_fused": Case(
+        Strategy(kind="blue_green", keep_warm=120), _hosts(4), watch=60, proxies=("edge1",)
+    ),
+    "blue_green_unfused": Case(BLUE_GREEN, _hosts(3), fuse=False, proxies=("web1", "web2")),
+    "blue_green_mixed_fleet_fused": Case(BLUE_GREEN, _hosts(5), facts=MIXED, proxies=("web1",)),
 }
 
 
@@ -260,3 +269,33 @@ def test_rollback_targets() -> None:
         "web4": None,  # ran nothing: stop the app
     }
     assert "web5" not in to  # not read: nothing known to go back to
+
+
+# --- blue_green -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 10])
+@pytest.mark.parametrize("fuse", [True, False])
+@pytest.mark.parametrize("watch", [0.0, 45.0])
+def test_blue_green_switches_every_host_at_once_then_flips(
+    n: int, fuse: bool, watch: float
+) -> None:
+    p = plan(BLUE_GREEN, _hosts(n), "v2", watch=watch, fuse=fuse, proxies=("edge1",))
+    actions = [s.action for s in p.steps]
+    assert p.batches == (_hosts(n),)
+    switch = actions.index("switch")
+    assert actions[switch + 1 : switch + 3] == ["flip", "budget"]
+    flip = p.steps[switch + 1]
+    assert flip.hosts == ("edge1",)
+    assert flip.seconds == 300  # the old slots keep running this long: keep_warm's default
+    assert p.fused(flip, "switch") is fuse  # the switch's own run flips, once every host passed
+    assert p.steps[switch + 2].limit == 0
+    if watch:
+        assert actions.index("watch") > switch + 2
+    assert p.runs == 1 + (1 if watch else 0) + (0 if fuse else 4)
+
+
+def test_only_blue_green_flips() -> None:
+    for strategy in STRATEGIES:
+        steps = plan(strategy, _hosts(4), "v2", fuse=True, proxies=("edge1",)).steps
+        assert "flip" not in [s.action for s in steps]

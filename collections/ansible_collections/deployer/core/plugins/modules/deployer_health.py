@@ -66,6 +66,21 @@ options:
   app:
     description: Application name, with O(deploy_to).
     type: str
+  slots:
+    description:
+      - Blue-green (see M(deployer.core.deployer_switch)'s O(slots)), with O(deploy_to).
+        The checks on O(slots.blue) (or on no port) run against the port of the live slot
+        (C(<deploy_to>/slots/live); C(blue) when there is none).
+    type: dict
+    suboptions:
+      blue:
+        description: Port of the blue slot (the service's port).
+        type: int
+        required: true
+      green:
+        description: Port of the green slot.
+        type: int
+        required: true
   services:
     description:
       - The app's services (see M(deployer.core.deployer_switch)'s O(services)), each with
@@ -154,6 +169,7 @@ deployer:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.deployer.core.plugins.module_utils import slots
 from ansible_collections.deployer.core.plugins.module_utils.health import watch, watch_services
 from ansible_collections.deployer.core.plugins.module_utils.layout import Tree
 from ansible_collections.deployer.core.plugins.module_utils.units import (
@@ -163,12 +179,15 @@ from ansible_collections.deployer.core.plugins.module_utils.units import (
 )
 
 
-def checks_of(health, deploy_to, app):
+def checks_of(health, deploy_to, app, ports=None):
     """`health`, or one set of checks per instance when the current release under
-    `deploy_to` runs several instances of `app` (a unit base: the app's, or a service's)."""
+    `deploy_to` runs several instances of `app` (a unit base: the app's, or a service's);
+    with the slots' `ports` (blue-green), the live slot's checks."""
     if not deploy_to or not app:
         return health
     tree = Tree(deploy_to)
+    if ports:
+        return slots.slot_health(health, ports, slots.live(tree) or "blue")
     current = tree.current()
     if not current:
         return health
@@ -201,6 +220,10 @@ MODULE_SPEC = dict(
         grace=dict(type="float", default=0),
         deploy_to=dict(type="path"),
         app=dict(type="str"),
+        slots=dict(type="dict", options=dict(
+            blue=dict(type="int", required=True),
+            green=dict(type="int", required=True),
+        )),
         fail_on_unhealthy=dict(type="bool", default=True),
     ),
     supports_check_mode=True,
@@ -216,7 +239,7 @@ def main():
         result = watch_services(services, p["duration"], p["period"], p["threshold"],
                                 grace=p["grace"])
     else:
-        health = checks_of(p["health"] or {}, p["deploy_to"], p["app"])
+        health = checks_of(p["health"] or {}, p["deploy_to"], p["app"], p["slots"])
         result = watch(health, p["duration"], p["period"], p["threshold"], grace=p["grace"])
     if not result["healthy"] and p["fail_on_unhealthy"]:
         module.fail_json(msg="unhealthy: %s" % result["message"], deployer=result)

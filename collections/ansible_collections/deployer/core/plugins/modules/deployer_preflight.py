@@ -78,6 +78,11 @@ deployer:
     current:
       description: Version C(current) points at, or null.
       type: str
+    slot:
+      description:
+        - The live blue-green slot, C(blue) or C(green), or null when the app does not run
+          blue-green here.
+      type: str
     releases:
       description: Releases on the host, oldest staged first.
       type: list
@@ -129,6 +134,7 @@ import os
 import re
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.deployer.core.plugins.module_utils import slots
 from ansible_collections.deployer.core.plugins.module_utils.layout import (
     BAD,
     Tree,
@@ -232,6 +238,7 @@ def main():
     free, measured = free_bytes(tree.root)
     data = dict(
         current=current,
+        slot=slots.live(tree),
         releases=releases,
         previous_good=previous_good(releases, current),
         free_bytes=free,

@@ -228,6 +228,11 @@ deployer:
     previous_good:
       description: Most recently switched-to good release other than current, or null.
       type: str
+    slot:
+      description:
+        - The live blue-green slot, C(blue) or C(green) (where C(<deploy_to>/slots/live)
+          links), or null when the app does not run blue-green here (unchanged by this module).
+      type: str
     releases:
       description: Releases left on the host, as deployer_preflight reports them.
       type: list
@@ -277,6 +282,7 @@ from ansible_collections.deployer.core.plugins.module_utils.layout import (
     write_atomic,
 )
 from ansible_collections.deployer.core.plugins.module_utils import envfile
+from ansible_collections.deployer.core.plugins.module_utils import slots
 from ansible_collections.deployer.core.plugins.module_utils.explain import (
     SECRET_NAMES_COMMENT,
 )
@@ -394,7 +400,7 @@ class Stager(object):
         self.uid = self.gid = None
         # `current` from the start: a failure still says what the host runs
         self.result = dict(version=self.version, path=self.tree.release(self.version),
-                           current=self.tree.current(),
+                           current=self.tree.current(), slot=slots.live(self.tree),
                            unpacked=False, replaced=False, user_created=False,
                            env_changed=False, env_files_changed=[], links_changed=[],
                            units_changed=[], pruned=[],

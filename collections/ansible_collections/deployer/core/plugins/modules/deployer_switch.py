@@ -141,6 +141,37 @@ options:
             description: Seconds between attempts.
             type: float
             default: 1
+  slots:
+    description:
+      - Blue-green (replaces the one-service behaviour above; not with O(services)). The
+        release's units are C(<app>:blue.service) and C(<app>:green.service), each running
+        the release C(<deploy_to>/slots/<slot>) links to on its own port;
+        C(<deploy_to>/slots/live) links to the live slot.
+      - When the live slot runs O(version) (C(current)) and passes one attempt, nothing is
+        restarted. Otherwise the other slot is pointed at O(version), its unit installed,
+        started and health-checked on its own port (an HTTP or TCP check on O(slots.blue),
+        or on no port, is run against the slot's), unless it already runs exactly this
+        release and passes one attempt (a switch back within the keep-warm time, which
+        restarts nothing). Only then do C(current) and C(slots/live) change, together, and
+        a transient timer (C(<app>:retire-<slot>.timer)) stops the slot left
+        O(slots.retire_after) seconds later. A slot that does not come up is stopped again
+        and the task fails; the live slot and C(current) stay as they were.
+      - A host without a live slot counts as on C(blue) (units of another strategy on the
+        service's port are stopped by the timer), so its first slot is C(green).
+    type: dict
+    suboptions:
+      blue:
+        description: Port of the blue slot (the service's port).
+        type: int
+        required: true
+      green:
+        description: Port of the green slot.
+        type: int
+        required: true
+      retire_after:
+        description: Seconds after the switch before the slot left is stopped.
+        type: float
+        required: true
   mark_bad:
     description: A version to mark bad (ignored when not on the host).
     type: str
@@ -248,6 +279,14 @@ deployer:
     marked_bad:
       description: The version marked bad by this run, or null.
       type: str
+    slot:
+      description: With O(slots), the live slot after the task (C(blue), C(green) or null).
+      type: str
+      returned: with O(slots)
+    retiring:
+      description: With O(slots), the slot whose stop the task scheduled, or null.
+      type: str
+      returned: with O(slots)
     failure:
       description: When the switch failed, why (C(cause), C(summary), C(journal) lines).
       type: dict
@@ -288,6 +327,7 @@ from ansible_collections.deployer.core.plugins.module_utils.layout import (
     check_version,
     now_iso,
     point_current,
+    read_bytes,
     remove_path,
     write_atomic,
 )
@@ -297,9 +337,11 @@ from ansible_collections.deployer.core.plugins.module_utils.systemd import (
     newer_than,
     timestamp,
 )
+from ansible_collections.deployer.core.plugins.module_utils import slots as slotting
 from ansible_collections.deployer.core.plugins.module_utils.units import (
     UNIT_NAME,
     UNITS_DIR,
+    Instance,
     app_units,
     base_of,
     instance_health,
@@ -364,6 +406,11 @@ MODULE_SPEC = dict(
             name=dict(type="str", required=True),
             unit=dict(type="str", required=True),
             health=dict(type="dict", default={}, options=HEALTH_OPTIONS),
+        )),
+        slots=dict(type="dict", options=dict(
+            blue=dict(type="int", required=True),
+            green=dict(type="int", required=True),
+            retire_after=dict(type="float", required=True),
         )),
         mark_bad=dict(type="str"),
         reason=dict(type="str", default=""),
@@ -445,6 +492,8 @@ def main():
     # holds them) say what runs: one service, socket-activated when it has a socket unit,
     # or several instances of a template, each on its own port.
     units = release_units(release)
+    if p["slots"]:
+        switch_slots(module, systemd, tree, app, version, units, meta, data, changed)
     present = present_units(systemd, app)
     if services is not None:
         switch_services(module, systemd, tree, app, version, units, meta, present, data,
@@ -804,6 +853,8 @@ def stop_application(module, systemd, tree, app, p, data):
     nothing."""
     present = present_units(systemd, app)
     services = [n for n in present if n.startswith(app + ":")]
+    # blue-green: both slots, whether or not systemd lists them
+    services += [n for n in slotting.slot_units(app) if n not in services]
     files = app_units(app) + [n for n in services if n not in app_units(app)]
     names = app_units(app) + instance_names(present, app) + [
         n for n in services if "@." not in n]
@@ -812,11 +863,13 @@ def stop_application(module, systemd, tree, app, p, data):
                   for u in names)
     installed = [n for n in files if os.path.lexists(os.path.join(UNITS_DIR, n))]
     changed = bool(running or installed or data["previous"] is not None
-                   or os.path.lexists(tree.current_link))
+                   or os.path.lexists(tree.current_link) or slotting.live(tree))
     if changed and not module.check_mode:
         systemd.run("disable", "--now", *names)
         systemd.run("stop", *names)
+        cancel_retire(systemd, app, *slotting.SLOTS)
         remove_path(tree.current_link)
+        slotting.remove(tree)
         if installed:
             templates = [n for n in installed if n not in names]  # of services: not stoppable
             if templates:
@@ -836,7 +889,7 @@ def stop_application(module, systemd, tree, app, p, data):
 
 
 def fail_start(module, systemd, tree, instance, version, data, health, started, message,
-               service=None):
+               service=None, cleanup=None):
     """Fail the switch with why: the cause systemd and the journal show, the last health
     result, and the failing instance's last journal lines. `service`: the service of
     O(services) that failed (`instance` None: one without units)."""
@@ -855,11 +908,180 @@ def fail_start(module, systemd, tree, instance, version, data, health, started, 
     if instance and instance.port:
         where.append("instance on port %d" % instance.port)
     tail = " | ".join(failure["journal"][-5:])
+    if cleanup is not None:
+        cleanup()
     module.fail_json(
         msg="%s failed on this host%s: %s (%s)%s" % (
             version, " (%s)" % ", ".join(where) if where else "", failure["summary"], message,
             "; journal: " + tail if tail else ""),
         changed=True, deployer=data)
+
+
+# --- blue-green (O(slots)) -------------------------------------------------------------------
+
+
+def cancel_retire(systemd, app, *slots):
+    """Stop the timers that would stop `slots` later (a switch takes the slot up again), and
+    forget one that ran; one `systemctl show` when there is none."""
+    names = []
+    for slot in slots:
+        base = slotting.retire_unit(app, slot)
+        names += [base + ".timer", base + ".service"]
+    found = [n for n, props in systemd.show(*names).items()
+             if props.get("LoadState") not in (None, "", "not-found")]
+    if found:
+        systemd.run("stop", *found)
+        systemd.run("reset-failed", *found)
+
+
+def retire(module, systemd, app, slot, seconds, names=None):
+    """Have systemd stop `slot` (or the units `names` that ran on its port) in `seconds`:
+    a transient timer, gone once it has fired. Returns why it could not be started, or
+    None."""
+    cancel_retire(systemd, app, slot)
+    run = module.get_bin_path("systemd-run", required=True)
+    rc, out, err = module.run_command([
+        run, "--unit=" + slotting.retire_unit(app, slot),
+        "--on-active=%ds" % max(1, int(seconds)), "--timer-property=AccuracySec=1s",
+        "--description=deployer: stop the %s slot of %s" % (slot, app),
+        systemd.bin, "stop", *(names or [slotting.unit(app, slot)])])
+    return None if rc == 0 else (err or out).strip()
+
+
+def unit_stale(name, units):
+    """The installed unit file `name` is not the release's."""
+    return read_bytes(os.path.join(UNITS_DIR, name)) != units[name]
+
+
+def switch_slots(module, systemd, tree, app, version, units, meta, data, changed):
+    """Blue-green: run `version` in a slot next to the live one and make that slot live.
+
+    The live slot already running it, healthy: nothing to do. Otherwise the other slot runs
+    it (started, unless it already runs exactly this release and passes a check: a switch
+    back within the keep-warm time), is health-checked on its own port, and only then
+    becomes live together with `current`; the slot left is stopped `retire_after` seconds
+    later by a timer. A slot that fails is stopped again, leaving the host as it was (the
+    live slot untouched). Does not return."""
+    p = module.params
+    spec = p["slots"]
+    ports = dict(blue=spec["blue"], green=spec["green"])
+    health = p["health"] or {}
+    live = slotting.live(tree)
+    data.update(slot=live, retiring=None)
+    missing = [slotting.unit(app, s) for s in slotting.SLOTS
+               if slotting.unit(app, s) not in (units or {})]
+    if missing:
+        module.fail_json(msg="version %s has no slot units (%s): it was staged for another "
+                         "strategy; deploy it again to run it blue-green"
+                         % (version, ", ".join(missing)), deployer=dict(data, stage=SWITCH))
+
+    def instance(slot):
+        return Instance(slotting.unit(app, slot), None, ports[slot])
+
+    def runs(slot):
+        """(ok, message) of one check when `slot` runs `version` with the release's unit;
+        None when it does not."""
+        name = slotting.unit(app, slot)
+        props = systemd.show(name)[name]
+        if (slotting.version_of(tree, slot) != version or props.get("ActiveState") != "active"
+                or unit_stale(name, units)):
+            return None
+        return attempt(slotting.slot_health(health, ports, slot), active(systemd, instance(slot)))
+
+    # 1. The live slot runs it already.
+    if live is not None and tree.current() == version:
+        result = runs(live)
+        if result and result[0]:
+            other = slotting.other(live)
+            name, timer = slotting.unit(app, other), slotting.retire_unit(app, other) + ".timer"
+            idle = systemd.show(name, timer)
+            if (idle[name].get("ActiveState") in ("active", "activating")
+                    and idle[timer].get("ActiveState") != "active"):
+                if not module.check_mode:  # a slot that never became live: not kept warm
+                    systemd.run("disable", "--now", name)
+                changed = True
+            if meta.get("state") != GOOD:
+                meta.update(state=GOOD, switched_at=meta.get("switched_at") or now_iso(),
+                            reason=None)
+                if not module.check_mode:
+                    tree.write_meta(version, meta)
+                changed = True
+            data.update(healthy=True, attempts=1, health_message=result[1])
+            if not module.check_mode:
+                record_release(p["release_info"], app, version)
+            module.exit_json(changed=changed, deployer=data)
+
+    # 2. The other slot: started, or taken up again as it runs.
+    target = slotting.other(live)
+    name = slotting.unit(app, target)
+    data.update(slot=target, current=version, switched=data["previous"] != version)
+    if module.check_mode:
+        data["health_message"] = "check mode: health not checked"
+        module.exit_json(changed=True, deployer=data)
+    started = time.time()
+    cancel_retire(systemd, app, target)
+    check = slotting.slot_health(health, ports, target)
+    warm = runs(target)
+
+    def stop_target():
+        systemd.run("disable", "--now", name)
+        data.update(slot=live, current=data["previous"], switched=False)
+
+    if warm and warm[0]:
+        data.update(attempts=1, health_message=warm[1])
+    else:
+        slotting.point(tree, target, version)
+        if unit_stale(name, units):
+            install_units(units, [name], [])
+            rc, out = systemd.run("daemon-reload")
+            if rc != 0:
+                fail_start(module, systemd, tree, instance(target), version, data, check,
+                           started, "systemctl daemon-reload failed: %s" % out,
+                           cleanup=stop_target)
+        systemd.run("reset-failed", name)
+        rc, out = systemd.run("restart", name)
+        if rc != 0:
+            systemd.run("reset-failed", name)
+            rc, out = systemd.run("restart", name)
+        if rc != 0:
+            state = describe(systemd.show(name)[name])
+            fail_start(module, systemd, tree, instance(target), version, data, check, started,
+                       "systemctl restart %s failed (%s): %s" % (name, state, out),
+                       cleanup=stop_target)
+        data["restarted"] = True
+        healthy, attempts, message = with_retries(check, active(systemd, instance(target)))
+        data.update(attempts=attempts, health_message=message)
+        if not healthy:
+            fail_start(module, systemd, tree, instance(target), version, data, check, started,
+                       message, cleanup=stop_target)
+
+    # 3. Live: the slot and `current` together; the slot left stops later. (Enabling and
+    # disabling only changes what starts at boot: no manager reload.)
+    systemd.run("enable", "--no-reload", name)
+    if data["switched"]:
+        point_current(tree, version)
+    slotting.set_live(tree, target)
+    record_release(p["release_info"], app, version)
+    if live is not None:
+        systemd.run("disable", "--no-reload", slotting.unit(app, live))  # runs on; not at boot
+        note = retire(module, systemd, app, live, spec["retire_after"])
+        data["retiring"] = live
+        if note:
+            data["health_message"] += "; no timer to stop the %s slot: %s" % (live, note)
+    else:  # the app's units of another strategy, on the blue slot's port: stopped later
+        left = [u for u in app_units(app)
+                if "@." not in u and os.path.lexists(os.path.join(UNITS_DIR, u))]
+        if left:
+            systemd.run("disable", "--no-reload", *left)
+            note = retire(module, systemd, app, "blue", spec["retire_after"], left)
+            data["retiring"] = "blue"
+            if note:
+                data["health_message"] += "; no timer to stop %s: %s" % (", ".join(left), note)
+    data["healthy"] = True
+    meta = tree.read_meta(version) or meta
+    meta.update(state=GOOD, switched_at=now_iso(), reason=None)
+    tree.write_meta(version, meta)
+    module.exit_json(changed=True, deployer=data)
 
 
 if __name__ == "__main__":
