@@ -629,6 +629,16 @@ class Service(object):
         return True, total, "; ".join(m for m in messages if m), None
 
 
+def mark_good(module, tree, version, meta):
+    """Record `version` as good on this host (once); returns whether that changed it."""
+    if meta.get("state") == GOOD:
+        return False
+    meta.update(state=GOOD, switched_at=meta.get("switched_at") or now_iso(), reason=None)
+    if not module.check_mode:
+        tree.write_meta(version, meta)
+    return True
+
+
 def switch_services(module, systemd, tree, app, version, units, meta, present, data, changed):
     """Switch a release of several services (O(services)): `current` once, then each
     service in order (its stale instances stopped, its units installed, restarted and
@@ -667,12 +677,7 @@ def switch_services(module, systemd, tree, app, version, units, meta, present, d
                                           health_message=message)
                     live.append(service)
         if len(live) == len(plan) and not dropped:
-            if meta.get("state") != GOOD:
-                meta.update(state=GOOD, switched_at=meta.get("switched_at") or now_iso(),
-                            reason=None)
-                if not module.check_mode:
-                    tree.write_meta(version, meta)
-                changed = True
+            changed = mark_good(module, tree, version, meta) or changed
             summary()
             data["healthy"] = True
             if not module.check_mode:
@@ -1000,12 +1005,7 @@ def switch_slots(module, systemd, tree, app, version, units, meta, data, changed
                 if not module.check_mode:  # a slot that never became live: not kept warm
                     systemd.run("disable", "--now", name)
                 changed = True
-            if meta.get("state") != GOOD:
-                meta.update(state=GOOD, switched_at=meta.get("switched_at") or now_iso(),
-                            reason=None)
-                if not module.check_mode:
-                    tree.write_meta(version, meta)
-                changed = True
+            changed = mark_good(module, tree, version, meta) or changed
             data.update(healthy=True, attempts=1, health_message=result[1])
             if not module.check_mode:
                 record_release(p["release_info"], app, version)
