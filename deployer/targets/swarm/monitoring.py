@@ -24,7 +24,6 @@ import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 import yaml
 
@@ -36,7 +35,7 @@ from deployer.session import Session
 from deployer.targets.base import HostReply
 from deployer.targets.swarm.compose import SECRET_STACKS
 from deployer.targets.swarm.remote import SSH_UNREACHABLE, Nodes
-from deployer.targets.swarm.spec import ComponentSpec, stack_name
+from deployer.targets.swarm.spec import ComponentSpec
 
 _ROOT = 'set -eu\nS=""; [ "$(id -u)" = 0 ] || S="sudo -n"'
 _INSTALL = r"""
@@ -149,19 +148,9 @@ def check(target: Target, specs: Sequence[ComponentSpec]) -> None:
         raise ConfigError(problems, source=str(target.config_path))
 
 
-def _config(target: Target, specs: Sequence[ComponentSpec]) -> str:
-    stack = stack_name(target, _settings_of(target))
-    config = swarm_scrape_config(target, stack, scraped(specs))
-    return yaml.safe_dump(config, sort_keys=False)
-
-
-def _settings_of(target: Target) -> Any:
-    from deployer.config.swarm import settings_of
-
-    return settings_of(target)
-
-
-def scripts(target: Target, specs: Sequence[ComponentSpec]) -> dict[str, tuple[str, bytes | None]]:
+def scripts(
+    target: Target, stack: str, specs: Sequence[ComponentSpec]
+) -> dict[str, tuple[str, bytes | None]]:
     """{node: (script, stdin)}: what each node runs to set monitoring up (pure)."""
     settings = target.monitoring
     assert settings is not None
@@ -187,7 +176,8 @@ def scripts(target: Target, specs: Sequence[ComponentSpec]) -> dict[str, tuple[s
         "dropin": shlex.quote(dropin),
         "port": settings.prometheus_port,
     }
-    out[target.primary] = (server, _config(target, specs).encode())
+    config = swarm_scrape_config(target, stack, scraped(specs))
+    out[target.primary] = (server, yaml.safe_dump(config, sort_keys=False).encode())
     return out
 
 
@@ -198,7 +188,7 @@ def set_up(
     target = session.target
     if target.monitoring is None:
         return None
-    work = scripts(target, specs)
+    work = scripts(target, stack, specs)
     if session.progress is not None:
         for node in work:
             session.progress.task(node, "monitoring", "running")

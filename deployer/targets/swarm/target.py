@@ -84,14 +84,14 @@ class SwarmTarget:
         `plan`, whose version is their content hash. What Docker or Prometheus would refuse
         is refused first, before the manager is touched."""
         swarm_secrets.check(self.session.secret_env)
-        built = build_images(
-            self.session.target, version, _say(self.session), settings=self.settings, root=artifact
-        )
         if artifact is not None:
             from deployer.targets.swarm.build import specs_of
 
             self._specs = specs_of(self.session.target, self.settings, artifact)
-        swarm_monitoring.check(self.session.target, self.specs)
+        swarm_monitoring.check(self.session.target, self.specs)  # before a build of minutes
+        built = build_images(
+            self.session.target, version, _say(self.session), settings=self.settings, root=artifact
+        )
         return Release(built.version, built.digest, built)
 
     def facts(self) -> dict[str, HostFacts]:

@@ -67,9 +67,10 @@ def test_golden_compose(case: Path) -> None:
 )
 def test_golden_prometheus_config_of_a_monitored_stack(case: Path) -> None:
     from deployer.targets.swarm.monitoring import scripts
+    from deployer.targets.swarm.spec import stack_name
 
     target, settings = _case(case)
-    work = scripts(target, specs_of(target, settings))
+    work = scripts(target, stack_name(target, settings), specs_of(target, settings))
     _script, config = work[target.primary]
     assert config is not None
     _check(case / "prometheus.yml", config.decode())

@@ -53,7 +53,7 @@ def test_a_stack_without_a_metrics_endpoint_is_refused() -> None:
 
 def test_each_node_gets_node_exporter_and_the_manager_prometheus_too() -> None:
     target = _target()
-    work = monitoring.scripts(target, specs_of(target, SwarmSettings()))
+    work = monitoring.scripts(target, "swarm-hello", specs_of(target, SwarmSettings()))
     assert set(work) == {"n1", "n2", "n3"}
     for node in ("n2", "n3"):
         script, stdin = work[node]
@@ -125,3 +125,22 @@ def test_the_judge_finds_nothing_wrong_with_a_quiet_release() -> None:
 def test_no_judge_without_monitoring() -> None:
     target = replace(_target(), monitoring=None)
     assert monitoring.Judge.start(Session(target), _Manager([]), since=0.0) is None  # type: ignore[arg-type]
+
+
+def test_a_deploy_refuses_a_stack_without_metrics_before_it_builds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from deployer.targets.swarm import target as swarm_target
+
+    target = _target()
+    driver = swarm_target.SwarmTarget(Session(target))
+    driver._specs = tuple(replace(s, publish=None) for s in specs_of(target, SwarmSettings()))
+
+    def built(*args: object, **kwargs: object) -> None:
+        raise AssertionError("built images (or reached a node) despite the refusal")
+
+    monkeypatch.setattr(swarm_target, "build_images", built)
+    monkeypatch.setattr(swarm_target.Nodes, "run", built)
+    with pytest.raises(ConfigError) as caught:
+        driver.prepare("v1", None)
+    assert caught.value.problems[0].startswith("environments.swarm.features.monitoring: ")
