@@ -81,7 +81,9 @@ def rollback(session: Session, *, to: str | None = None) -> RollbackResult:
     lock = lock_vars(target, token, session.identity.holder(), target.lock_ttl)
     released = False
     try:
-        guess = _ledger_target(session, to)
+        # across sites the one-run path would check and switch each site on its own: one
+        # site's refusal would not stop another's switch, so sites take the two-run path
+        guess = None if target.sites else _ledger_target(session, to)
         if guess is not None:
             done = _one_run(session, guess, lock)
             if done is not None:

@@ -97,10 +97,16 @@ def _released(result: RunResult) -> bool:
 
 class SshTarget:
     kind: ClassVar[str] = "ssh"
-    fuse: ClassVar[bool] = True
 
     def __init__(self, session: Session) -> None:
         self.session = SshSession.of(session)
+
+    @property
+    def fuse(self) -> bool:
+        """One run for lock, staging and the first batch, unless the environment has
+        execution nodes: then each step is a run of its own across every site, so the lock is
+        held before any site stages, and no site switches before every site staged."""
+        return not self.session.target.sites
 
     @property
     def env(self) -> Any:
