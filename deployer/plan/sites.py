@@ -165,10 +165,25 @@ def node_extravars(
     return out, files
 
 
-def node_ssh(target: Target, node: ExecutionNode, argv: Sequence[str]) -> list[str]:
+def node_ssh(
+    target: Target, node: ExecutionNode, argv: Sequence[str], control_dir: Path | None = None
+) -> list[str]:
     """`ssh ... node argv` with the node's user, key and known_hosts (host key checked, no
-    prompt), through its own bastions; each word of `argv` quoted for the node's login shell."""
+    prompt), through its own bastions; each word of `argv` quoted for the node's login shell.
+    With `control_dir`, the connections to the node share one master there."""
     proxy = proxy_command(target, node.jump)
+    sharing = (
+        []
+        if control_dir is None
+        else [
+            "-o",
+            "ControlMaster=auto",
+            "-o",
+            "ControlPersist=60s",
+            "-o",
+            f"ControlPath={control_dir}/n-%C",
+        ]
+    )
     return [
         "ssh",
         "-F",
@@ -178,6 +193,7 @@ def node_ssh(target: Target, node: ExecutionNode, argv: Sequence[str]) -> list[s
         "ServerAliveInterval=5",
         "-o",
         "ServerAliveCountMax=6",
+        *sharing,
         *([] if proxy is None else ["-o", f"ProxyCommand={proxy}"]),
         *_login(node.port, node.user, node.private_key),
         "--",

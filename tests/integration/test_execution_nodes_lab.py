@@ -10,6 +10,7 @@ the cases in order, on one project, to keep the lab's wall time short.
 from __future__ import annotations
 
 import os
+import random
 import secrets
 import shutil
 import sqlite3
@@ -19,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import EXAMPLE, Project, remove_app
+
 from deployer.lab import down, ssh_argv, up
 
 pytestmark = pytest.mark.integration
@@ -70,7 +71,9 @@ def sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     (failing / "app.py").write_text(text)
     _vault(root)
     (root / "site_known_hosts").write_text(_known_hosts(lab))
-    project = Project(root=root, app="n" + secrets.token_hex(4), port=23456, lab=lab)
+    project = Project(
+        root=root, app="n" + secrets.token_hex(4), port=random.randint(20000, 45000), lab=lab
+    )
 
     def app_hosts(*hosts: Any) -> list[dict[str, Any]]:
         return [{"address": h.ip, "port": 22, "name": h.name, "user": "deploy"} for h in hosts]
@@ -126,7 +129,7 @@ def _run(project: Project, *args: str, expect: int = 0) -> Any:
     import json
 
     proc = project.cli(*args, "--json", env=ENV)
-    assert proc.returncode == expect, (proc.returncode, proc.stdout[-3000:], proc.stderr[-3000:])
+    assert proc.returncode == expect, (proc.returncode, proc.stdout[:4000], proc.stderr[-2000:])
     assert not any(c in proc.stdout + proc.stderr for c in (ENV_CANARY, VAULT_CANARY))
     return json.loads(proc.stdout)
 
@@ -162,9 +165,7 @@ def test_two_sites_deploy_fail_at_one_site_roll_back_both_status_and_rollback(
 
     for host in project.lab.hosts[4:]:  # the east site's hosts fail v2's health check
         assert _docker(host, "touch", FAIL_FLAG).returncode == 0
-    broken = _run(
-        project, "deploy", "lab", "--version", "v2", "--artifact", "sitefail", expect=1
-    )
+    broken = _run(project, "deploy", "lab", "--version", "v2", "--artifact", "sitefail", expect=1)
     assert broken["status"] == "ROLLED_BACK", broken
     assert _current(project) == _everywhere(project, "v1")  # the west site rolled back too
 

@@ -46,7 +46,7 @@ class SshSession(Session):
     @cached_property
     def nodes(self) -> dict[str, NodeHome]:
         """Every execution node checked (installed where needed), before the first run."""
-        return ready_all(self.target, self.state_dir)
+        return ready_all(self.target, self.state_dir, self.runner.control_dir)
 
     def _run_parts(
         self,

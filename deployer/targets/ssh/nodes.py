@@ -124,6 +124,7 @@ class NodeHome:
 
     node: ExecutionNode
     home: PurePosixPath
+    control_dir: Path | None = None
 
     @property
     def runner(self) -> PurePosixPath:
@@ -141,19 +142,24 @@ class NodeHome:
         return Stream(
             label=self.node.label,
             remote=remote,
-            worker=node_ssh(target, self.node, worker_argv(self.runner, remote)),
-            cleanup=node_ssh(target, self.node, cleanup_argv(remote)),
+            worker=node_ssh(target, self.node, worker_argv(self.runner, remote), self.control_dir),
+            cleanup=node_ssh(target, self.node, cleanup_argv(remote), self.control_dir),
             files=dict(files),
             env=self.env(),
         )
 
 
 def _ssh(
-    target: Target, node: ExecutionNode, argv: Sequence[str], data: bytes | None, timeout: int
+    target: Target,
+    node: ExecutionNode,
+    argv: Sequence[str],
+    data: bytes | None,
+    timeout: int,
+    control_dir: Path | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
     try:
         return subprocess.run(
-            node_ssh(target, node, argv),
+            node_ssh(target, node, argv, control_dir),
             input=data if data is not None else b"",
             capture_output=True,
             timeout=timeout,
@@ -165,9 +171,10 @@ def _ssh(
         ) from None
 
 
-def _check(target: Target, node: ExecutionNode) -> dict[str, Any]:
+def _check(target: Target, node: ExecutionNode, control_dir: Path | None) -> dict[str, Any]:
     argv = ["python3", "-c", CHECK, NODE_DIR, venv_name(), collection_hash()]
-    proc = _ssh(target, node, argv, None, target.connect_timeout * (len(node.jump) + 1) + 20)
+    timeout = target.connect_timeout * (len(node.jump) + 1) + 20
+    proc = _ssh(target, node, argv, None, timeout, control_dir)
     why = proc.stderr.decode(errors="replace").strip()
     if proc.returncode == 255:  # ssh's own failure: not reached, or its key did not match
         raise UnreachableError(
@@ -231,25 +238,29 @@ def _install(target: Target, node: ExecutionNode, kind: str, name: str, data: by
         )
 
 
-def ready(target: Target, node: ExecutionNode, state_dir: Path) -> NodeHome:
+def ready(
+    target: Target, node: ExecutionNode, state_dir: Path, control_dir: Path | None = None
+) -> NodeHome:
     """The node checked (one SSH command) and, where missing or different, installed."""
-    found = _check(target, node)
+    found = _check(target, node, control_dir)
     if not found["venv"]:
         _install(target, node, "venv", venv_name(), _tar(_wheels(state_dir)))
     if not found["collection"]:
         skip: Callable[[Path], bool] = lambda p: "__pycache__" in p.parts  # noqa: E731
         _install(target, node, "collection", collection_hash(), _tar(collections_dir(), skip))
-    return NodeHome(node, PurePosixPath(str(found["home"])))
+    return NodeHome(node, PurePosixPath(str(found["home"])), control_dir)
 
 
-def ready_all(target: Target, state_dir: Path) -> dict[str, NodeHome]:
+def ready_all(
+    target: Target, state_dir: Path, control_dir: Path | None = None
+) -> dict[str, NodeHome]:
     """Every node of the environment ready, checked side by side; the first problem (in
     config order) is raised, before any run touches a host."""
     nodes = [site.node for site in target.sites]
     if not nodes:
         return {}
     with ThreadPoolExecutor(max_workers=min(8, len(nodes))) as pool:
-        futures = [pool.submit(ready, target, node, state_dir) for node in nodes]
+        futures = [pool.submit(ready, target, node, state_dir, control_dir) for node in nodes]
     homes: dict[str, NodeHome] = {}
     for node, future in zip(nodes, futures, strict=True):
         homes[node.site] = future.result()  # raises that node's error

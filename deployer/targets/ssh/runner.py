@@ -493,11 +493,12 @@ def _stream(
         except (OSError, ValueError) as exc:  # the node went away while we sent
             sent.append(exc)
         finally:
+            shutil.rmtree(stage, ignore_errors=True)  # sent: the local copy goes now
             with contextlib.suppress(OSError):
                 stdin.close()
 
     def read_errors() -> None:
-        errors.append(stderr.read(64 * 1024))
+        errors.append(stderr.read()[-64 * 1024 :])
 
     def watch_cancel() -> None:
         while proc.poll() is None:
@@ -531,7 +532,7 @@ def _stream(
     if cancel is not None and cancel():
         return "canceled", processor.rc
     if final in {"successful", "failed", "timeout", "canceled"}:
-        return final, _worker_rc(status, processor.rc)
+        return final, _worker_rc(runs / "artifacts" / str(kwargs["ident"]), final)
     why = (b"".join(errors).decode(errors="replace").strip() or f"ssh exited {rc}")[-600:]
     explanation = str(status.get("job_explanation") or "")
     raise NodeStreamError(
@@ -540,9 +541,12 @@ def _stream(
     )
 
 
-def _worker_rc(status: Mapping[str, Any], rc: int | None) -> int | None:
-    value = status.get("rc", rc)
-    return value if isinstance(value, int) else rc
+def _worker_rc(artifacts: Path, status: str) -> int:
+    """ansible-playbook's exit code, from the `rc` artifact the worker streamed back."""
+    try:
+        return int((artifacts / "rc").read_text().strip())
+    except (OSError, ValueError):
+        return 0 if status == "successful" else 1
 
 
 def _cleanup(stream: Stream) -> None:
