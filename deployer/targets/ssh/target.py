@@ -26,6 +26,7 @@ from deployer.plan.extravars import (
     switch_vars,
     watch_vars,
 )
+from deployer.plan.sites import parts
 from deployer.plan.strategy import HostFacts
 from deployer.session import Session
 from deployer.targets.base import (
@@ -103,10 +104,11 @@ class SshTarget:
 
     @property
     def fuse(self) -> bool:
-        """One run for lock, staging and the first batch, unless the environment has
-        execution nodes: then each step is a run of its own across every site, so the lock is
-        held before any site stages, and no site switches before every site staged."""
-        return not self.session.target.sites
+        """One run for lock, staging and the first batch, unless the hosts sit in several
+        places (sites of `ssh.nodes`, or sites and direct hosts): then each step is a run of
+        its own across every place, so the lock is held before any place stages, and no place
+        switches before every place staged."""
+        return len(parts(self.session.target)) <= 1
 
     @property
     def env(self) -> Any:
