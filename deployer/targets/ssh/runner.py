@@ -433,6 +433,9 @@ class Runner:
             status, rc = _stream(stage, runs, kwargs, stream, collector, cancel)
         finally:
             shutil.rmtree(stage, ignore_errors=True)
+            # the node's artifacts are not kept here (only its events, folded above): the
+            # empty directory the processor made goes too
+            shutil.rmtree(runs / "artifacts" / ident, ignore_errors=True)
             _cleanup(stream)
         return _result(playbook, status, rc, collector, started, runs, ident)
 
@@ -515,11 +518,12 @@ def _stream(
     def on_status(data: Mapping[str, Any], runner_config: Any = None) -> None:
         status.update(data)
 
-    processor = Processor(
+    processor = _node_processor(Processor)(
         _input=stdout,
         private_data_dir=str(runs),
         ident=kwargs["ident"],
-        event_handler=collector,
+        # what the node sends is folded, never written to disk under names it chose
+        event_handler=lambda event: bool(collector(event)) and False,
         status_handler=on_status,
         quiet=True,
     )
@@ -532,7 +536,8 @@ def _stream(
     if cancel is not None and cancel():
         return "canceled", processor.rc
     if final in {"successful", "failed", "timeout", "canceled"}:
-        return final, _worker_rc(runs / "artifacts" / str(kwargs["ident"]), final)
+        node_rc = getattr(processor, "node_rc", None)
+        return final, node_rc if node_rc is not None else (0 if final == "successful" else 1)
     why = (b"".join(errors).decode(errors="replace").strip() or f"ssh exited {rc}")[-600:]
     explanation = str(status.get("job_explanation") or "")
     raise NodeStreamError(
@@ -541,12 +546,40 @@ def _stream(
     )
 
 
-def _worker_rc(artifacts: Path, status: str) -> int:
-    """ansible-playbook's exit code, from the `rc` artifact the worker streamed back."""
-    try:
-        return int((artifacts / "rc").read_text().strip())
-    except (OSError, ValueError):
-        return 0 if status == "successful" else 1
+_ARTIFACTS_CAP = 256 * 1024 * 1024
+
+
+def _node_processor(base: type) -> type:
+    """ansible-runner's Processor, but the artifacts the node streams back are never unpacked
+    (a zip from a host may hold symlinks that would lead later entries anywhere): they are
+    read off the stream, and only ansible-playbook's exit code (`rc`) is taken from them."""
+    import io
+    import zipfile
+
+    from ansible_runner.utils.base64io import Base64IO
+
+    class NodeProcessor(base):  # type: ignore[misc]
+        node_rc: int | None = None
+
+        def artifacts_callback(self, artifacts_data: Mapping[str, Any]) -> None:
+            remaining = int(artifacts_data["zipfile"])
+            kept = io.BytesIO()
+            with Base64IO(self._input) as source:
+                while remaining > 0:
+                    chunk = source.read(min(1024 * 1000, remaining))
+                    if not chunk:
+                        break
+                    remaining -= len(chunk)
+                    if kept.tell() + len(chunk) <= _ARTIFACTS_CAP:
+                        kept.write(chunk)
+            try:
+                with zipfile.ZipFile(kept) as archive:
+                    text = archive.read("rc")[:16].decode().strip()
+                self.node_rc = int(text)
+            except (KeyError, ValueError, zipfile.BadZipFile):
+                self.node_rc = None
+
+    return NodeProcessor
 
 
 def _cleanup(stream: Stream) -> None:

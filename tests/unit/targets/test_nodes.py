@@ -196,3 +196,57 @@ def _target(tmp_path: Path):  # type: ignore[no-untyped-def]
         "    ssh:\n      nodes:\n        west: {address: node.example.net, groups: [web]}\n"
     )
     return resolve(load_project(tmp_path / "deploy.yml"), "production")
+
+
+def test_what_a_node_streams_back_is_never_unpacked_or_written_under_its_names(
+    tmp_path: Path,
+) -> None:
+    """A hostile node's artifacts (a symlink, then a file through it) and an event whose
+    uuid climbs out of the artifacts directory: nothing lands on the control host."""
+    import base64
+    import io
+    import json
+    import stat
+    import zipfile
+
+    from ansible_runner.streaming import Processor
+
+    from deployer.targets.ssh.runner import _Collector, _node_processor
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        link = zipfile.ZipInfo("escape")
+        link.create_system = 3
+        link.external_attr = (0o777 | stat.S_IFLNK) << 16
+        archive.writestr(link, str(outside))
+        archive.writestr("escape/planted", "owned")
+        archive.writestr("rc", "2")
+    data = buffer.getvalue()
+    event = {"event": "runner_on_ok", "counter": 1, "uuid": "../../../../outside/evil"}
+    event["event_data"] = {"host": "w1", "task": "t", "res": {"changed": False}}
+    wire = b"".join(
+        [
+            json.dumps({"status": "running"}).encode() + b"\n",
+            json.dumps(event).encode() + b"\n",
+            json.dumps({"zipfile": len(data)}).encode() + b"\n",
+            base64.b64encode(data),
+            json.dumps({"status": "failed"}).encode() + b"\n",
+            json.dumps({"eof": True}).encode() + b"\n",
+        ]
+    )
+    collector = _Collector(None, lambda s: s)
+    runs = tmp_path / "runs"
+    processor = _node_processor(Processor)(
+        _input=io.BytesIO(wire),
+        private_data_dir=str(runs),
+        ident="R",
+        event_handler=lambda e: bool(collector(e)) and False,
+        quiet=True,
+    )
+    processor.run()
+    assert processor.node_rc == 2
+    assert collector.outcomes()["w1"].ok == 1  # the event was folded
+    assert list(outside.iterdir()) == []  # nothing planted through the link
+    assert [p.name for p in runs.rglob("*") if p.is_file()] == []
