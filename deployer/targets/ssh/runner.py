@@ -23,6 +23,7 @@ import os
 import secrets
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -506,7 +507,9 @@ def _stream(
     def watch_cancel() -> None:
         while proc.poll() is None:
             if cancel is not None and cancel():
-                proc.terminate()
+                # its own session: the whole group (ssh and any ProxyCommand it started)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
                 return
             time.sleep(0.2)
 

@@ -250,3 +250,36 @@ def test_what_a_node_streams_back_is_never_unpacked_or_written_under_its_names(
     assert collector.outcomes()["w1"].ok == 1  # the event was folded
     assert list(outside.iterdir()) == []  # nothing planted through the link
     assert [p.name for p in runs.rglob("*") if p.is_file()] == []
+
+
+def test_an_interrupted_streamed_run_leaves_nothing_on_the_node(tmp_path: Path) -> None:
+    remote = tmp_path / "node" / "runs" / "R"
+    remote.parent.mkdir(parents=True)
+    stream = _local_stream(remote)
+    # the worker is held before it reads the job, so the cut comes mid-stream
+    stream = Stream(
+        label=stream.label,
+        remote=stream.remote,
+        worker=["sh", "-c", f"mkdir -p {remote} && echo {CANARY} > {remote}/x && sleep 30"],
+        cleanup=stream.cleanup,
+    )
+    asked: list[float] = []
+
+    def cancel() -> bool:
+        asked.append(0.0)
+        return len(asked) > 3
+
+    runner = Runner(tmp_path / "state")
+    result = runner.run(
+        "exec.yml",
+        _inventory(),
+        {},
+        secret_vars={"deployer_secret_env": {"TOKEN": CANARY}},
+        cancel=cancel,
+        stream=stream,
+    )
+    assert result.canceled
+    assert not remote.exists()  # the cleanup ran after the cut
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert CANARY.encode() not in path.read_bytes(), path
