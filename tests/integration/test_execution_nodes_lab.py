@@ -146,7 +146,7 @@ def _everywhere(project: Project, version: str) -> dict[str, str]:
     return {h.name: version for h in project.lab.hosts[2:]}
 
 
-def test_two_sites_deploy_fail_at_one_site_roll_back_both_status_and_rollback(
+def test_two_sites_deploy_fail_at_one_site_roll_back_both_status_rollback_exec_logs(
     sites: Project,
 ) -> None:
     project = sites
@@ -183,6 +183,14 @@ def test_two_sites_deploy_fail_at_one_site_roll_back_both_status_and_rollback(
     back = _run(project, "rollback", "lab")
     assert back["status"] == "SUCCEEDED", back
     assert _current(project) == _everywhere(project, "v1")
+
+    apps = project.lab.hosts[2:]
+    ran = project.cli("exec", "lab", "--", "pwd", env=ENV)  # a run, through both nodes
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert ran.stdout.count(f"/srv/{project.app}/releases/v1") == len(apps), ran.stdout
+    logs = project.cli("logs", "lab", "--lines", "400", env=ENV)  # plain ssh, via each node
+    assert logs.returncode == 0, logs.stderr
+    assert {h.name for h in apps} <= {line.split()[0] for line in logs.stdout.splitlines()}
 
     ledger = sqlite3.connect(project.root / ".deployer" / "ledger.sqlite3")
     rows = ledger.execute("SELECT version, status FROM deployments ORDER BY id").fetchall()
