@@ -747,6 +747,7 @@ def resolve(
             f"{format_loc(loc)}: {monitoring.server!r} is not a host of "
             f"environment {environment} ({', '.join(names)})"
         )
+    problems += _ssh_path_problems(env, environment, loaded.directory)
     if problems:
         raise ConfigError(problems, source=str(loaded.path))
     components: dict[str, list[str]] = {}
@@ -832,6 +833,35 @@ def _uses_problems(
             problems.append(
                 f"secrets.env.{variable}: deployer gives it to the services that use the "
                 f"{kind}; remove it here"
+            )
+    return problems
+
+
+_SSH_PATH_REFUSED = re.compile(r'["\\\x00-\x1f\x7f]|\$\{')
+"""What ssh's option parser would not keep as part of a file name: a double quote or a
+backslash (its quoting), `${` (it expands environment variables), control characters."""
+
+
+def _ssh_path_problems(env: Environment, environment: str, base: Path) -> list[str]:
+    """The SSH files the environment names, as ssh gets them (under the project's
+    directory): each must reach ssh as the one file it names."""
+    settings: dict[tuple[str | int, ...], str | None] = {
+        ("private_key",): env.ssh.private_key,
+        ("known_hosts",): env.ssh.known_hosts,
+    }
+    for index, hop in enumerate(env.ssh.jump):
+        settings[("jump", index, "private_key")] = hop.private_key
+        settings[("jump", index, "known_hosts")] = hop.known_hosts
+    problems = []
+    for where, setting in settings.items():
+        if setting is None:
+            continue
+        path = str(base / Path(setting).expanduser())
+        if _SSH_PATH_REFUSED.search(path):
+            problems.append(
+                f"{format_loc(('environments', environment, 'ssh', *where))}: {path!r} holds a "
+                "double quote, a backslash, `${` or a control character, which ssh would not "
+                "read as part of the file's name; move or rename the file"
             )
     return problems
 
