@@ -747,6 +747,7 @@ def resolve(
         blue_green=strategy.kind == BLUE_GREEN,
     )
     problems += _split_host_problems(env, base, every_host)
+    problems += _ssh_path_problems(env, environment, loaded.directory)
     if problems:
         raise ConfigError(problems, source=str(loaded.path))
     components: dict[str, list[str]] = {}
@@ -851,6 +852,41 @@ def _split_host_problems(
                 f"{format_loc((*base, 'ssh', 'nodes'))}: host {host.name} is in groups "
                 f"{', '.join(host.components)}, which sit at {', '.join(sorted(places))}; "
                 "a host is reached from one place only"
+            )
+    return problems
+
+
+_SSH_PATH_REFUSED = re.compile(r'["\\\x00-\x1f\x7f]|\$\{')
+"""What ssh's option parser would not keep as part of a file name: a double quote or a
+backslash (its quoting), `${` (it expands environment variables), control characters."""
+
+
+def _ssh_path_problems(env: Environment, environment: str, base: Path) -> list[str]:
+    """The SSH files the environment names, as ssh gets them (under the project's
+    directory): each must reach ssh as the one file it names."""
+    settings: dict[tuple[str | int, ...], str | None] = {
+        ("private_key",): env.ssh.private_key,
+        ("known_hosts",): env.ssh.known_hosts,
+    }
+    for index, hop in enumerate(env.ssh.jump):
+        settings[("jump", index, "private_key")] = hop.private_key
+        settings[("jump", index, "known_hosts")] = hop.known_hosts
+    for site, node in env.ssh.nodes.items():
+        settings[("nodes", site, "private_key")] = node.private_key
+        settings[("nodes", site, "known_hosts")] = node.known_hosts
+        for index, hop in enumerate(node.jump):
+            settings[("nodes", site, "jump", index, "private_key")] = hop.private_key
+            settings[("nodes", site, "jump", index, "known_hosts")] = hop.known_hosts
+    problems = []
+    for where, setting in settings.items():
+        if setting is None:
+            continue
+        path = str(base / Path(setting).expanduser())
+        if _SSH_PATH_REFUSED.search(path):
+            problems.append(
+                f"{format_loc(('environments', environment, 'ssh', *where))}: {path!r} holds a "
+                "double quote, a backslash, `${` or a control character, which ssh would not "
+                "read as part of the file's name; move or rename the file"
             )
     return problems
 

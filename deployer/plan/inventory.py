@@ -13,7 +13,7 @@ from typing import Any
 
 from deployer.config.models import Resources, cpu_cores
 from deployer.config.resolve import ResolvedHost, Target
-from deployer.plan.remote import proxy_command
+from deployer.plan.remote import known_hosts_files, proxy_command
 
 _MEM = re.compile(r"(\d+)(Ki|Mi|Gi|Ti|K|M|G|T)?")
 _BINARY = {"Ki": "K", "Mi": "M", "Gi": "G", "Ti": "T"}
@@ -50,7 +50,7 @@ def systemd_limits(resources: Resources) -> dict[str, str]:
 def ssh_common_args(target: Target) -> str:
     """Host keys are always checked, against the project's known_hosts files only; behind
     `ssh.jump`, every connection goes through the bastions (their keys checked too)."""
-    files = " ".join(str(p) for p in target.known_hosts)
+    files = known_hosts_files(target.known_hosts)
     proxy = proxy_command(target)
     return " ".join(
         [
@@ -70,7 +70,8 @@ def host_vars(host: ResolvedHost) -> dict[str, Any]:
         "ansible_user": host.user,
     }
     if host.private_key is not None:
-        out["ansible_ssh_private_key_file"] = str(host.private_key)
+        # Ansible passes it as IdentityFile="...", where ssh expands %-tokens
+        out["ansible_ssh_private_key_file"] = str(host.private_key).replace("%", "%%")
     limits = systemd_limits(host.resources)
     if limits:
         out["deployer_resources"] = limits

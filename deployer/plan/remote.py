@@ -17,10 +17,22 @@ from deployer.config.bluegreen import BLUE_GREEN, slot_units
 from deployer.config.resolve import JumpHop, ResolvedHost, Target
 
 
+def ssh_path(path: Path) -> str:
+    """A file as an ssh option's argument: in double quotes, so a space stays part of it,
+    with its `%` doubled, since ssh expands %-tokens in IdentityFile and UserKnownHostsFile
+    (a path with a double quote, a backslash or `${` is refused when the config resolves)."""
+    return '"' + str(path).replace("%", "%%") + '"'
+
+
+def known_hosts_files(known_hosts: Sequence[Path]) -> str:
+    """UserKnownHostsFile's argument: every file, each one word to ssh."""
+    return " ".join(ssh_path(p) for p in known_hosts)
+
+
 def _checked(known_hosts: Sequence[Path], timeout: int) -> list[str]:
     """What every ssh deployer starts says: host keys checked against these files only,
     nothing asked interactively."""
-    files = " ".join(str(p) for p in known_hosts)
+    files = known_hosts_files(known_hosts)
     return [
         "-o",
         "StrictHostKeyChecking=yes",
@@ -40,7 +52,7 @@ def _checked(known_hosts: Sequence[Path], timeout: int) -> list[str]:
 def _login(port: int, user: str, key: Path | None) -> list[str]:
     out = ["-p", str(port), "-l", user]
     if key is not None:
-        out += ["-o", "IdentitiesOnly=yes", "-i", str(key)]
+        out += ["-o", "IdentitiesOnly=yes", "-o", f"IdentityFile={ssh_path(key)}"]
     return out
 
 
@@ -55,11 +67,17 @@ def proxy_command(target: Target, hops: Sequence[JumpHop] | None = None) -> str 
     if not chain:
         return None
     *before, last = chain
-    argv = ["ssh", "-F", "none", *_checked(last.known_hosts, target.connect_timeout)]
+    own = [
+        *_checked(last.known_hosts, target.connect_timeout),
+        *_login(last.port, last.user, last.private_key),
+    ]
+    # the line is expanded once by the ssh that runs it before this hop's ssh expands its
+    # own options: their `%` (a path's, already doubled) are doubled once more
+    argv = ["ssh", "-F", "none", *(word.replace("%", "%%") for word in own)]
     inner = proxy_command(target, before)
     if inner is not None:
         argv += ["-o", "ProxyCommand=" + inner.replace("%", "%%")]
-    argv += [*_login(last.port, last.user, last.private_key), "-W", "%h:%p", "--", last.address]
+    argv += ["-W", "%h:%p", "--", last.address]
     return shlex.join(argv)
 
 

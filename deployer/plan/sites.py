@@ -109,7 +109,7 @@ def node_inventory(
                 if key not in keys:
                     rel = f"keys/k{len(keys)}"
                     keys[key] = rel
-                    files[rel] = Path(key)
+                    files[rel] = Path(key.replace("%%", "%"))  # host_vars escaped its `%`
                 values["ansible_ssh_private_key_file"] = str(remote / keys[key])
     known = []
     for index, path in enumerate(target.known_hosts):

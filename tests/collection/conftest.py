@@ -13,7 +13,11 @@ from typing import Any
 import pytest
 from coll_harness import Deployment
 
-LAB_NAME = os.environ.get("DEPLOYER_COLL_LAB", "coll")
+# a session with a lab of its own (DEPLOYER_TEST_LAB) gets this one of its own too
+LAB_NAME = os.environ.get(
+    "DEPLOYER_COLL_LAB",
+    f"{os.environ['DEPLOYER_TEST_LAB']}-coll" if "DEPLOYER_TEST_LAB" in os.environ else "coll",
+)
 LAB_HOSTS = 2
 
 

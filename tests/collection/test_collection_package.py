@@ -28,7 +28,11 @@ SOURCE = REPO / "collections/ansible_collections/deployer/core"
 CALLBACKS = Path(__file__).parent / "callback_plugins"
 VENV_BIN = REPO / ".venv/bin"
 GALAXY = yaml.safe_load((SOURCE / "galaxy.yml").read_text())
-LAB_NAME = os.environ.get("DEPLOYER_PKG_LAB", "pkg")
+# a session with a lab of its own (DEPLOYER_TEST_LAB) gets this one of its own too
+LAB_NAME = os.environ.get(
+    "DEPLOYER_PKG_LAB",
+    f"{os.environ['DEPLOYER_TEST_LAB']}-pkg" if "DEPLOYER_TEST_LAB" in os.environ else "pkg",
+)
 
 
 def tool(name: str) -> str:

@@ -10,6 +10,7 @@ lab read through docker.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -45,7 +46,12 @@ def _known_hosts(project: Project) -> str:
 def behind(request: pytest.FixtureRequest, project: Project) -> Iterator[Project]:
     lab = project.lab
     bastion, second, *apps = lab.hosts
-    (project.root / "jump_known_hosts").write_text(_known_hosts(project))
+    # file names with a space and %-tokens: ssh must get each as the one file it names, at
+    # every level of the ProxyCommand chain, from Ansible's connections and plain ssh alike
+    (project.root / "jump known_hosts %h").write_text(_known_hosts(project))
+    key = project.root / "lab key %r"
+    shutil.copyfile(lab.private_key, key)
+    key.chmod(0o600)
     first_hop = {"address": "127.0.0.1", "port": bastion.port, "user": "deploy"}
     chain = [first_hop]
     if request.param == "a chain of two":
@@ -62,8 +68,8 @@ def behind(request: pytest.FixtureRequest, project: Project) -> Iterator[Project
                         ]
                     },
                     "ssh": {
-                        "private_key": str(lab.private_key),
-                        "known_hosts": "jump_known_hosts",
+                        "private_key": key.name,
+                        "known_hosts": "jump known_hosts %h",
                         "jump": chain,
                     },
                 }

@@ -26,6 +26,7 @@ from deployer.config.resolve import resolve
 from deployer.plan.inventory import (
     build_inventory,
     environment_group,
+    host_vars,
     ssh_common_args,
     systemd_limits,
     systemd_memory,
@@ -109,7 +110,7 @@ def test_custom_ssh_settings() -> None:
     assert "StrictHostKeyChecking=yes" in args
     assert "ConnectTimeout=5" in args
     assert (
-        f"UserKnownHostsFile={(GOLDEN / 'custom_ssh' / 'keys' / 'known_hosts').resolve()}" in args
+        f'UserKnownHostsFile="{(GOLDEN / "custom_ssh" / "keys" / "known_hosts").resolve()}"' in args
     )
 
 
@@ -119,7 +120,18 @@ def test_known_hosts_path_with_a_space_stays_one_argument(tmp_path: Path) -> Non
     (project / "deploy.yml").write_text((GOLDEN / "single" / "deploy.yml").read_text())
     target = resolve(load_project(project / "deploy.yml"), "staging")
     words = shlex.split(ssh_common_args(target))
-    assert f"UserKnownHostsFile={project.resolve()}/.deployer/known_hosts" in words
+    # one word to the shell-like split Ansible does, and one file to ssh, which splits the
+    # option's value on spaces itself unless they are inside double quotes
+    assert f'UserKnownHostsFile="{project.resolve()}/.deployer/known_hosts"' in words
+    key = "ssh:\n      private_key: keys %d/id\n"
+    text = (GOLDEN / "single" / "deploy.yml").read_text()
+    assert "\n    hosts:" in text
+    text = text.replace("\n    hosts:", "\n    " + key + "    hosts:", 1)
+    (project / "deploy.yml").write_text(text)
+    target = resolve(load_project(project / "deploy.yml"), "staging")
+    host = host_vars(target.hosts[0])
+    # Ansible hands it to ssh as IdentityFile="...", where ssh expands %-tokens
+    assert host["ansible_ssh_private_key_file"] == f"{project.resolve()}/keys %%d/id"
 
 
 @pytest.mark.parametrize(

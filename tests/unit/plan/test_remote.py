@@ -72,7 +72,7 @@ def test_each_hop_keeps_its_user_key_known_hosts_and_checked_host_key(tmp_path: 
     inner = shlex.split(_option(outer, "ProxyCommand"))
     assert inner[-4:] == ["-W", "%%h:%%p", "--", "bastion.example.net"]
     assert inner[inner.index("-l") + 1] == "jumper"
-    assert _option(inner, "UserKnownHostsFile") == str(tmp_path / "edge_known_hosts")
+    assert _option(inner, "UserKnownHostsFile") == f'"{tmp_path / "edge_known_hosts"}"'
     assert _option(inner, "StrictHostKeyChecking") == "yes"
     assert "ProxyCommand" not in " ".join(inner)
 
@@ -118,3 +118,24 @@ def test_unreachable_hosts_name_the_broken_hop_first() -> None:
     assert named.hosts["web1"].message.endswith("; Connection closed")
     assert named.hosts["web2"].message == ""
     assert named.phases["preflight"]["web1"].message.startswith("jump host b:22")
+
+
+def test_file_names_reach_ssh_as_one_word_each_with_their_tokens_kept(tmp_path: Path) -> None:
+    base = tmp_path / "a b%c"
+    base.mkdir()
+    text = CONFIG.replace("keys/deploy", "keys %d/deploy").replace(
+        "known_hosts: edge_known_hosts", "known_hosts: 'edge known_hosts %h'"
+    )
+    target = _target(base, text)
+    argv = ssh_command(target, target.hosts[0], "true")
+    # the host's own ssh: quoted (the space stays inside), `%` doubled once (its own expansion)
+    assert _option(argv, "IdentityFile") == f'"{tmp_path}/a b%%c/keys %%d/deploy"'
+    assert _option(argv, "UserKnownHostsFile") == f'"{tmp_path}/a b%%c/.deployer/known_hosts"'
+    # inside the ProxyCommand, each level of expansion above a hop doubles its `%` again
+    outer = shlex.split(_option(argv, "ProxyCommand"))
+    assert _option(outer, "IdentityFile") == f'"{tmp_path}/a b%%%%c/keys %%%%d/deploy"'
+    inner = shlex.split(_option(outer, "ProxyCommand"))
+    assert _option(inner, "UserKnownHostsFile") == (
+        f'"{tmp_path}/a b%%%%%%%%c/edge known_hosts %%%%%%%%h"'
+    )
+    assert "-i" not in argv + outer + inner  # ssh's -i takes no quoting and expands tokens

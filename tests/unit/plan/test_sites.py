@@ -90,7 +90,7 @@ def test_a_node_inventory_points_into_the_private_dir_only() -> None:
     hosts = {h for c in group["children"].values() for h in c["hosts"]}
     assert hosts == {"e1", "e2"}
     args = shlex.split(group["vars"]["ansible_ssh_common_args"])
-    assert f"UserKnownHostsFile={REMOTE}/known_hosts/h0" in args
+    assert f'UserKnownHostsFile="{REMOTE}/known_hosts/h0"' in args
     assert "StrictHostKeyChecking=yes" in args
     assert not any("ProxyCommand" in a for a in args)  # the node reaches its hosts itself
     assert laid.files == {
@@ -139,7 +139,7 @@ def test_node_argv_checks_the_host_key_goes_through_its_own_bastion_and_quotes_w
     argv = node_ssh(target, east, ["rm", "-rf", "--", "/x y; reboot"])
     assert argv[:3] == ["ssh", "-F", "none"]
     assert "StrictHostKeyChecking=yes" in argv
-    assert f"UserKnownHostsFile={target.project_dir / 'east_known_hosts'}" in argv
+    assert f'UserKnownHostsFile="{target.project_dir / "east_known_hosts"}"' in argv
     (proxy,) = [a for a in argv if a.startswith("ProxyCommand=")]
     assert "jumper" in proxy
     assert "bastion.example.net" in proxy
