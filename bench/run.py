@@ -17,6 +17,8 @@
    peak memory at the largest scale; 3e. rollback wall time behind the edge proxy,
    blue-green (a flip back) against rolling 25 % (`--only blue_green` measures this part
    alone). Results: <out>/results.json, <out>/scaling.png.
+`--only nodes`: deploy wall time and control-host CPU time at --hosts hosts, direct against
+through two execution nodes (bench/nodes.py); <out>/nodes.json.
 This is not a test: it measures. tests/bench/test_bench_smoke.py runs it at N=2 so it
 cannot rot. Targets are checked and printed, never asserted.
 """
@@ -49,6 +51,8 @@ from bench.contenders import (
     plain,
 )
 from bench.load import Load
+from bench.nodes import line as nodes_line
+from bench.nodes import nodes_vs_direct
 from deployer import lab as labs
 
 TARGETS = {  # issue 14's speed targets (deploy_vs_plain kept from before)
@@ -358,11 +362,16 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     parser.add_argument("--keep-lab", action="store_true")
     parser.add_argument(
-        "--only", choices=["blue_green"], help="measure this part alone (on --hosts hosts)"
+        "--only",
+        choices=["blue_green", "nodes"],
+        help="measure this part alone (on --hosts hosts; nodes: --hosts app hosts and two "
+        "execution nodes)",
     )
     args = parser.parse_args()
     if args.only == "blue_green":
         return only_blue_green(args)
+    if args.only == "nodes":
+        return only_nodes(args)
     sizes = sorted({int(x) for x in args.scale.split(",")} | {args.hosts})
     args.out.mkdir(parents=True, exist_ok=True)
     say(f"lab {args.lab}: {max(sizes)} hosts")
@@ -440,6 +449,21 @@ def only_blue_green(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "blue_green.json").write_text(json.dumps(result, indent=2))
     print(_blue_green_line(result, args.hosts))
+    return 0
+
+
+def only_nodes(args: argparse.Namespace) -> int:
+    say(f"execution nodes: lab {args.lab}, {args.hosts} app hosts + 2 nodes, {args.runs} runs")
+    lab = labs.up(args.hosts + 2, name=args.lab)
+    try:
+        with tempfile.TemporaryDirectory(prefix="deployer-bench-") as tmp:
+            result = nodes_vs_direct(Path(tmp), lab, args.hosts, args.runs)
+    finally:
+        if not args.keep_lab:
+            labs.down(args.lab)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "nodes.json").write_text(json.dumps(result, indent=2))
+    print(nodes_line(result))
     return 0
 
 

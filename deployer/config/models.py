@@ -447,6 +447,51 @@ class JumpHost(Section):
     )
 
 
+class ExecNode(Section):
+    """An execution node at a site: a host deployer installs ansible-runner on, streams each
+    run to over SSH (ansible-runner's transmit/worker/process), and that fans out to the
+    site's hosts itself. Its host key is checked like every host's."""
+
+    address: Address = Field(description="Hostname or IP address the control host reaches.")
+    port: int = Field(default=22, ge=1, le=65535)
+    user: UserName | None = Field(default=None, description="SSH user (default: ssh.user).")
+    private_key: str | None = Field(
+        default=None, description="Private key file (default: ssh.private_key)."
+    )
+    known_hosts: str | None = Field(
+        default=None,
+        description="known_hosts file with this node's key (default: ssh.known_hosts).",
+    )
+    groups: list[Ident] = Field(
+        min_length=1,
+        description="The environment's host groups (components) at this site: their hosts "
+        "are reached from this node, never from the control host.",
+    )
+    jump: list[JumpHost] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Bastions between the control host and this node, in order.",
+    )
+
+    @field_validator("jump")
+    @classmethod
+    def _no_loop(cls, hops: list[JumpHost]) -> list[JumpHost]:
+        return _chain_without_loop(hops)
+
+
+def _chain_without_loop(hops: list[JumpHost]) -> list[JumpHost]:
+    seen: set[tuple[str, int]] = set()
+    for index, hop in enumerate(hops):
+        key = (hop.address.lower(), hop.port)
+        if key in seen:
+            raise ValueError(
+                f"hop {index} ({hop.address}:{hop.port}) is already a hop of this chain "
+                "(a chain that loops never arrives)"
+            )
+        seen.add(key)
+    return hops
+
+
 class Ssh(Section):
     user: UserName = Field(default="deploy", description="Default SSH user.")
     private_key: str | None = Field(default=None, description="Private key file.")
@@ -463,19 +508,17 @@ class Ssh(Section):
         "first is reached directly, each next one through those before it.",
     )
 
+    nodes: dict[Name, ExecNode] = Field(
+        default_factory=dict,
+        max_length=16,
+        description="Execution nodes by site name: each runs Ansible for the hosts of its "
+        "groups (target ssh). Hosts of the other groups are reached from the control host.",
+    )
+
     @field_validator("jump")
     @classmethod
     def _no_loop(cls, hops: list[JumpHost]) -> list[JumpHost]:
-        seen: set[tuple[str, int]] = set()
-        for index, hop in enumerate(hops):
-            key = (hop.address.lower(), hop.port)
-            if key in seen:
-                raise ValueError(
-                    f"hop {index} ({hop.address}:{hop.port}) is already a hop of this chain "
-                    "(a chain that loops never arrives)"
-                )
-            seen.add(key)
-        return hops
+        return _chain_without_loop(hops)
 
 
 ACCESSORY_VERSIONS = {"postgresql": ("15",), "redis": ("7",)}

@@ -26,7 +26,7 @@ from deployer.config.accessories import (
     uses_problems,
 )
 from deployer.config.base import SecretRef
-from deployer.config.bluegreen import strategy_problems
+from deployer.config.bluegreen import BLUE_GREEN, strategy_problems
 from deployer.config.ledger import LedgerPlace, ledger_place
 from deployer.config.loader import LoadedProject, format_loc
 from deployer.config.models import (
@@ -45,13 +45,14 @@ from deployer.config.models import (
     Rollback,
     Secrets,
     Service,
-    Ssh,
     Strategy,
     TerraformHosts,
     lab_selection,
 )
 from deployer.config.notify import Notification
 from deployer.config.services import ResolvedService, resolve_services
+from deployer.config.sites import JumpHop as JumpHop
+from deployer.config.sites import Site, hops, resolve_sites, site_problems
 from deployer.config.swarm import SwarmSettings, swarm_strategy_problems
 from deployer.errors import ConfigError
 
@@ -85,17 +86,6 @@ class LabInfo:
     hosts: tuple[Host, ...]
     private_key: Path
     known_hosts: Path
-
-
-@dataclass(frozen=True)
-class JumpHop:
-    """One bastion of `ssh.jump`, with the user, key and known_hosts it is reached with."""
-
-    address: str
-    port: int
-    user: str
-    private_key: Path | None
-    known_hosts: tuple[Path, ...]
 
 
 @dataclass(frozen=True)
@@ -160,6 +150,8 @@ class Target:
     notifications: tuple[Notification, ...] = ()
     jump: tuple[JumpHop, ...] = ()
     """`ssh.jump`: the bastions every SSH connection to the hosts goes through, in order."""
+    sites: tuple[Site, ...] = ()
+    """`ssh.nodes`: the execution nodes and the hosts each runs Ansible for."""
     swarm: SwarmSettings | None = None
     monitoring: Monitoring | None = None
     """The effective monitoring settings when `features.monitoring` is on, else None."""
@@ -747,6 +739,14 @@ def resolve(
             f"{format_loc(loc)}: {monitoring.server!r} is not a host of "
             f"environment {environment} ({', '.join(names)})"
         )
+    problems += site_problems(
+        env,
+        base,
+        hooks=bool(hooks),
+        accessories=bool(accessories),
+        blue_green=strategy.kind == BLUE_GREEN,
+    )
+    problems += _split_host_problems(env, base, every_host)
     problems += _ssh_path_problems(env, environment, loaded.directory)
     if problems:
         raise ConfigError(problems, source=str(loaded.path))
@@ -782,7 +782,8 @@ def resolve(
         ledger=ledger_place(project.ledger, loaded.directory),
         lock_ttl=project.lock_ttl,
         notifications=tuple(env.notifications),
-        jump=_jump(env.ssh, loaded.directory, tuple(known_hosts)),
+        jump=hops(env.ssh.jump, env.ssh, loaded.directory, tuple(known_hosts)),
+        sites=resolve_sites(env, base, loaded.directory, tuple(known_hosts), by_component),
         swarm=env.swarm,
         monitoring=monitoring if env.features.monitoring else None,
         proxy=proxy,
@@ -837,6 +838,24 @@ def _uses_problems(
     return problems
 
 
+def _split_host_problems(
+    env: Environment, base: tuple[str, ...], every_host: Sequence[ResolvedHost]
+) -> list[str]:
+    """A host whose groups sit at different sites (or one at a site, one direct) would be
+    reached from two places in one run: refused."""
+    site_of = {g: site for site, node in env.ssh.nodes.items() for g in node.groups}
+    problems = []
+    for host in every_host:
+        places = {site_of.get(c, "(direct)") for c in host.components}
+        if len(places) > 1:
+            problems.append(
+                f"{format_loc((*base, 'ssh', 'nodes'))}: host {host.name} is in groups "
+                f"{', '.join(host.components)}, which sit at {', '.join(sorted(places))}; "
+                "a host is reached from one place only"
+            )
+    return problems
+
+
 _SSH_PATH_REFUSED = re.compile(r'["\\\x00-\x1f\x7f]|\$\{')
 """What ssh's option parser would not keep as part of a file name: a double quote or a
 backslash (its quoting), `${` (it expands environment variables), control characters."""
@@ -852,6 +871,12 @@ def _ssh_path_problems(env: Environment, environment: str, base: Path) -> list[s
     for index, hop in enumerate(env.ssh.jump):
         settings[("jump", index, "private_key")] = hop.private_key
         settings[("jump", index, "known_hosts")] = hop.known_hosts
+    for site, node in env.ssh.nodes.items():
+        settings[("nodes", site, "private_key")] = node.private_key
+        settings[("nodes", site, "known_hosts")] = node.known_hosts
+        for index, hop in enumerate(node.jump):
+            settings[("nodes", site, "jump", index, "private_key")] = hop.private_key
+            settings[("nodes", site, "jump", index, "known_hosts")] = hop.known_hosts
     problems = []
     for where, setting in settings.items():
         if setting is None:
@@ -864,22 +889,6 @@ def _ssh_path_problems(env: Environment, environment: str, base: Path) -> list[s
                 "read as part of the file's name; move or rename the file"
             )
     return problems
-
-
-def _jump(ssh: Ssh, base: Path, known_hosts: tuple[Path, ...]) -> tuple[JumpHop, ...]:
-    def path(setting: str | None) -> Path | None:
-        return base / Path(setting).expanduser() if setting else None
-
-    return tuple(
-        JumpHop(
-            address=hop.address,
-            port=hop.port,
-            user=hop.user or ssh.user,
-            private_key=path(hop.private_key or ssh.private_key),
-            known_hosts=(base / hop.known_hosts,) if hop.known_hosts else known_hosts,
-        )
-        for hop in ssh.jump
-    )
 
 
 def _hosts(

@@ -99,9 +99,22 @@ def hop_command(target: Target, index: int, command: str) -> list[str]:
     ]
 
 
-def jump_options(target: Target) -> list[str]:
-    """`-o ProxyCommand=...` when the target's hosts sit behind `ssh.jump`, else nothing."""
-    command = proxy_command(target)
+def host_hops(target: Target, host: str | None = None) -> tuple[JumpHop, ...]:
+    """The hops on the way to `host`: `ssh.jump`, or, for a host at a site (`ssh.nodes`),
+    the node's own bastions and then the node itself (plain SSH commands such as `logs`
+    reach a site's hosts through its node, every hop's key checked)."""
+    for site in target.sites:
+        if host in site.hosts:
+            node = site.node
+            gate = JumpHop(node.address, node.port, node.user, node.private_key, node.known_hosts)
+            return (*node.jump, gate)
+    return target.jump
+
+
+def jump_options(target: Target, host: str | None = None) -> list[str]:
+    """`-o ProxyCommand=...` when the host (default: every host) sits behind bastions or an
+    execution node, else nothing."""
+    command = proxy_command(target, host_hops(target, host))
     return [] if command is None else ["-o", f"ProxyCommand={command}"]
 
 
@@ -117,7 +130,7 @@ def ssh_command(
         "-F",
         "none",
         *_checked(target.known_hosts, target.connect_timeout),
-        *jump_options(target),
+        *jump_options(target, host.name),
         *options,
         *_login(host.port, host.user, host.private_key),
     ]

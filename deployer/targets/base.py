@@ -419,8 +419,11 @@ class Target(Protocol):
     step is done remotely, and whether several steps can share one remote run (`fuse`)."""
 
     kind: ClassVar[str]
-    fuse: ClassVar[bool]
-    """Lock, staging and the first batch in one run; the lock given back by the last run."""
+
+    @property
+    def fuse(self) -> bool:
+        """Lock, staging and the first batch in one run; the lock given back by the last run."""
+
     session: Session
 
     def hosts(self) -> tuple[str, ...]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import secrets as _secrets
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from functools import cached_property
@@ -12,9 +14,25 @@ from deployer import secrets as secret_values
 from deployer.errors import ConfigError
 from deployer.plan.edge import tls_files
 from deployer.plan.inventory import build_inventory
+from deployer.plan.sites import (
+    Part,
+    filter_inventory,
+    node_extravars,
+    node_inventory,
+    part_extravars,
+    parts,
+)
 from deployer.secrets import Redactor
 from deployer.session import Session
 from deployer.targets.ssh.jump import broken_hop, name_broken_hop
+from deployer.targets.ssh.nodes import (
+    LockedSink,
+    NodeHome,
+    broken_part,
+    merge,
+    ready_all,
+    run_parts,
+)
 from deployer.targets.ssh.runner import Runner, RunResult
 
 
@@ -24,6 +42,78 @@ class SshSession(Session):
 
     _broken_hop: tuple[str | None] | None = field(default=None, repr=False)
     """What `ssh.jump` said when hosts behind it were unreachable (found once)."""
+
+    @cached_property
+    def nodes(self) -> dict[str, NodeHome]:
+        """Every execution node checked (installed where needed), before the first run."""
+        return ready_all(self.target, self.state_dir, self.runner.control_dir)
+
+    def _run_parts(
+        self,
+        playbook: str,
+        extravars: Mapping[str, Any],
+        touched: set[str],
+        secret_vars: Mapping[str, Any] | None,
+        cancel: Callable[[], bool] | None,
+        phases: Mapping[str, str] | None,
+        on_phase: Callable[[str], None] | None,
+    ) -> RunResult:
+        """One run split by site: the direct hosts' part here, each site's part streamed to its
+        node, all side by side, merged into one result."""
+        homes = self.nodes
+        target = self.target
+        split = parts(target, touched)
+        several = len(split) > 1
+        progress = LockedSink(self.progress) if self.progress is not None and several else None
+        seen: set[str] = set()
+        lock = threading.Lock()
+
+        def heard(phase: str) -> None:
+            with lock:
+                first = phase not in seen
+                seen.add(phase)
+            if first and on_phase is not None:
+                on_phase(phase)
+
+        def call(part: Part) -> Callable[[], RunResult]:
+            def run() -> RunResult:
+                names = part.hosts
+                stream = None
+                inventory: Mapping[str, Any]
+                variables = part_extravars(extravars, target, part, several=several)
+                if part.node is None:
+                    inventory = filter_inventory(self.inventory, names)
+                else:
+                    home = homes[part.node.site]
+                    ident = f"{part.node.site}-{_secrets.token_hex(8)}"
+                    remote = home.home / "runs" / ident
+                    laid = node_inventory(target, self.inventory, part, remote)
+                    inventory = laid.inventory
+                    variables, shipped = node_extravars(variables, remote)
+                    stream = home.stream(target, ident, {**laid.files, **shipped})
+                return self.runner.run(
+                    playbook,
+                    inventory,
+                    variables,
+                    secret_vars=secret_vars,
+                    progress=progress or self.progress,
+                    cancel=cancel,
+                    forks=max(1, min(len(names), 50)),
+                    phases=phases,
+                    on_phase=heard,
+                    stream=stream,
+                )
+
+            return run
+
+        outcomes = run_parts([call(p) for p in split])
+        results = []
+        for part, outcome in zip(split, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                artifacts = self.state_dir / "runs" / "artifacts"
+                outcome = broken_part(part.hosts, str(outcome), playbook, artifacts)
+            results.append(outcome)
+        return merge(results)
 
     @staticmethod
     def of(session: Session) -> SshSession:
@@ -126,17 +216,23 @@ class SshSession(Session):
         count = len(touched)
         cancel: Callable[[], bool] | None = self.interrupted.is_set if cancellable else None
         pads = self._pads() if secrets and "deployer_accessories" in extravars else {}
-        result = self.runner.run(
-            playbook,
-            self.inventory,
-            extravars,
-            secret_vars=self._secret_vars(pads) if secrets else None,
-            progress=self.progress,
-            cancel=cancel,
-            forks=max(1, min(count, 50)),
-            phases=phases,
-            on_phase=on_phase,
-        )
+        secret_vars = self._secret_vars(pads) if secrets else None
+        if self.target.sites:
+            result = self._run_parts(
+                playbook, extravars, touched, secret_vars, cancel, phases, on_phase
+            )
+        else:
+            result = self.runner.run(
+                playbook,
+                self.inventory,
+                extravars,
+                secret_vars=secret_vars,
+                progress=self.progress,
+                cancel=cancel,
+                forks=max(1, min(count, 50)),
+                phases=phases,
+                on_phase=on_phase,
+            )
         if pads:
             self._keep_sealed(result, pads)
         if self.target.jump and any(o.unreachable for o in result.hosts.values()):

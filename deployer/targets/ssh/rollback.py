@@ -23,6 +23,7 @@ from deployer.errors import BadRequest, DeployerError, UnreachableError
 from deployer.exitcodes import ExitCode
 from deployer.ledger import HostStatus, Kind, Status, pid_is_alive
 from deployer.plan.extravars import lock_release_vars, lock_vars, rollback_vars
+from deployer.plan.sites import parts
 from deployer.targets.base import HostReport, HostState, RollbackResult
 from deployer.targets.ssh.context import SshSession as Session
 from deployer.targets.ssh.lock import lock_info, locked_error, new_token, release_own
@@ -81,7 +82,9 @@ def rollback(session: Session, *, to: str | None = None) -> RollbackResult:
     lock = lock_vars(target, token, session.identity.holder(), target.lock_ttl)
     released = False
     try:
-        guess = _ledger_target(session, to)
+        # across places the one-run path would check and switch each on its own: one
+        # place's refusal would not stop another's switch, so they take the two-run path
+        guess = None if len(parts(target)) > 1 else _ledger_target(session, to)
         if guess is not None:
             done = _one_run(session, guess, lock)
             if done is not None:

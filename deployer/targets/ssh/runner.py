@@ -17,15 +17,20 @@ Safety rules kept here:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import shlex
+import shutil
+import signal
+import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from deployer.paths import collections_dir, playbooks_dir, ssh_control_dir
@@ -270,6 +275,19 @@ def ansible_env(
     }
 
 
+@dataclass(frozen=True)
+class Stream:
+    """Where a run goes instead of the local ansible-playbook: an execution node, reached by
+    ssh argv built in deployer.plan.sites (argv only, its host key checked)."""
+
+    label: str  # names the node and its config path, for messages
+    remote: PurePosixPath  # the run's private directory on the node
+    worker: Sequence[str]  # ssh ... ansible-runner worker --private-data-dir remote --delete
+    cleanup: Sequence[str]  # ssh ... rm -rf remote
+    files: Mapping[str, Path] = field(default_factory=dict)  # shipped inside the private dir
+    env: Mapping[str, str] = field(default_factory=dict)  # the node's paths (collections, PATH)
+
+
 class Runner:
     """Runs the project's playbooks for one project directory."""
 
@@ -295,12 +313,20 @@ class Runner:
         timeout: int | None = None,
         phases: Mapping[str, str] | None = None,
         on_phase: Callable[[str], None] | None = None,
+        stream: Stream | None = None,
     ) -> RunResult:
         """Run `playbooks/<playbook>` and return per-host outcomes; `phases` ({name: play
         name prefix}) also keeps the outcomes of those plays apart, and `on_phase` hears when
-        each phase begins, while the run goes on."""
+        each phase begins, while the run goes on. With `stream`, the run happens on that
+        execution node (ansible-runner transmit | ssh node worker | process), its events
+        folded here exactly as a local run's."""
         stamp = time.strftime("%Y%m%dT%H%M%S")
         ident = f"{stamp}-{Path(playbook).stem}-{secrets.token_hex(3)}"
+        if stream is not None:
+            return self._run_streamed(
+                ident, playbook, inventory, extravars, secret_vars, progress, cancel, forks,
+                timeout, phases, on_phase, stream,
+            )  # fmt: skip
         private = self.data_root / "runs"
         private.mkdir(parents=True, exist_ok=True, mode=0o700)
         config = private / "ansible.cfg"
@@ -342,17 +368,228 @@ class Runner:
         finally:
             for leftover in (vault_file, vars_file, inv_file):
                 leftover.unlink(missing_ok=True)
-        artifact_dir = private / "artifacts" / ident
-        return RunResult(
-            playbook=playbook,
-            status=str(result.status),
-            rc=int(result.rc if result.rc is not None else -1),
-            hosts=collector.outcomes(),
-            seconds=time.monotonic() - started,
-            artifact_dir=artifact_dir,
-            phases={name: collector.outcomes(e) for name, e in collector.by_phase.items()},
-            phase_started=dict(collector.phase_started),
-        )
+        return _result(playbook, result.status, result.rc, collector, started, private, ident)
+
+    def _run_streamed(
+        self,
+        ident: str,
+        playbook: str,
+        inventory: Mapping[str, Any],
+        extravars: Mapping[str, Any],
+        secret_vars: Mapping[str, Any] | None,
+        progress: ProgressSink | None,
+        cancel: Callable[[], bool] | None,
+        forks: int,
+        timeout: int | None,
+        phases: Mapping[str, str] | None,
+        on_phase: Callable[[str], None] | None,
+        stream: Stream,
+    ) -> RunResult:
+        """The private data dir laid out on the controller (0700, every file 0600) with the
+        node's paths in it, transmitted over the ssh stdin to the node's worker, the events
+        read back from its stdout. The local copy goes as soon as the stream is sent; the
+        node's copy goes with `worker --delete` and, whatever happened, `stream.cleanup`."""
+        runs = self.data_root / "runs"
+        runs.mkdir(parents=True, exist_ok=True, mode=0o700)
+        stage = runs / "stream" / ident
+        stage.parent.mkdir(exist_ok=True, mode=0o700)
+        stage.mkdir(mode=0o700)
+        remote = stream.remote
+        collector = _Collector(progress, self.redact, dict(phases or {}), on_phase=on_phase)
+        started = time.monotonic()
+        try:
+            for sub in ("project", "inventory", "tmp", "keys", "known_hosts", "env", "files"):
+                (stage / sub).mkdir(mode=0o700)
+            for source in sorted(playbooks_dir().glob("*.yml")):
+                _write_private(stage / "project" / source.name, source.read_bytes())
+            for rel, source in stream.files.items():
+                _write_private(stage / rel, source.read_bytes())
+            _write_private(stage / "ansible.cfg", "[defaults]\n")
+            _write_private(stage / "inventory" / "hosts.json", vars_json(inventory))
+            _write_private(stage / "tmp" / "vars.json", vars_json(extravars))
+            cmdline: list[str] = ["-e", f"@{remote / 'tmp' / 'vars.json'}"]
+            passwords: dict[str, str] = {}
+            if secret_vars:
+                password = secrets.token_urlsafe(32)
+                _write_private(stage / "tmp" / "vault", _vault_encrypt(secret_vars, password))
+                cmdline += ["--ask-vault-pass", "-e", f"@{remote / 'tmp' / 'vault'}"]
+                passwords[_VAULT_PROMPT] = password
+            env = {
+                **ansible_env(forks, None, None),
+                "ANSIBLE_CONFIG": str(remote / "ansible.cfg"),
+                **stream.env,
+            }
+            kwargs = {
+                "ident": ident,
+                "playbook": playbook,
+                "inventory": "inventory/hosts.json",
+                "cmdline": shlex.join(cmdline),
+                "passwords": passwords or None,
+                "envvars": env,
+                "forks": forks,
+                "verbosity": self.verbosity or None,
+                "suppress_env_files": True,  # the vault password stays in the worker's memory
+                "timeout": timeout,
+            }
+            status, rc = _stream(stage, runs, kwargs, stream, collector, cancel)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+            # the node's artifacts are not kept here (only its events, folded above): the
+            # empty directory the processor made goes too
+            shutil.rmtree(runs / "artifacts" / ident, ignore_errors=True)
+            _cleanup(stream)
+        return _result(playbook, status, rc, collector, started, runs, ident)
+
+
+def _result(
+    playbook: str,
+    status: Any,
+    rc: Any,
+    collector: _Collector,
+    started: float,
+    private: Path,
+    ident: str,
+) -> RunResult:
+    return RunResult(
+        playbook=playbook,
+        status=str(status),
+        rc=int(rc if rc is not None else -1),
+        hosts=collector.outcomes(),
+        seconds=time.monotonic() - started,
+        artifact_dir=private / "artifacts" / ident,
+        phases={name: collector.outcomes(e) for name, e in collector.by_phase.items()},
+        phase_started=dict(collector.phase_started),
+    )
+
+
+class NodeStreamError(Exception):
+    """The stream to an execution node broke before the worker reported its end."""
+
+
+def _stream(
+    stage: Path,
+    runs: Path,
+    kwargs: Mapping[str, Any],
+    stream: Stream,
+    collector: _Collector,
+    cancel: Callable[[], bool] | None,
+) -> tuple[str, int | None]:
+    """transmit -> ssh node worker -> process: ansible-runner's streaming protocol (the AWX
+    mesh's), with the ssh process as the wire. Returns the worker's status and rc."""
+    from ansible_runner.streaming import Processor, Transmitter
+
+    proc = subprocess.Popen(  # argv only: no shell on this side
+        list(stream.worker),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # a Ctrl-C reaches deployer, which then ends it itself
+    )
+    stdin, stdout, stderr = proc.stdin, proc.stdout, proc.stderr
+    if stdin is None or stdout is None or stderr is None:  # pragma: no cover - PIPEs given
+        raise RuntimeError("ssh started without its pipes")
+    errors: list[bytes] = []
+    sent: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            Transmitter(_output=stdin, private_data_dir=str(stage), **kwargs).run()
+        except (OSError, ValueError) as exc:  # the node went away while we sent
+            sent.append(exc)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)  # sent: the local copy goes now
+            with contextlib.suppress(OSError):
+                stdin.close()
+
+    def read_errors() -> None:
+        errors.append(stderr.read()[-64 * 1024 :])
+
+    def watch_cancel() -> None:
+        while proc.poll() is None:
+            if cancel is not None and cancel():
+                # its own session: the whole group (ssh and any ProxyCommand it started)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+                return
+            time.sleep(0.2)
+
+    threads = [threading.Thread(target=t, daemon=True) for t in (send, read_errors, watch_cancel)]
+    for thread in threads:
+        thread.start()
+    status: dict[str, Any] = {}
+
+    def on_status(data: Mapping[str, Any], runner_config: Any = None) -> None:
+        status.update(data)
+
+    processor = _node_processor(Processor)(
+        _input=stdout,
+        private_data_dir=str(runs),
+        ident=kwargs["ident"],
+        # what the node sends is folded, never written to disk under names it chose
+        event_handler=lambda event: bool(collector(event)) and False,
+        status_handler=on_status,
+        quiet=True,
+    )
+    processor.run()
+    stdout.close()
+    rc = proc.wait()
+    for thread in threads:
+        thread.join(timeout=5)
+    final = str(processor.status)
+    if cancel is not None and cancel():
+        return "canceled", processor.rc
+    if final in {"successful", "failed", "timeout", "canceled"}:
+        node_rc = getattr(processor, "node_rc", None)
+        return final, node_rc if node_rc is not None else (0 if final == "successful" else 1)
+    why = (b"".join(errors).decode(errors="replace").strip() or f"ssh exited {rc}")[-600:]
+    explanation = str(status.get("job_explanation") or "")
+    raise NodeStreamError(
+        f"{stream.label}: the run's stream broke ({explanation or final}): "
+        f"{explain_unreachable(why)}"
+    )
+
+
+_ARTIFACTS_CAP = 256 * 1024 * 1024
+
+
+def _node_processor(base: type) -> type:
+    """ansible-runner's Processor, but the artifacts the node streams back are never unpacked
+    (a zip from a host may hold symlinks that would lead later entries anywhere): they are
+    read off the stream, and only ansible-playbook's exit code (`rc`) is taken from them."""
+    import io
+    import zipfile
+
+    from ansible_runner.utils.base64io import Base64IO
+
+    class NodeProcessor(base):  # type: ignore[misc]
+        node_rc: int | None = None
+
+        def artifacts_callback(self, artifacts_data: Mapping[str, Any]) -> None:
+            remaining = int(artifacts_data["zipfile"])
+            kept = io.BytesIO()
+            with Base64IO(self._input) as source:
+                while remaining > 0:
+                    chunk = source.read(min(1024 * 1000, remaining))
+                    if not chunk:
+                        break
+                    remaining -= len(chunk)
+                    if kept.tell() + len(chunk) <= _ARTIFACTS_CAP:
+                        kept.write(chunk)
+            try:
+                with zipfile.ZipFile(kept) as archive:
+                    text = archive.read("rc")[:16].decode().strip()
+                self.node_rc = int(text)
+            except (KeyError, ValueError, zipfile.BadZipFile):
+                self.node_rc = None
+
+    return NodeProcessor
+
+
+def _cleanup(stream: Stream) -> None:
+    """The run's private directory on the node, removed whatever the run did (worker
+    --delete removes it too; this covers a stream cut before the worker got there)."""
+    with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+        subprocess.run(list(stream.cleanup), capture_output=True, timeout=60, check=False)
 
 
 def _curated_env(env: Mapping[str, str]) -> dict[str, str]:

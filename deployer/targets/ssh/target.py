@@ -26,6 +26,7 @@ from deployer.plan.extravars import (
     switch_vars,
     watch_vars,
 )
+from deployer.plan.sites import parts
 from deployer.plan.strategy import HostFacts
 from deployer.session import Session
 from deployer.targets.base import (
@@ -97,10 +98,17 @@ def _released(result: RunResult) -> bool:
 
 class SshTarget:
     kind: ClassVar[str] = "ssh"
-    fuse: ClassVar[bool] = True
 
     def __init__(self, session: Session) -> None:
         self.session = SshSession.of(session)
+
+    @property
+    def fuse(self) -> bool:
+        """One run for lock, staging and the first batch, unless the hosts sit in several
+        places (sites of `ssh.nodes`, or sites and direct hosts): then each step is a run of
+        its own across every place, so the lock is held before any place stages, and no place
+        switches before every place staged."""
+        return len(parts(self.session.target)) <= 1
 
     @property
     def env(self) -> Any:

@@ -253,6 +253,8 @@ ELSEWHERE: dict[str, str] = {
     "rollback.automatic": "tests/unit/engine/test_engine_lifecycle.py",
     "environments.*.notifications": "tests/unit/notify",
     "environments.*.swarm": "tests/golden/swarm",
+    # the runs split by site, each site's part streamed to its node
+    "environments.*.ssh.nodes": "tests/unit/plan/test_sites.py",
     # the hosts Terraform created, read from its outputs before resolution
     "environments.*.hosts.from_terraform": "tests/unit/config/test_terraform_hosts.py",
     "environments.*.hosts.components": "tests/unit/config/test_terraform_hosts.py",
