@@ -283,6 +283,7 @@ def validate(
 ) -> None:
     """Check deploy.yml; exit 2 naming every bad config path."""
     from deployer.config import terraform
+    from deployer.config.canary import CANARY_NOT_RUN
     from deployer.config.resolve import resolve
     from deployer.lab.hosts import load_lab, placeholder_lab, uses_lab
 
@@ -308,7 +309,9 @@ def validate(
                     )
                 else:
                     provisioned = terraform.read_outputs(loaded, name)
-                resolve(loaded, name, lab, provisioned)
+                resolved = resolve(loaded, name, lab, provisioned)
+                if resolved.strategy.kind == "canary":
+                    notes.append(f"{name}: strategy.kind canary: {CANARY_NOT_RUN}")
             except ConfigError as exc:
                 problems += [p for p in exc.problems if p not in problems]
         if problems:

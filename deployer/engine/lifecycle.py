@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from deployer.config.bluegreen import CANARY
+from deployer.config.canary import CANARY_NOT_RUN
 from deployer.config.names import check_version
 from deployer.engine.results import DeployResult, RolloutStop
 from deployer.errors import BadRequest, DeployerError, LockedError, UnreachableError
@@ -169,6 +171,8 @@ def deploy(
             check_version(version)
         except ValueError as exc:
             raise BadRequest(f"--version: {exc}") from None
+    if env.strategy.kind == CANARY:  # planned (`deployer plan`), not carried out yet
+        raise BadRequest(f"strategy.kind (environment {env.environment}): {CANARY_NOT_RUN}")
     release = driver.prepare(version, artifact_path)
     ledger = session.ledger
     ledger.reconcile_orphans(session.identity.control_host, pid_is_alive)
@@ -185,6 +189,7 @@ def deploy(
         watch=env.rollback.watch,
         fuse=driver.fuse,
         proxies=env.proxy.hosts if env.proxy is not None else (),
+        analyser=env.monitoring_server,
     )
     started = time.monotonic()
     deployment_id = ledger.begin(
@@ -327,6 +332,8 @@ def _walk(rollout: _Rollout, wait: float, started: float) -> None:
             pass
         elif step.action == "watch":
             _watch(rollout, step)
+        elif step.action in ("shift", "analyse", "decide"):  # canary: refused by deploy()
+            raise DeployerError(f"the {step.action} step of a canary is not built")
         elif step.action == "unlock" and not any(
             s is not step and s.run == step.run for s in steps
         ):

@@ -91,33 +91,34 @@ def request_rate_query(target: Target, window: str) -> str:
     )
 
 
-def error_ratio_query(target: Target, window: str) -> str:
+def error_ratio_query(target: Target, window: str, match: str = "") -> str:
     """Share of requests answered with a 5xx status, in percent. A service that never
     answered 5xx has no such series: `or vector(0)` makes that 0 %, not "no data"; with no
     requests at all the ratio stays empty (nothing to judge)."""
     metrics = _settings(target).metrics
-    errors = _app(target, f'{metrics.status_label}=~"5.."')
+    status = f'{metrics.status_label}=~"5.."'
+    errors = _app(target, f"{match}, {status}" if match else status)
     return (
         f"100 * (sum(rate({metrics.requests}{errors}{_range(window)})) or vector(0)) "
-        f"/ sum(rate({metrics.requests}{_app(target)}{_range(window)}))"
+        f"/ sum(rate({metrics.requests}{_app(target, match)}{_range(window)}))"
     )
 
 
-def latency_query(target: Target, window: str, quantile: float) -> str:
+def latency_query(target: Target, window: str, quantile: float, match: str = "") -> str:
     """The `quantile` (0.5, 0.95) of request durations over all hosts, in milliseconds."""
     if not 0 <= quantile <= 1:
         raise ValueError(f"quantile {quantile} is not between 0 and 1")
     metrics = _settings(target).metrics
     return (
         f"1000 * histogram_quantile({quantile:g}, sum by (le) "
-        f"(rate({metrics.duration}_bucket{_app(target)}{_range(window)})))"
+        f"(rate({metrics.duration}_bucket{_app(target, match)}{_range(window)})))"
     )
 
 
-def request_volume_query(target: Target, window: str) -> str:
+def request_volume_query(target: Target, window: str, match: str = "") -> str:
     """Number of requests served over the window."""
     metrics = _settings(target).metrics
-    return f"sum(increase({metrics.requests}{_app(target)}{_range(window)}))"
+    return f"sum(increase({metrics.requests}{_app(target, match)}{_range(window)}))"
 
 
 def release_info_query(target: Target) -> str:
@@ -187,6 +188,76 @@ def watch_checks(target: Target) -> list[dict[str, Any]]:
             "min_volume": settings.min_requests,
         },
     ]
+
+
+def canary_checks(target: Target, canary: str, stable: str, seconds: int) -> list[dict[str, Any]]:
+    """What a canary's analysis judges after a step, as plain JSON values: per figure the
+    new version's query and the stable one's over the `seconds` of the analysis (the app's
+    series carry the `version` of the slot that answered). `judge_canary` decides."""
+    settings = _settings(target)
+    rollback = target.rollback
+    window = f"{int(seconds)}s"
+
+    def of(version: str) -> str:
+        return f"version={_label_value(version)}"
+
+    def queries(name: str) -> dict[str, str]:
+        def one(version: str) -> str:
+            if name == "error_rate":
+                return error_ratio_query(target, window, of(version))
+            return latency_query(target, window, 0.95, of(version))
+
+        return {"canary_query": one(canary), "stable_query": one(stable)}
+
+    volume = request_volume_query(target, window, of(canary))
+    return [
+        {
+            "name": "error_rate",
+            **queries("error_rate"),
+            "threshold": float(rollback.error_rate.threshold),
+            "unit": "%",
+            "volume_query": volume,
+            "min_volume": settings.min_requests,
+        },
+        {
+            "name": "p95_latency",
+            **queries("p95_latency"),
+            "threshold": float(rollback.response_time.threshold_ms),
+            "unit": "ms",
+            "volume_query": volume,
+            "min_volume": settings.min_requests,
+        },
+    ]
+
+
+def judge_canary(
+    checks: Sequence[dict[str, Any]], values: dict[str, dict[str, float | None]]
+) -> tuple[bool, list[str]]:
+    """(breached, why) of an analysis: a figure is breached when the new version's value is
+    above its threshold and above the stable version's (a fault both versions share is not
+    the canary's). `values[name]` holds `canary`, `stable` and `volume` (None: no data).
+    Too few of the new version's requests to judge is a breach too: an analysis that saw
+    nothing must not promote."""
+    why = []
+    for check in checks:
+        got = values.get(check["name"], {})
+        canary, stable, volume = got.get("canary"), got.get("stable"), got.get("volume")
+        if volume is None or volume < check["min_volume"]:
+            why.append(
+                f"{check['name']}: {volume or 0:g} requests of the new version, fewer than "
+                f"{check['min_volume']}: nothing to judge it by"
+            )
+            continue
+        if canary is None:
+            why.append(f"{check['name']}: no value for the new version")
+            continue
+        if canary > check["threshold"] and (stable is None or canary > stable):
+            shown = "no value" if stable is None else f"{stable:g} {check['unit']}"
+            why.append(
+                f"{check['name']}: {canary:g} {check['unit']} for the new version, above "
+                f"{check['threshold']:g} {check['unit']} (the stable version: {shown})"
+            )
+    return bool(why), why
 
 
 # -- prometheus.yml -------------------------------------------------------------------------
