@@ -16,7 +16,9 @@
    (table + PNG); 5. CLI overhead before the first SSH connection and the control process's
    peak memory at the largest scale; 3e. rollback wall time behind the edge proxy,
    blue-green (a flip back) against rolling 25 % (`--only blue_green` measures this part
-   alone). Results: <out>/results.json, <out>/scaling.png.
+   alone); 3f. a canary step's overhead: a canary of one step short of the flip against the
+   same app blue-green, minus the analysis window (`--only canary`).
+   Results: <out>/results.json, <out>/scaling.png.
 This is not a test: it measures. tests/bench/test_bench_smoke.py runs it at N=2 so it
 cannot rot. Targets are checked and printed, never asserted.
 """
@@ -37,6 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.contenders import (
     BLUE_GREEN_PORT,
+    CANARY_BLUE_GREEN_PORT,
+    CANARY_PORT,
     FULL_STACK_PORT,
     PORT_MODE_PORT,
     PROXIED_PORT,
@@ -160,6 +164,81 @@ def blue_green(root: Path, lab: Any, n: int, runs: int) -> dict[str, Any]:
             times[name].append(bench.deployer("rollback", bench.environment)[0])
         say(f"  run {i + 1}/{runs}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()))
     return {"runs": times, "median": {k: median(v) for k, v in times.items()}}
+
+
+CANARY_ANALYSIS = 4
+"""Seconds of the bench canary's analysis (Prometheus scrapes every second)."""
+
+
+def canary(root: Path, lab: Any, n: int, runs: int) -> dict[str, Any]:
+    """A canary step's overhead: the same app deployed blue-green and as a canary of one step
+    short of the flip (`steps: [50, 100]`, analysis CANARY_ANALYSIS s, monitored; blue-green
+    refuses monitoring), `runs` alternated deploys each; the overhead of the step is the
+    canary's median minus blue-green's minus the analysis window it waits by design (the
+    analysis's run around its window, the flip's own switch run, the monitoring set-up the
+    canary's prepare run carries). A light load straight to both slots of every host gives
+    the analysis requests of both versions to judge."""
+    monitored = {
+        "features": {"monitoring": True},
+        "monitoring": {"server": lab.hosts[0].name, "scrape_interval": 1, "min_requests": 0},
+    }
+    benches = {
+        "canary": Bench(
+            root / "canary",
+            lab,
+            n,
+            listen="port",
+            app="benchcanary",
+            port=CANARY_PORT,
+            strategy={"kind": "canary", "steps": [50, 100], "analysis": CANARY_ANALYSIS},
+            domain="benchcanary.lab.test",
+            environment_extra=monitored,
+        ),
+        "blue_green": Bench(
+            root / "canarybg",
+            lab,
+            n,
+            listen="port",
+            app="benchcanarybg",
+            port=CANARY_BLUE_GREEN_PORT,
+            strategy={"kind": "blue_green"},
+            domain="benchcanarybg.lab.test",
+        ),
+    }
+    times: dict[str, list[float]] = {name: [] for name in benches}
+    for bench in benches.values():
+        bench.prepare()
+        bench.deploy("warm")
+    slots = [
+        (h.ip, port) for h in benches["canary"].hosts for port in (CANARY_PORT, CANARY_PORT + 1)
+    ]
+    load = Load([t for t in slots if t[0]], rate=40, max_seconds=600).start()
+    try:
+        for i in range(runs):
+            for name, bench in benches.items():
+                times[name].append(bench.deploy(f"c{i}-{int(time.time())}"))
+            say(
+                f"  run {i + 1}/{runs}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items())
+            )
+    finally:
+        load.stop()
+    medians = {k: median(v) for k, v in times.items()}
+    step = medians["canary"] - medians["blue_green"] - CANARY_ANALYSIS
+    return {
+        "runs": times,
+        "median": medians,
+        "analysis_seconds": CANARY_ANALYSIS,
+        "step_overhead_s": step,
+    }
+
+
+def _canary_line(result: dict[str, Any], hosts: int) -> str:
+    medians = result["median"]
+    return (
+        f"canary step overhead at {hosts} hosts: {result['step_overhead_s']:.2f}s beyond its "
+        f"{result['analysis_seconds']} s analysis (deploy medians: canary 50/100 % "
+        f"{medians['canary']:.2f}s, blue-green {medians['blue_green']:.2f}s)"
+    )
 
 
 def under_load(
@@ -358,11 +437,15 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     parser.add_argument("--keep-lab", action="store_true")
     parser.add_argument(
-        "--only", choices=["blue_green"], help="measure this part alone (on --hosts hosts)"
+        "--only",
+        choices=["blue_green", "canary"],
+        help="measure this part alone (on --hosts hosts)",
     )
     args = parser.parse_args()
     if args.only == "blue_green":
         return only_blue_green(args)
+    if args.only == "canary":
+        return only_canary(args)
     sizes = sorted({int(x) for x in args.scale.split(",")} | {args.hosts})
     args.out.mkdir(parents=True, exist_ok=True)
     say(f"lab {args.lab}: {max(sizes)} hosts")
@@ -409,6 +492,8 @@ def main() -> int:
             results["load_proxy"] = under_load(proxied, args.rate, through_proxy=True)
             say("3e. rollback behind the edge proxy: blue-green against rolling")
             results["blue_green"] = blue_green(Path(tmp), lab, args.hosts, args.runs)
+            say("3f. a canary step's overhead, against blue-green")
+            results["canary"] = canary(Path(tmp), lab, args.hosts, args.runs)
             say(f"3d. the full-stack example (frontend + API), {args.hosts} hosts")
             results["full_stack"] = full_stack(Path(tmp) / "shop", lab, args.hosts, args.runs)
             say("5. CLI overhead")
@@ -440,6 +525,20 @@ def only_blue_green(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "blue_green.json").write_text(json.dumps(result, indent=2))
     print(_blue_green_line(result, args.hosts))
+    return 0
+
+
+def only_canary(args: argparse.Namespace) -> int:
+    lab = labs.up(args.hosts, name=args.lab)
+    try:
+        with tempfile.TemporaryDirectory(prefix="deployer-bench-") as tmp:
+            result = canary(Path(tmp), lab, args.hosts, args.runs)
+    finally:
+        if not args.keep_lab:
+            labs.down(args.lab)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "canary.json").write_text(json.dumps(result, indent=2))
+    print(_canary_line(result, args.hosts))
     return 0
 
 
@@ -483,6 +582,7 @@ def report(r: dict[str, Any]) -> str:
             else []
         ),
         *([_blue_green_line(r["blue_green"], r["hosts"])] if "blue_green" in r else []),
+        *([_canary_line(r["canary"], r["hosts"])] if "canary" in r else []),
         *(
             f"{phase} under load, listen {mode}: {n['failed']} failed of {n['sent']}, "
             f"longest gap {n['longest_gap_s']:.3f}s"

@@ -169,7 +169,7 @@ def strategy_problems(
     return problems
 
 
-CANARY_KEYS = ("steps", "analysis", "auto_promote")
+CANARY_KEYS = ("steps", "analysis", "auto_promote", "decision_timeout")
 
 
 def _canary_keys(env: Environment, base: tuple[str, ...], strategy: Strategy) -> list[str]:

@@ -43,13 +43,6 @@ NOT_BUILT = (
 )
 
 
-CANARY_NOT_RUN = (
-    "canary is validated and planned (`deployer plan ENV` shows its steps), but its rollout "
-    "on the hosts (the weighted shifts, the analyses, promote and abort) is not built yet: "
-    "`deploy` refuses it before any host is touched; use blue_green meanwhile"
-)
-
-
 def steps(strategy: Strategy) -> tuple[int, ...]:
     """The canary's shares of requests, in percent, the last 100."""
     return STEPS if strategy.steps is None else tuple(strategy.steps)
@@ -62,6 +55,14 @@ def analysis(strategy: Strategy, rollback: Rollback) -> int:
 
 def auto_promote(strategy: Strategy) -> bool:
     return True if strategy.auto_promote is None else strategy.auto_promote
+
+
+DECISION_TIMEOUT = 3600
+
+
+def decision_timeout(strategy: Strategy) -> int:
+    """Seconds a step waits for `deployer promote` or `deployer abort`."""
+    return DECISION_TIMEOUT if strategy.decision_timeout is None else strategy.decision_timeout
 
 
 def weights(share: int) -> tuple[int, int]:
@@ -120,6 +121,18 @@ def canary_problems(
         )
     else:
         problems += _analysis_problems(project, env, base, strategy, rollback)
+    timeout = _loc(env, base, "strategy", "decision_timeout")
+    if strategy.decision_timeout is not None and auto_promote(strategy):
+        problems.append(
+            f"{timeout}: used only with strategy.auto_promote false (a wait for `deployer "
+            "promote` or `deployer abort`); remove it"
+        )
+    elif not auto_promote(strategy) and decision_timeout(strategy) > project.lock_ttl:
+        problems.append(
+            f"{timeout}: {decision_timeout(strategy)} s is longer than lock_ttl "
+            f"({project.lock_ttl} s): the lock of a deploy still waiting would be reported "
+            "stale; make it shorter or lock_ttl longer"
+        )
     if keep_warm(strategy) < rollback.watch:
         problems.append(
             f"{_loc(env, base, 'strategy', 'keep_warm')}: {keep_warm(strategy)} s is shorter "

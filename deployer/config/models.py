@@ -389,6 +389,14 @@ class Strategy(Section):
         description="`canary` only: go on to the next step once an analysis passed (default "
         "true); false waits for `deployer promote ENV` or `deployer abort ENV` after each.",
     )
+    decision_timeout: int | None = Field(
+        default=None,
+        ge=10,
+        le=86400,
+        description="`canary` with `auto_promote: false` only: seconds a step waits for "
+        "`deployer promote` or `deployer abort` before the canary is aborted (default 3600; "
+        "at most `lock_ttl`).",
+    )
 
 
 class HealthRule(Section):

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from deployer.config.bluegreen import BLUE_GREEN, CANARY, SLOTS, keep_warm, slot_ports
+from deployer.config.bluegreen import CANARY, SLOTS, SLOTTED, keep_warm, slot_ports
 from deployer.config.canary import steps as canary_steps
 from deployer.config.canary import weights
 from deployer.config.resolve import Target
@@ -149,7 +149,7 @@ def drain_vars(target: Target, hosts: Iterable[str]) -> dict[str, Any]:
     """The upstreams file with `hosts` drained, and as it is once they are back (none with
     blue_green: the new slot starts next to the live one, and the proxy flips)."""
     planned = site(target)
-    if planned is None or target.proxy is None or target.strategy.kind == BLUE_GREEN:
+    if planned is None or target.proxy is None or target.strategy.kind in SLOTTED:
         return {}
     paths = _site_paths(target.app.name, target.environment)
     return {
@@ -175,7 +175,7 @@ def bluegreen_vars(target: Target) -> dict[str, Any]:
     is for each slot, of which the playbooks pick the hosts' live one."""
     planned = site(target)
     port = target.service.port
-    if target.strategy.kind != BLUE_GREEN or planned is None or port is None:
+    if target.strategy.kind not in SLOTTED or planned is None or port is None:
         return {}
     assert target.proxy is not None
     ports = slot_ports(port)
@@ -208,6 +208,11 @@ def bluegreen_vars(target: Target) -> dict[str, Any]:
             },
         }
     }
+
+
+def upstreams_path(target: Target) -> str:
+    """The edge proxy's upstreams file on the proxy hosts."""
+    return _site_paths(target.app.name, target.environment)["upstreams"]
 
 
 def weighted_upstreams(target: Target, live: str, share: int) -> str:

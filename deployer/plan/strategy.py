@@ -170,8 +170,7 @@ def plan(
     blue_green switches every host in one batch and flips the edge proxies (`proxies`) in
     the same run, once every host passed. canary does the same switch, then shifts the edge
     proxies through `strategy.steps`, each step short of 100 % judged by Prometheus on
-    `analyser` (the monitoring server); the next shift travels in the analysis's run when
-    the target fuses and nobody has to decide in between (auto_promote).
+    `analyser` (the monitoring server) and decided on the controller.
     """
     facts = facts or {}
     order = list(hosts)
@@ -224,7 +223,8 @@ def _canary(
     """The canary's steps after the switch that started the new slots (not live yet): the
     first shift in the switch's run (once every host passed, as blue-green's flip), then per
     step an analysis in a run of its own on the monitoring server, a decision on the
-    controller when nobody promotes automatically, and the next shift; 100 % is the flip."""
+    controller when nobody promotes automatically, and the next shift in a run of its own;
+    100 % is the flip."""
     seconds = float(watch if strategy.analysis is None else strategy.analysis)
     judge = (analyser,) if analyser else ()
     automatic = auto_promote(strategy)
@@ -234,8 +234,9 @@ def _canary(
             add("analyse", new_run=True, hosts=judge, seconds=seconds, share=previous)
             if not automatic:
                 steps.append(Step("decide", LOCAL, share=previous))
-        with_last = previous is None or automatic
-        fused = fuse and with_last
+        # the first shift travels in the switch's run; each later one follows the
+        # controller's verdict on the analysis before it, so it needs a run of its own
+        fused = fuse and previous is None
         if share == 100:
             add("flip", new_run=not fused, hosts=proxies, seconds=keep_warm(strategy), share=100)
         else:

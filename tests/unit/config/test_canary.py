@@ -5,20 +5,16 @@ such, never accepted and ignored."""
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from deployer.cli import app
-from deployer.config.canary import CANARY_NOT_RUN, analysis, auto_promote, steps, weights
+from deployer.config.canary import analysis, auto_promote, decision_timeout, steps, weights
 from deployer.config.loader import load_project
 from deployer.config.resolve import Target, resolve
 from deployer.errors import ConfigError
-from deployer.exitcodes import ExitCode
 
 BASE: dict[str, Any] = {
     "app": {"name": "shop"},
@@ -153,10 +149,10 @@ def test_the_green_slot_port_must_not_be_monitoring_s(tmp_path: Path, key: str) 
     )
 
 
-@pytest.mark.parametrize("key", ["steps", "analysis", "auto_promote"])
+@pytest.mark.parametrize("key", ["steps", "analysis", "auto_promote", "decision_timeout"])
 @pytest.mark.parametrize("kind", ["rolling", "all_at_once", "blue_green"])
 def test_canary_keys_are_refused_with_another_kind(tmp_path: Path, kind: str, key: str) -> None:
-    value = {"steps": [50, 100], "analysis": 30, "auto_promote": False}[key]
+    value = {"steps": [50, 100], "analysis": 30, "auto_promote": False, "decision_timeout": 60}[key]
     data = _with(env={"features": {"monitoring": False}})
     data["strategy"] = {"kind": kind, key: value}
     problems = _problems(tmp_path, data)
@@ -185,24 +181,44 @@ def test_weights_give_the_share_to_the_new_slots() -> None:
         weights(101)
 
 
-def _invoke(tmp_path: Path, *args: str) -> Any:
-    path = _write(tmp_path, BASE)
-    return CliRunner().invoke(app, ["--config", str(path), *args])
+@pytest.mark.parametrize(
+    ("strategy", "expected"),
+    [
+        ({"decision_timeout": 60}, "strategy.decision_timeout: used only with strategy.auto_"),
+        (
+            {"auto_promote": False, "decision_timeout": 7200},
+            "strategy.decision_timeout: 7200 s is longer than lock_ttl (3600 s)",
+        ),
+    ],
+)
+def test_a_decision_wait_is_bounded_within_the_lock_ttl(
+    tmp_path: Path, strategy: dict[str, Any], expected: str
+) -> None:
+    problems = _problems(tmp_path, _with(strategy))
+    assert any(p.startswith(expected) for p in problems), problems
 
 
-def test_validate_says_the_rollout_is_not_built(tmp_path: Path) -> None:
-    result = _invoke(tmp_path, "validate", "--json")
-    assert result.exit_code == ExitCode.OK, result.output
-    notes = json.loads(result.output)["notes"]
-    assert notes == [f"production: strategy.kind canary: {CANARY_NOT_RUN}"]
+def test_a_decision_wait_within_the_lock_ttl_resolves(tmp_path: Path) -> None:
+    target = _resolve(tmp_path, _with({"auto_promote": False, "decision_timeout": 600}))
+    assert decision_timeout(target.strategy) == 600
+    target = _resolve(tmp_path, _with({"auto_promote": False}))
+    assert decision_timeout(target.strategy) == 3600
 
 
-def test_deploy_refuses_before_any_host_is_touched(tmp_path: Path) -> None:
-    result = _invoke(tmp_path, "deploy", "production", "--json")
-    assert result.exit_code == ExitCode.BAD_INPUT, result.output
-    assert "strategy.kind (environment production): canary is validated and planned" in (
-        result.output
-    )
-    assert not (tmp_path / ".deployer").exists() or not any(
-        (tmp_path / ".deployer").rglob("artifacts")
-    )
+def test_the_canary_runs_in_two_slots_with_both_scraped_by_slot(tmp_path: Path) -> None:
+    from deployer.plan.monitoring import scrape_config
+    from deployer.plan.units import units_by_host
+
+    target = _resolve(tmp_path)
+    assert set(units_by_host(target, ["web1"])["web1"]) == {
+        "shop:blue.service",
+        "shop:green.service",
+    }
+    (job,) = [j for j in scrape_config(target)["scrape_configs"] if j["job_name"] == "shop"]
+    seen = {(e["targets"][0], e["labels"]["slot"]) for e in job["static_configs"]}
+    assert seen == {
+        ("10.0.0.1:8000", "blue"),
+        ("10.0.0.2:8000", "blue"),
+        ("10.0.0.1:8001", "green"),
+        ("10.0.0.2:8001", "green"),
+    }

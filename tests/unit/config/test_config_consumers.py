@@ -149,6 +149,7 @@ PROBES: dict[str, Callable[[Data], None]] = {
     "strategy.steps": _set("strategy", "steps", value=[50, 100]),
     "strategy.analysis": _set("strategy", "analysis", value=30),
     "strategy.auto_promote": _set("strategy", "auto_promote", value=False),
+    "strategy.decision_timeout": _set("strategy", "decision_timeout", value=60),
     "rollback.watch": _set("rollback", "watch", value=30),
     "rollback.health_checks.threshold": _set("rollback", "health_checks", "threshold", value=5),
     "rollback.health_checks.period": _set("rollback", "health_checks", "period", value=5),

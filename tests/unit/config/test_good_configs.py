@@ -42,6 +42,7 @@ OTHER_STRATEGY = {
     "production.strategy.steps",
     "production.strategy.analysis",
     "production.strategy.auto_promote",
+    "production.strategy.decision_timeout",
 }
 """Keys of strategies other than full.yml's (blue_green's, canary's), refused with its own."""
 ONE_OF = {
@@ -73,6 +74,7 @@ def test_full_config_sets_every_key() -> None:
         "(top).strategy.steps",
         "(top).strategy.analysis",
         "(top).strategy.auto_promote",
+        "(top).strategy.decision_timeout",
     }
     unset = _unset_fields(project.environments["production"], "production")
     assert set(unset) == NOT_BUILT | ONE_OF | OTHER_STRATEGY

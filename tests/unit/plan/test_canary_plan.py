@@ -113,27 +113,52 @@ def test_no_canary_vars_for_another_strategy(tmp_path: Path) -> None:
     assert edge.canary_vars(_target(tmp_path, data)) == {}
 
 
-def test_the_analysis_compares_the_two_versions_by_their_label(tmp_path: Path) -> None:
-    checks = monitoring.canary_checks(_target(tmp_path), "v2", "v1", 20)
+def test_the_analysis_compares_the_two_slots_by_their_label(tmp_path: Path) -> None:
+    checks = monitoring.canary_checks(_target(tmp_path), "green", "blue")
     error, latency = checks
     assert error["name"] == "error_rate"
     assert error["threshold"] == 5.0
     assert latency["name"] == "p95_latency"
     assert latency["threshold"] == 500.0
     for check in checks:
-        assert 'version="v2"' in check["canary_query"]
-        assert 'version="v1"' not in check["canary_query"]
-        assert 'version="v1"' in check["stable_query"]
-        assert "[20s]" in check["canary_query"]
-        assert "[20s]" in check["stable_query"]
-        assert 'version="v2"' in check["volume_query"]
+        assert 'slot="green"' in check["canary_query"]
+        assert 'slot="blue"' not in check["canary_query"]
+        assert 'slot="blue"' in check["stable_query"]
+        assert "[$window]" in check["canary_query"]
+        assert "[$window]" in check["stable_query"]
+        assert 'slot="green"' in check["volume_query"]
     assert 'code=~"5.."' in error["canary_query"]
     assert "histogram_quantile(0.95" in latency["canary_query"]
 
 
-def test_a_version_label_value_is_escaped(tmp_path: Path) -> None:
-    (check, _) = monitoring.canary_checks(_target(tmp_path), 'v2"}or vector(1)', "v1", 20)
-    assert 'version="v2\\"}or vector(1)"' in check["canary_query"]
+def test_the_module_judges_the_new_slot_against_the_stable_one_and_reports_both(
+    tmp_path: Path,
+) -> None:
+    target = _target(tmp_path)
+    checks = monitoring.canary_checks(target, "green", "blue")
+    module = monitoring.analysis_checks(target, checks)
+    names = [c["name"] for c in module]
+    assert names == [
+        "error_rate",
+        "p95_latency",
+        "error_rate:canary",
+        "error_rate:stable",
+        "p95_latency:canary",
+        "p95_latency:stable",
+        "requests:canary",
+    ]
+    judged = module[0]
+    assert (
+        judged["query"]
+        == f"({checks[0]['canary_query']}) > ({checks[0]['stable_query']} or vector(0))"
+    )
+    assert judged["threshold"] == 5.0
+    assert judged["window"] == 20
+    assert all(c["threshold"] == monitoring.FIGURE_THRESHOLD for c in module[2:])
+    last = {"error_rate:canary": 30.0, "error_rate:stable": 0.0, "requests:canary": 50.0}
+    figures = monitoring.analysis_figures(last)
+    assert figures["error_rate"] == {"canary": 30.0, "stable": 0.0, "volume": 50.0}
+    assert monitoring.judge_canary(checks, figures)[0] is True
 
 
 def _values(canary: float | None, stable: float | None, volume: float | None = 100.0) -> Any:
@@ -156,14 +181,14 @@ def _values(canary: float | None, stable: float | None, volume: float | None = 1
 def test_the_verdict(
     tmp_path: Path, canary: float | None, stable: float | None, volume: float | None, breached: bool
 ) -> None:
-    checks = monitoring.canary_checks(_target(tmp_path), "v2", "v1", 20)
+    checks = monitoring.canary_checks(_target(tmp_path), "green", "blue")
     got, why = monitoring.judge_canary(checks, _values(canary, stable, volume))
     assert got is breached
     assert bool(why) is breached
 
 
 def test_a_latency_breach(tmp_path: Path) -> None:
-    checks = monitoring.canary_checks(_target(tmp_path), "v2", "v1", 20)
+    checks = monitoring.canary_checks(_target(tmp_path), "green", "blue")
     values = _values(0.0, 0.0)
     values["p95_latency"] = {"canary": 900.0, "stable": 120.0, "volume": 100.0}
     breached, (why,) = monitoring.judge_canary(checks, values)

@@ -13,6 +13,7 @@ from deployer import secrets
 from deployer.config.loader import load_project
 from deployer.config.resolve import Target, resolve
 from deployer.plan import extravars
+from deployer.plan.monitoring import canary_checks
 
 CONFIG = """\
 app:
@@ -95,9 +96,29 @@ def test_lock_paths_of_different_app_environment_pairs_differ(tmp_path: Path) ->
     assert one != other
 
 
-def _all_vars(target: Target) -> dict[str, Callable[[], dict[str, Any]]]:
+def _canary(tmp_path: Path) -> Target:
+    """The CONFIG's environment as a canary behind the edge proxy, monitored."""
+    config = tmp_path / "canary" / "deploy.yml"
+    config.parent.mkdir(parents=True)
+    text = CONFIG.format(app="myapp", env="staging").replace("  tcp: {port: 9000}\n", "")
+    text += "    domain: myapp.example.com\n    features: {monitoring: true}\n"
+    text += "strategy: {kind: canary, analysis: 20}\nrollback: {watch: 30}\n"
+    config.write_text(text)
+    return resolve(load_project(config), "staging")
+
+
+def _all_vars(
+    target: Target, canary: Target | None = None
+) -> dict[str, Callable[[], dict[str, Any]]]:
     hosts = list(target.host_names)
+    canary = canary or target
     return {
+        "canary_switch_vars": lambda: extravars.canary_switch_vars(canary, 10),
+        "canary_shift_vars": lambda: extravars.canary_shift_vars(canary, "blue", 50),
+        "canary_abort_vars": lambda: extravars.canary_abort_vars(canary, "green", hosts),
+        "canary_analysis_vars": lambda: extravars.canary_analysis_vars(
+            canary, canary_checks(canary, "green", "blue"), since=0.0
+        ),
         "health_vars": lambda: extravars.health_vars(target),
         "lock_vars": lambda: extravars.lock_vars(target, "token", {"user": "me"}, 60),
         "lock_release_vars": lambda: extravars.lock_release_vars(target, "token"),
@@ -135,7 +156,7 @@ def test_no_secret_value_in_any_extravars(tmp_path: Path) -> None:
     environ = {"TEST_DB_PASSWORD": "s3cr3t-db-Pa55", "TEST_API_TOKEN": "tok-9f8e7d6c5b4a"}
     values = secrets.resolve(target.secrets, target.project_dir, environ)
     assert sorted(values.values()) == sorted(environ.values())
-    calls = _all_vars(target)
+    calls = _all_vars(target, _canary(tmp_path))
     in_module = {
         n
         for n, f in inspect.getmembers(extravars, inspect.isfunction)
