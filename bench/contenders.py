@@ -107,7 +107,9 @@ class Bench:
         )
         seconds = time.monotonic() - started
         if check and proc.returncode != 0:
-            raise RuntimeError(f"deployer {' '.join(args)} failed: {proc.stderr[-2000:]}")
+            raise RuntimeError(
+                f"deployer {' '.join(args)} failed: {proc.stderr[-2000:]}{proc.stdout[-2000:]}"
+            )
         return seconds, proc
 
     def deploy(self, version: str) -> float:

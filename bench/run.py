@@ -180,7 +180,15 @@ def canary(root: Path, lab: Any, n: int, runs: int) -> dict[str, Any]:
     the analysis requests of both versions to judge."""
     monitored = {
         "features": {"monitoring": True},
-        "monitoring": {"server": lab.hosts[0].name, "scrape_interval": 1, "min_requests": 0},
+        "monitoring": {
+            "server": lab.hosts[0].name,
+            "scrape_interval": 1,
+            "min_requests": 0,
+            "metrics": {
+                "requests": "hello_requests_total",
+                "duration": "hello_request_duration_seconds",
+            },
+        },
     }
     benches = {
         "canary": Bench(
@@ -206,6 +214,7 @@ def canary(root: Path, lab: Any, n: int, runs: int) -> dict[str, Any]:
         ),
     }
     times: dict[str, list[float]] = {name: [] for name in benches}
+    parts: dict[str, list[float]] = {"analysis_run_beyond_window": [], "flip_run": []}
     for bench in benches.values():
         bench.prepare()
         bench.deploy("warm")
@@ -217,6 +226,9 @@ def canary(root: Path, lab: Any, n: int, runs: int) -> dict[str, Any]:
         for i in range(runs):
             for name, bench in benches.items():
                 times[name].append(bench.deploy(f"c{i}-{int(time.time())}"))
+                if name == "canary":
+                    for part, seconds in _canary_parts(bench).items():
+                        parts[part].append(seconds)
             say(
                 f"  run {i + 1}/{runs}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items())
             )
@@ -229,15 +241,38 @@ def canary(root: Path, lab: Any, n: int, runs: int) -> dict[str, Any]:
         "median": medians,
         "analysis_seconds": CANARY_ANALYSIS,
         "step_overhead_s": step,
+        "parts": parts,
+        "parts_median": {k: median(v) for k, v in parts.items() if v},
+    }
+
+
+def _canary_parts(bench: Bench) -> dict[str, float]:
+    """From the ledger's canary steps of the last deploy: the analysis's run beyond its
+    window (from the first shift's end to the verdict, minus the window) and the flip's run
+    (from the verdict to the flip)."""
+    from deployer.ledger import Ledger
+
+    with Ledger(bench.root / ".deployer" / "ledger.sqlite3") as ledger:
+        last = ledger.history(bench.environment, 1)[0]
+    at = {s.action: s.at for s in last.canary_steps if s.at is not None}
+    if not {"shift", "analysis", "flip"} <= set(at):
+        raise RuntimeError(f"the canary did not go through its steps: {last.reason}")
+    return {
+        "analysis_run_beyond_window": (at["analysis"] - at["shift"]).total_seconds()
+        - CANARY_ANALYSIS,
+        "flip_run": (at["flip"] - at["analysis"]).total_seconds(),
     }
 
 
 def _canary_line(result: dict[str, Any], hosts: int) -> str:
-    medians = result["median"]
+    medians, parts = result["median"], result["parts_median"]
     return (
-        f"canary step overhead at {hosts} hosts: {result['step_overhead_s']:.2f}s beyond its "
-        f"{result['analysis_seconds']} s analysis (deploy medians: canary 50/100 % "
-        f"{medians['canary']:.2f}s, blue-green {medians['blue_green']:.2f}s)"
+        f"canary at {hosts} hosts: a step's analysis run "
+        f"{parts.get('analysis_run_beyond_window', float('nan')):.2f}s beyond its "
+        f"{result['analysis_seconds']} s window, the flip's run "
+        f"{parts.get('flip_run', float('nan')):.2f}s; deploy medians: canary 50/100 % "
+        f"{medians['canary']:.2f}s, blue-green {medians['blue_green']:.2f}s "
+        f"(difference minus the window: {result['step_overhead_s']:.2f}s)"
     )
 
 

@@ -297,9 +297,15 @@ def judge_canary(
     for check in checks:
         got = values.get(check["name"], {})
         canary, stable, volume = got.get("canary"), got.get("stable"), got.get("volume")
-        if volume is None or volume < check["min_volume"]:
+        if volume is None:
             why.append(
-                f"{check['name']}: {volume or 0:g} requests of the new version, fewer than "
+                f"{check['name']}: Prometheus counted no request of the new version (are "
+                "monitoring.metrics the app's metric names?): nothing to judge it by"
+            )
+            continue
+        if volume < check["min_volume"]:
+            why.append(
+                f"{check['name']}: {volume:g} requests of the new version, fewer than "
                 f"{check['min_volume']}: nothing to judge it by"
             )
             continue

@@ -9,10 +9,11 @@ the whole module (v1, live at once: nothing ran before to compare with), then
 - auto_promote false: one canary promoted with `deployer promote`, one aborted with
   `deployer abort`, each waiting in the ledger until then.
 
-Short steps (analysis 6 s, scraped every second) keep the module within its CI budget."""
+Short steps (analysis 4 s, scraped every second) keep the module within its CI budget."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import secrets
@@ -30,10 +31,11 @@ from test_blue_green import _remove_slots, _slots
 from test_edge_proxy import Load
 
 from deployer.lab import LabState
+from deployer.ledger import Ledger
 
 pytestmark = pytest.mark.integration
 
-ANALYSIS = 6
+ANALYSIS = 4
 
 
 def _flaky(root: Path) -> Path:
@@ -100,9 +102,15 @@ def _load(project: Project) -> Load:
     return Load([h.ip for h in project.lab.hosts[:2]], f"{project.app}.lab.test")
 
 
+def _ledger(project: Project) -> Ledger:
+    return Ledger(project.root / ".deployer" / "ledger.sqlite3")
+
+
 def _steps(project: Project, deployment: int) -> list[dict[str, Any]]:
-    found = project.json("history", "lab", "--id", str(deployment))
-    return list(found["canary_steps"])
+    """The canary's steps as `history lab --id N --json` shows them (read in-process)."""
+    with _ledger(project) as ledger:
+        found = ledger.get(deployment)
+    return [dataclasses.asdict(s) for s in found.canary_steps]
 
 
 def test_a_failing_canary_is_aborted_at_its_first_step_within_its_share(
@@ -177,14 +185,15 @@ def test_a_good_canary_is_promoted_through_every_step(canary: Project) -> None:
 
 
 def _waiting(project: Project, version: str, proc: subprocess.Popen[str]) -> dict[str, Any]:
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()
-        rows = project.json("history", "lab")
-        row = next((r for r in rows if r["version"] == version), None)
-        if row is not None and row["stage"].startswith("decide "):
-            return dict(row)
-        time.sleep(0.5)
+        with _ledger(project) as ledger:
+            rows = ledger.running("lab")
+        row = next((r for r in rows if r.version == version), None)
+        if row is not None and row.stage.startswith("decide "):
+            return {"id": row.id, "stage": row.stage}
+        time.sleep(0.3)
     raise AssertionError(f"{version} never waited for a decision")
 
 

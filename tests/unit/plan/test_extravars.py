@@ -241,3 +241,31 @@ def test_watch_evaluates_the_rollback_rules_in_prometheus(tmp_path: Path) -> Non
     assert [c["name"] for c in promql["checks"]] == ["error_rate", "p95_latency"]
     assert promql["checks"][0]["threshold"] == target.rollback.error_rate.threshold
     assert promql["checks"][1]["threshold"] == target.rollback.response_time.threshold_ms
+
+
+def test_a_canary_s_runs_carry_only_the_controller_s_texts(tmp_path: Path) -> None:
+    canary = _canary(tmp_path)
+    first = extravars.canary_switch_vars(canary, 10)
+    assert first["deployer_canary_share"] == 10
+    assert set(first["deployer_canary"]["proxy"]["upstreams"]) == {"blue", "green"}
+    shift = extravars.canary_shift_vars(canary, "green", 50)["deployer_canary_upstreams"]
+    assert shift["hosts"] == ["web1", "web2"]  # the edge proxy runs on every host here
+    assert "10.0.0.1:8001 weight=50 " in shift["text"]
+    assert "10.0.0.1:8000 weight=50 " in shift["text"]
+    abort = extravars.canary_abort_vars(canary, "green", ["web1", "web2"])
+    assert "8000" not in abort["deployer_canary_upstreams"]["text"]  # 0 % to the blue slots
+    assert abort["deployer_canary_stop"] == {
+        "hosts": ["web1", "web2"],
+        "unit": "myapp:blue.service",
+    }
+
+
+def test_a_canary_s_analysis_runs_on_the_monitoring_server_over_its_window(
+    tmp_path: Path,
+) -> None:
+    canary = _canary(tmp_path)
+    checks = canary_checks(canary, "green", "blue")
+    out = extravars.canary_analysis_vars(canary, checks, since=123.0)["deployer_canary_analysis"]
+    assert out["server"] == "web1"
+    assert (out["duration"], out["since"], out["period"]) == (20, 123.0, 5)
+    assert [c["name"] for c in out["checks"]][:2] == ["error_rate", "p95_latency"]
