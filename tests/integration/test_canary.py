@@ -6,8 +6,8 @@ the whole module (v1, live at once: nothing ran before to compare with), then
   requests the load saw fail stay within about the canary's share (20 % x 30 %), the new
   slots are stopped and every host still serves v1; the ledger keeps the analysis's figures;
 - a good canary promoted through every step (20 %, 50 %, the flip) without a failed request;
-- auto_promote false: one canary promoted with `deployer promote`, one aborted with
-  `deployer abort`, each waiting in the ledger until then.
+- auto_promote false: one canary promoted at its first step with `deployer promote` and
+  aborted at its second with `deployer abort`, waiting in the ledger each time.
 
 Short steps (analysis 4 s, scraped every second) keep the module within its CI budget."""
 
@@ -184,50 +184,49 @@ def test_a_good_canary_is_promoted_through_every_step(canary: Project) -> None:
     print(f"good canary through 20/50/100 %: {load.sent} requests, 0 failed, {took:.1f} s")
 
 
-def _waiting(project: Project, version: str, proc: subprocess.Popen[str]) -> dict[str, Any]:
+def _waiting(project: Project, stage: str, proc: subprocess.Popen[str]) -> int:
+    """The id of the deployment once it waits at `stage` (read in-process)."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()
         with _ledger(project) as ledger:
             rows = ledger.running("lab")
-        row = next((r for r in rows if r.version == version), None)
-        if row is not None and row.stage.startswith("decide "):
-            return {"id": row.id, "stage": row.stage}
+        if rows and rows[0].stage == stage:
+            return rows[0].id
         time.sleep(0.3)
-    raise AssertionError(f"{version} never waited for a decision")
+    raise AssertionError(f"never waited at {stage}")
 
 
-def test_manual_promote_and_abort(canary: Project) -> None:
+def test_manual_promote_then_abort(canary: Project) -> None:
+    """One canary with auto_promote false: promoted at 20 %, aborted at 50 %."""
     project = canary
-    project.edit({"strategy": {"steps": [50, 100], "auto_promote": False}})
+    project.edit({"strategy": {"auto_promote": False, "decision_timeout": 120}})
     assert project.cli("promote", "lab", "--json").returncode == 2  # nothing waits
 
     proc = project.popen("deploy", "lab", "--version", "v4", "--json")
-    row = _waiting(project, "v4", proc)
-    assert row["stage"] == "decide 50%", row
+    deployment = _waiting(project, "decide 20%", proc)
     promoted = project.json("promote", "lab")
-    assert (promoted["share"], promoted["decision"]) == (50, "promote"), promoted
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, (out[-3000:], err[-3000:])
-    assert json.loads(out)["status"] == "SUCCEEDED"
-    assert set(project.current().values()) == {"v4"}
-    steps = _steps(project, row["id"])
-    assert [(s["share"], s["action"], s["outcome"]) for s in steps][-2:] == [
-        (50, "decision", "promoted"),
-        (100, "flip", "done"),
-    ], steps
-
-    proc = project.popen("deploy", "lab", "--version", "v5", "--json")
-    row = _waiting(project, "v5", proc)
+    assert (promoted["deployment_id"], promoted["share"]) == (deployment, 20), promoted
+    assert promoted["decision"] == "promote", promoted
+    assert _waiting(project, "decide 50%", proc) == deployment
     aborted = project.json("abort", "lab")
-    assert aborted["decision"] == "abort", aborted
+    assert (aborted["share"], aborted["decision"]) == (50, "abort"), aborted
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, (out[-3000:], err[-3000:])
     result = json.loads(out)
     assert (result["status"], result["stage"]) == ("ROLLED_BACK", "abort"), result
-    assert set(project.current().values()) == {"v4"}
-    steps = _steps(project, row["id"])
-    assert [(s["action"], s["outcome"]) for s in steps][-2:] == [
-        ("decision", "aborted"),
-        ("abort", "aborted"),
-    ], steps
+    assert "aborted at 50 % by `deployer abort`" in result["reason"], result["reason"]
+    assert set(project.current().values()) == {"v3"}  # the good canary's, still live
+    assert [(s["share"], s["action"], s["outcome"]) for s in _steps(project, deployment)] == [
+        (20, "shift", "done"),
+        (20, "analysis", "passed"),
+        (20, "decision", "promoted"),
+        (50, "shift", "done"),
+        (50, "analysis", "passed"),
+        (50, "decision", "aborted"),
+        (0, "abort", "aborted"),
+    ]
+    for host in project.lab.hosts:  # the aborted slot stopped, v3 live and serving
+        slots = _slots(project, host)
+        assert (slots["live"], slots["blue"], slots["blue.state"]) == ("blue", "v3", "active")
+        assert slots["green.state"] == "inactive", slots
