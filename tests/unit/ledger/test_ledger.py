@@ -566,3 +566,23 @@ def test_a_canary_s_steps_and_decisions_are_kept(where: Where) -> None:
     )
     assert analysis.message == "***"
     assert analysis.at is not None
+
+
+def test_history_id_shows_a_canary_s_steps_with_both_slots_figures(db_path: Path) -> None:
+    from rich.console import Console
+
+    from deployer import render
+    from deployer.ledger import CanaryStep
+
+    with Ledger(db_path) as ledger:
+        dep = run(ledger, "prod", "v2", Status.ROLLED_BACK)
+        ledger.record_canary_step(dep.id, CanaryStep(20, "shift", "done"))
+        ledger.record_canary_step(
+            dep.id, CanaryStep(20, "analysis", "breached", 22.2, 0.0, 4.75, 4.87, 78.7, 5.9)
+        )
+        found = ledger.get(dep.id)
+    console = Console(width=160, record=True)
+    render.show_deployment(found, console)
+    text = console.export_text()
+    assert "20 %    analysis  breached  22.20% / 0.00%" in text, text
+    assert "79" in text
