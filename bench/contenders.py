@@ -26,6 +26,8 @@ ROLLING_PORT = 18004
 FULL_STACK_PORT = 18010  # examples/shop's API, its instances on 18010, 18011, ...
 BLUE_GREEN_PORT = 18020  # its green slot on 18021
 PROXIED_ROLLBACK_PORT = 18022
+CANARY_PORT = 18024  # its green slot on 18025
+CANARY_BLUE_GREEN_PORT = 18026  # the same app blue-green, for the difference
 ALL_AT_ONCE: dict[str, str] = {"kind": "all_at_once"}
 TWO_BATCHES: dict[str, str] = {"kind": "rolling", "batch_size": "50%"}
 
@@ -45,6 +47,10 @@ class Bench:
     environment: str = "bench"
     strategy: dict[str, str] = field(default_factory=lambda: dict(ALL_AT_ONCE))
     domain: str | None = None  # set: the edge proxy (nginx on every host) in front
+    environment_extra: dict[str, object] = field(default_factory=dict)
+    """Merged into the environment's section (monitoring, for a canary)."""
+    top_extra: dict[str, object] = field(default_factory=dict)
+    """Merged into the top level (rollback, monitoring)."""
 
     @property
     def hosts(self) -> list:  # type: ignore[type-arg]
@@ -76,6 +82,7 @@ class Bench:
                 self.environment: {
                     "hosts": {"web": hosts},
                     **({"domain": self.domain} if self.domain else {}),
+                    **self.environment_extra,
                     "ssh": {
                         "private_key": str(self.lab.private_key),
                         "known_hosts": str(self.lab.known_hosts),
@@ -83,6 +90,7 @@ class Bench:
                 }
             },
         }
+        config.update(self.top_extra)
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "deploy.yml").write_text(yaml.safe_dump(config, sort_keys=False))
 
@@ -99,7 +107,9 @@ class Bench:
         )
         seconds = time.monotonic() - started
         if check and proc.returncode != 0:
-            raise RuntimeError(f"deployer {' '.join(args)} failed: {proc.stderr[-2000:]}")
+            raise RuntimeError(
+                f"deployer {' '.join(args)} failed: {proc.stderr[-2000:]}{proc.stdout[-2000:]}"
+            )
         return seconds, proc
 
     def deploy(self, version: str) -> float:

@@ -16,7 +16,9 @@
    (table + PNG); 5. CLI overhead before the first SSH connection and the control process's
    peak memory at the largest scale; 3e. rollback wall time behind the edge proxy,
    blue-green (a flip back) against rolling 25 % (`--only blue_green` measures this part
-   alone). Results: <out>/results.json, <out>/scaling.png.
+   alone); 3f. a canary step's overhead: a canary of one step short of the flip against the
+   same app blue-green, minus the analysis window (`--only canary`).
+   Results: <out>/results.json, <out>/scaling.png.
 `--only nodes`: deploy wall time and control-host CPU time at --hosts hosts, direct against
 through two execution nodes (bench/nodes.py); <out>/nodes.json.
 This is not a test: it measures. tests/bench/test_bench_smoke.py runs it at N=2 so it
@@ -39,6 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.contenders import (
     BLUE_GREEN_PORT,
+    CANARY_BLUE_GREEN_PORT,
+    CANARY_PORT,
     FULL_STACK_PORT,
     PORT_MODE_PORT,
     PROXIED_PORT,
@@ -164,6 +168,116 @@ def blue_green(root: Path, lab: Any, n: int, runs: int) -> dict[str, Any]:
             times[name].append(bench.deployer("rollback", bench.environment)[0])
         say(f"  run {i + 1}/{runs}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()))
     return {"runs": times, "median": {k: median(v) for k, v in times.items()}}
+
+
+CANARY_ANALYSIS = 4
+"""Seconds of the bench canary's analysis (Prometheus scrapes every second)."""
+
+
+def canary(root: Path, lab: Any, n: int, runs: int) -> dict[str, Any]:
+    """A canary step's overhead: the same app deployed blue-green and as a canary of one step
+    short of the flip (`steps: [50, 100]`, analysis CANARY_ANALYSIS s, monitored; blue-green
+    refuses monitoring), `runs` alternated deploys each; the overhead of the step is the
+    canary's median minus blue-green's minus the analysis window it waits by design (the
+    analysis's run around its window, the flip's own switch run, the monitoring set-up the
+    canary's prepare run carries). A light load straight to both slots of every host gives
+    the analysis requests of both versions to judge."""
+    monitored = {
+        "features": {"monitoring": True},
+        "monitoring": {
+            "server": lab.hosts[0].name,
+            "scrape_interval": 1,
+            "min_requests": 0,
+            "metrics": {
+                "requests": "hello_requests_total",
+                "duration": "hello_request_duration_seconds",
+            },
+        },
+    }
+    benches = {
+        "canary": Bench(
+            root / "canary",
+            lab,
+            n,
+            listen="port",
+            app="benchcanary",
+            port=CANARY_PORT,
+            strategy={"kind": "canary", "steps": [50, 100], "analysis": CANARY_ANALYSIS},
+            domain="benchcanary.lab.test",
+            environment_extra=monitored,
+        ),
+        "blue_green": Bench(
+            root / "canarybg",
+            lab,
+            n,
+            listen="port",
+            app="benchcanarybg",
+            port=CANARY_BLUE_GREEN_PORT,
+            strategy={"kind": "blue_green"},
+            domain="benchcanarybg.lab.test",
+        ),
+    }
+    times: dict[str, list[float]] = {name: [] for name in benches}
+    parts: dict[str, list[float]] = {"analysis_run_beyond_window": [], "flip_run": []}
+    for bench in benches.values():
+        bench.prepare()
+        bench.deploy("warm")
+    slots = [
+        (h.ip, port) for h in benches["canary"].hosts for port in (CANARY_PORT, CANARY_PORT + 1)
+    ]
+    load = Load([t for t in slots if t[0]], rate=40, max_seconds=600).start()
+    try:
+        for i in range(runs):
+            for name, bench in benches.items():
+                times[name].append(bench.deploy(f"c{i}-{int(time.time())}"))
+                if name == "canary":
+                    for part, seconds in _canary_parts(bench).items():
+                        parts[part].append(seconds)
+            say(
+                f"  run {i + 1}/{runs}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items())
+            )
+    finally:
+        load.stop()
+    medians = {k: median(v) for k, v in times.items()}
+    step = medians["canary"] - medians["blue_green"] - CANARY_ANALYSIS
+    return {
+        "runs": times,
+        "median": medians,
+        "analysis_seconds": CANARY_ANALYSIS,
+        "step_overhead_s": step,
+        "parts": parts,
+        "parts_median": {k: median(v) for k, v in parts.items() if v},
+    }
+
+
+def _canary_parts(bench: Bench) -> dict[str, float]:
+    """From the ledger's canary steps of the last deploy: the analysis's run beyond its
+    window (from the first shift's end to the verdict, minus the window) and the flip's run
+    (from the verdict to the flip)."""
+    from deployer.ledger import Ledger
+
+    with Ledger(bench.root / ".deployer" / "ledger.sqlite3") as ledger:
+        last = ledger.history(bench.environment, 1)[0]
+    at = {s.action: s.at for s in last.canary_steps if s.at is not None}
+    if not {"shift", "analysis", "flip"} <= set(at):
+        raise RuntimeError(f"the canary did not go through its steps: {last.reason}")
+    return {
+        "analysis_run_beyond_window": (at["analysis"] - at["shift"]).total_seconds()
+        - CANARY_ANALYSIS,
+        "flip_run": (at["flip"] - at["analysis"]).total_seconds(),
+    }
+
+
+def _canary_line(result: dict[str, Any], hosts: int) -> str:
+    medians, parts = result["median"], result["parts_median"]
+    return (
+        f"canary at {hosts} hosts: a step's analysis run "
+        f"{parts.get('analysis_run_beyond_window', float('nan')):.2f}s beyond its "
+        f"{result['analysis_seconds']} s window, the flip's run "
+        f"{parts.get('flip_run', float('nan')):.2f}s; deploy medians: canary 50/100 % "
+        f"{medians['canary']:.2f}s, blue-green {medians['blue_green']:.2f}s "
+        f"(difference minus the window: {result['step_overhead_s']:.2f}s)"
+    )
 
 
 def under_load(
@@ -363,13 +477,15 @@ def main() -> int:
     parser.add_argument("--keep-lab", action="store_true")
     parser.add_argument(
         "--only",
-        choices=["blue_green", "nodes"],
+        choices=["blue_green", "canary", "nodes"],
         help="measure this part alone (on --hosts hosts; nodes: --hosts app hosts and two "
         "execution nodes)",
     )
     args = parser.parse_args()
     if args.only == "blue_green":
         return only_blue_green(args)
+    if args.only == "canary":
+        return only_canary(args)
     if args.only == "nodes":
         return only_nodes(args)
     sizes = sorted({int(x) for x in args.scale.split(",")} | {args.hosts})
@@ -418,6 +534,8 @@ def main() -> int:
             results["load_proxy"] = under_load(proxied, args.rate, through_proxy=True)
             say("3e. rollback behind the edge proxy: blue-green against rolling")
             results["blue_green"] = blue_green(Path(tmp), lab, args.hosts, args.runs)
+            say("3f. a canary step's overhead, against blue-green")
+            results["canary"] = canary(Path(tmp), lab, args.hosts, args.runs)
             say(f"3d. the full-stack example (frontend + API), {args.hosts} hosts")
             results["full_stack"] = full_stack(Path(tmp) / "shop", lab, args.hosts, args.runs)
             say("5. CLI overhead")
@@ -467,6 +585,20 @@ def only_nodes(args: argparse.Namespace) -> int:
     return 0
 
 
+def only_canary(args: argparse.Namespace) -> int:
+    lab = labs.up(args.hosts, name=args.lab)
+    try:
+        with tempfile.TemporaryDirectory(prefix="deployer-bench-") as tmp:
+            result = canary(Path(tmp), lab, args.hosts, args.runs)
+    finally:
+        if not args.keep_lab:
+            labs.down(args.lab)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "canary.json").write_text(json.dumps(result, indent=2))
+    print(_canary_line(result, args.hosts))
+    return 0
+
+
 def _blue_green_line(result: dict[str, Any], hosts: int) -> str:
     medians = result["median"]
     return (
@@ -507,6 +639,7 @@ def report(r: dict[str, Any]) -> str:
             else []
         ),
         *([_blue_green_line(r["blue_green"], r["hosts"])] if "blue_green" in r else []),
+        *([_canary_line(r["canary"], r["hosts"])] if "canary" in r else []),
         *(
             f"{phase} under load, listen {mode}: {n['failed']} failed of {n['sent']}, "
             f"longest gap {n['longest_gap_s']:.3f}s"

@@ -683,6 +683,53 @@ def history(
         render.show_history(rows, out)
 
 
+def _decide(ctx: typer.Context, environment: str, decision: str, as_json: bool) -> None:
+    """Record an operator's decision for the canary of `environment` waiting after a step."""
+    import getpass
+
+    with _errors(as_json):
+        ledger = _ledger(ctx, environment)
+        waiting = [d for d in ledger.running(environment) if d.stage.startswith("decide ")]
+        if not waiting:
+            raise BadRequest(
+                f"{environment}: no canary is waiting for a decision (a deploy with "
+                "strategy.auto_promote false waits after each step; see `deployer history`)"
+            )
+        found = waiting[0]
+        share = int(found.stage.removeprefix("decide ").rstrip("%"))
+        standing = ledger.decide_canary(found.id, share, decision, getpass.getuser())
+        if standing != decision:
+            raise BadRequest(
+                f"{environment}: deployment #{found.id} at {share} % was decided already: "
+                f"{standing}"
+            )
+        result = {
+            "environment": environment,
+            "deployment_id": found.id,
+            "version": found.version,
+            "share": share,
+            "decision": standing,
+        }
+        if as_json:
+            _finish(result, True)
+        from deployer import render
+
+        render.show_canary_decision(result, out)
+
+
+@app.command()
+def promote(ctx: typer.Context, environment: EnvArg, as_json: JsonOpt = False) -> None:
+    """A canary waiting after a step (auto_promote false): go on to the next step."""
+    _decide(ctx, environment, "promote", as_json)
+
+
+@app.command()
+def abort(ctx: typer.Context, environment: EnvArg, as_json: JsonOpt = False) -> None:
+    """A canary waiting after a step: take every request back to the stable release and
+    stop the new one."""
+    _decide(ctx, environment, "abort", as_json)
+
+
 def _one_deployment(ledger: Any, environment: str | None, deployment: int) -> Any:
     from deployer.ledger import LedgerError
 

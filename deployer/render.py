@@ -559,6 +559,51 @@ def show_deployment(d: Deployment, console: Console) -> None:
         )
     _analyses(d.hosts, console, 1000)
     _hooks(d.hooks, console)
+    _canary_steps(d, console)
+
+
+def _number(value: float | None, unit: str) -> str:
+    return "-" if value is None else f"{value:.2f}{unit}" if unit == "%" else f"{value:.0f}{unit}"
+
+
+def _canary_steps(d: Deployment, console: Console) -> None:
+    """A canary's steps: each shift, analysis (with both slots' figures), decision, the flip
+    or the abort, in order."""
+    if not d.canary_steps:
+        return
+    console.print(
+        _hosts_table(
+            [
+                (
+                    f"{s.share} %",
+                    s.action,
+                    s.outcome,
+                    f"{_number(s.canary_error_rate, '%')} / {_number(s.stable_error_rate, '%')}",
+                    f"{_number(s.canary_p95_ms, ' ms')} / {_number(s.stable_p95_ms, ' ms')}",
+                    _number(s.canary_requests, ""),
+                    f"{s.seconds:.1f}s",
+                    s.message,
+                )
+                for s in d.canary_steps
+            ],
+            "canary",
+            "step",
+            "outcome",
+            "errors new / stable",
+            "p95 new / stable",
+            "requests new",
+            "took",
+            "message",
+        )
+    )
+
+
+def show_canary_decision(decision: Mapping[str, Any], console: Console) -> None:
+    console.print(
+        f"{escape(str(decision['environment']))}: deployment #{decision['deployment_id']} "
+        f"at {decision['share']} %: {escape(str(decision['decision']))} recorded; the waiting "
+        "deploy goes on within a second"
+    )
 
 
 def show_log_line(line: LogLine, console: Console) -> None:

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from deployer.config.services import ResolvedService
 
 BLUE_GREEN = "blue_green"
+CANARY = "canary"
+SLOTTED = (BLUE_GREEN, CANARY)
+"""The strategies that run each web service in two slots per host."""
 SLOTS = ("blue", "green")
 """The two slots of a service on a host; `blue` on the service's port, `green` on the next."""
 
@@ -84,14 +87,30 @@ def strategy_problems(
     set_here = set(project.strategy.model_fields_set) | (
         set(env.strategy.model_fields_set) if env.strategy is not None else set()
     )
+    if strategy.kind == CANARY:
+        from deployer.config.canary import canary_problems
+
+        return canary_problems(
+            project,
+            env,
+            base,
+            strategy=strategy,
+            rollback=rollback,
+            service=service,
+            health=health,
+            proxy=proxy,
+            instances=instances,
+            services=services,
+            accessories=accessories,
+        )
+    problems = _canary_keys(env, base, strategy)
     if strategy.kind != BLUE_GREEN:
         if strategy.keep_warm is not None:
-            return [
-                f"{warm}: used only with strategy.kind blue_green (the old slot kept "
-                f"running after the flip); this strategy is {strategy.kind}: remove it"
-            ]
-        return []
-    problems: list[str] = []
+            problems.append(
+                f"{warm}: used only with strategy.kind blue_green or canary (the old slot "
+                f"kept running after the flip); this strategy is {strategy.kind}: remove it"
+            )
+        return problems
     if env.target != "ssh":
         problems.append(
             f"{kind}: blue_green flips the edge proxy, which runs on target ssh only; "
@@ -150,19 +169,36 @@ def strategy_problems(
     return problems
 
 
+CANARY_KEYS = ("steps", "analysis", "auto_promote", "decision_timeout")
+
+
+def _canary_keys(env: Environment, base: tuple[str, ...], strategy: Strategy) -> list[str]:
+    """The canary's own keys, refused with any other kind."""
+    return [
+        f"{_loc(env, base, 'strategy', key)}: used only with strategy.kind canary; this "
+        f"strategy is {strategy.kind}: remove it"
+        for key in CANARY_KEYS
+        if getattr(strategy, key) is not None
+    ]
+
+
 def _service_problems(
-    env: Environment, base: tuple[str, ...], service: Service, health: Health
+    env: Environment,
+    base: tuple[str, ...],
+    service: Service,
+    health: Health,
+    kind: str = BLUE_GREEN,
 ) -> list[str]:
     problems: list[str] = []
     port = _loc(env, base, "service", "port")
     if service.port is None:
         problems.append(
-            f"{port}: required by blue_green (its two slots listen on service.port and the "
+            f"{port}: required by {kind} (its two slots listen on service.port and the "
             "port after it)"
         )
     if service.listen == "socket":
         problems.append(
-            f"{_loc(env, base, 'service', 'listen')}: blue_green runs both slots side by "
+            f"{_loc(env, base, 'service', 'listen')}: {kind} runs both slots side by "
             "side, each binding its own port; socket activation holds one port: use port"
         )
     if "PORT" in service.env:
@@ -174,7 +210,7 @@ def _service_problems(
         spec = getattr(health, check)
         if spec is not None and spec.port is not None and spec.port != service.port:
             problems.append(
-                f"{_loc(env, base, 'health', check)}.port: blue_green checks each slot on its "
+                f"{_loc(env, base, 'health', check)}.port: {kind} checks each slot on its "
                 f"own port; a check on the fixed port {spec.port} would not see the new slot"
             )
     return problems

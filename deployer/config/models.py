@@ -317,12 +317,26 @@ def _batch_size(value: object) -> int | str:
 BatchSize = Annotated[int | str, BeforeValidator(_batch_size)]
 
 
+def _share(value: object) -> int:
+    """A canary step: the percent of requests the new release takes, as 10 or '10%'."""
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 100:
+        return value
+    if isinstance(value, str) and _PERCENT.fullmatch(value):
+        return int(value[:-1])
+    raise ValueError(f"{value!r} is not a share of traffic: a percentage from 1 to 100 (10, '10%')")
+
+
+Share = Annotated[int, BeforeValidator(_share)]
+
+
 class Strategy(Section):
-    kind: Literal["rolling", "all_at_once", "blue_green"] = Field(
+    kind: Literal["rolling", "all_at_once", "blue_green", "canary"] = Field(
         default="rolling",
         description="`rolling`: in batches of `batch_size`; `all_at_once`: every host in one "
         "batch; `blue_green`: the new release starts next to the live one on every host (two "
-        "slots on two ports), and the edge proxy flips to it once every host is healthy.",
+        "slots on two ports), and the edge proxy flips to it once every host is healthy; "
+        "`canary`: the same two slots, the edge proxy's weighted upstreams giving the new "
+        "slots each of `steps` in turn, each followed by an analysis.",
     )
     batch_size: BatchSize = Field(
         default="50%", description="Hosts switched at once: a count or a percentage."
@@ -350,9 +364,38 @@ class Strategy(Section):
         default=None,
         ge=0,
         le=86400,
-        description="`blue_green` only: seconds the previous slot keeps running after the "
-        "flip, so a rollback within them is a flip back; at least `rollback.watch` (default "
-        "300).",
+        description="`blue_green` and `canary`: seconds the previous slot keeps running "
+        "after the flip, so a rollback within them is a flip back; at least `rollback.watch` "
+        "(default 300).",
+    )
+    steps: list[Share] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=20,
+        description="`canary` only: the percent of requests the new release takes at each "
+        "step (10 or '10%'), strictly increasing, the last 100 (the flip); default "
+        "[10, 50, 100].",
+    )
+    analysis: int | None = Field(
+        default=None,
+        ge=1,
+        le=3600,
+        description="`canary` only: seconds of the analysis after each step short of 100 % "
+        "(the new release's error ratio and p95 latency against the stable one's, by "
+        "Prometheus); default `rollback.watch`; at least two scrape intervals.",
+    )
+    auto_promote: bool | None = Field(
+        default=None,
+        description="`canary` only: go on to the next step once an analysis passed (default "
+        "true); false waits for `deployer promote ENV` or `deployer abort ENV` after each.",
+    )
+    decision_timeout: int | None = Field(
+        default=None,
+        ge=10,
+        le=86400,
+        description="`canary` with `auto_promote: false` only: seconds a step waits for "
+        "`deployer promote` or `deployer abort` before the canary is aborted (default 3600; "
+        "at most `lock_ttl`).",
     )
 
 

@@ -16,8 +16,11 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
+from deployer.config.bluegreen import CANARY
 from deployer.config.names import check_version
+from deployer.engine import canary
 from deployer.engine.results import DeployResult, RolloutStop
 from deployer.errors import BadRequest, DeployerError, LockedError, UnreachableError
 from deployer.exitcodes import ExitCode
@@ -75,6 +78,10 @@ class _Rollout:
     measured: dict[str, float] = field(default_factory=dict)  # the watch's last PromQL values
     current: str = "lock"  # the stage the ledger shows
     hooks: list[HookResult] = field(default_factory=list)
+    canary: canary.CanaryState = field(default_factory=canary.CanaryState)
+    switch_replies: dict[str, HostReply] = field(default_factory=dict)
+    """The last switch's reply of each host (a canary reads its slots there)."""
+    canary_abort_note: str = ""
 
     @property
     def version(self) -> str:
@@ -185,6 +192,7 @@ def deploy(
         watch=env.rollback.watch,
         fuse=driver.fuse,
         proxies=env.proxy.hosts if env.proxy is not None else (),
+        analyser=env.monitoring_server,
     )
     started = time.monotonic()
     deployment_id = ledger.begin(
@@ -208,6 +216,8 @@ def deploy(
     except (_Interrupted, KeyboardInterrupt):
         status, code, stage = Status.INTERRUPTED, ExitCode.DEPLOY_FAILED, "interrupted"
         reason = "interrupted by the operator; hosts stay where they were: see `status`"
+        if rollout.canary_abort_note:  # a canary is never left half-weighted
+            reason = f"interrupted by the operator; {rollout.canary_abort_note}"
     except DeployerError as exc:  # the target's own channel failed (a Swarm manager refused)
         status, code, stage, reason = Status.FAILED, exc.exit_code, rollout.current, exc.message
     finally:
@@ -308,6 +318,9 @@ def _walk(rollout: _Rollout, wait: float, started: float) -> None:
             where = f"batch {step.batch}/{step.of}"
             _switch(rollout, step, broken, first if step.batch == 1 else None)
         elif step.action == "budget":
+            if len(broken) > step.limit and rollout.canary.started:
+                # a canary whose new slot did not start everywhere: no request moved
+                canary.abort(rollout, _why(broken, where), mark_bad=True)
             if len(broken) > step.limit:
                 _fleet_rollback(rollout, _why(broken, where), "switch", broken)
             if index == last_budget and broken:  # within the budget: just those hosts back
@@ -320,6 +333,8 @@ def _walk(rollout: _Rollout, wait: float, started: float) -> None:
                     reason=_why(broken, "within the failure budget"),
                     final=final,
                 )
+        elif step.action == "flip" and rollout.plan.kind == CANARY:
+            _canary_flip(rollout, step)
         elif step.action == "flip":
             # blue_green: the target flips the edge proxies in the switch's own run, once
             # every host of it passed (a host it could not flip for comes back failed, and
@@ -327,12 +342,43 @@ def _walk(rollout: _Rollout, wait: float, started: float) -> None:
             pass
         elif step.action == "watch":
             _watch(rollout, step)
+        elif step.action == "shift" and rollout.plan.fused(step, "switch"):
+            canary.after_switch(rollout, step)
+        elif step.action == "shift":
+            canary.shift(rollout, step)
+        elif step.action == "analyse":
+            canary.analyse(rollout, step)
+        elif step.action == "decide":
+            canary.decide(rollout, step)
         elif step.action == "unlock" and not any(
             s is not step and s.run == step.run for s in steps
         ):
             # A release that fails leaves the lock held: the final release tries again and
             # reports it; the deployment itself succeeded and is recorded so.
             _release_lock(rollout)
+
+
+def _canary_flip(rollout: _Rollout, step: Step) -> None:
+    """A canary's 100 %: blue-green's switch (each host's new slot, running already, made
+    live; the old one stopped keep_warm later) and flip, in a run of its own unless the
+    canary had a single step. A host that fails it rolls the fleet back (a flip back)."""
+    state = rollout.canary
+    if rollout.plan.fused(step, "switch") or not state.active:
+        if state.active or state.share == 100:
+            canary.flipped(rollout, step)
+        return
+    broken: dict[str, HostReply] = {}
+    hosts = tuple(state.started)
+    rollout.stage("flip")
+    rollout.live_since = time.time()  # the watch judges the release from its flip on
+    driver: Any = rollout.driver  # a target that runs canaries (SSH; refused elsewhere)
+    reply = driver.flip_canary(rollout.release, hosts)
+    _switched_hosts(rollout, hosts, reply, broken)
+    rollout.answered(reply.released, reply.interrupted)
+    if broken:
+        _fleet_rollback(rollout, _why(broken, "the canary's flip"), "flip", broken)
+    state.active = False
+    canary.flipped(rollout, step)
 
 
 def _lock(rollout: _Rollout, wait: float, started: float) -> None:
@@ -472,11 +518,20 @@ def _switch(
         # must run under the lock: this run keeps it, the rollback gives it back.
         unlock = None if broken else rollout.unlock_with(step)
         reply = rollout.driver.activate(rollout.release, step.hosts, unlock=unlock)
+    _switched_hosts(rollout, step.hosts, reply, broken)
+    rollout.answered(reply.released, reply.interrupted)
+
+
+def _switched_hosts(
+    rollout: _Rollout, hosts: Iterable[str], reply: BatchReply, broken: dict[str, HostReply]
+) -> None:
+    """Note how each host of a switch came out; the failed ones go into `broken`."""
     version = rollout.version
-    for host in step.hosts:
+    for host in hosts:
         outcome = reply.hosts.get(host) or HostReply(
             host, ok=False, unreachable=True, message="no result"
         )
+        rollout.switch_replies[host] = outcome
         rollout.changed = rollout.changed or outcome.changed
         if outcome.good:
             rollout.switched.append(host)
@@ -501,7 +556,6 @@ def _switch(
             outcome.analysis,
         )
     rollout.flush()
-    rollout.answered(reply.released, reply.interrupted)
 
 
 def _detail(lines: Mapping[str, str]) -> str:

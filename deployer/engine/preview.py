@@ -108,6 +108,7 @@ def plan(
         facts=facts,
         fuse=driver.fuse,
         proxies=env.proxy.hosts if env.proxy is not None else (),
+        analyser=env.monitoring_server,
     )
     rows: list[PlannedHost] = []
     for number, group in enumerate(steps.batches, start=1):

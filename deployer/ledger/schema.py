@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 @dataclass(frozen=True)
@@ -123,6 +123,35 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     # Why a host failed its switch or health check, as the host analysed it (a JSON object:
     # cause, summary, journal, service), or NULL.
     5: ("ALTER TABLE deployment_hosts ADD COLUMN analysis {text}",),
+    # A canary's steps, each with what its analysis measured of both slots; and the
+    # operators' decisions after a step (`deployer promote` / `deployer abort`), which the
+    # waiting deploy polls.
+    6: (
+        """CREATE TABLE canary_steps (
+            deployment_id     {int}  NOT NULL REFERENCES deployments (id) ON DELETE CASCADE,
+            seq               {int}  NOT NULL,
+            share             {int}  NOT NULL,
+            action            {text} NOT NULL,
+            outcome           {text} NOT NULL,
+            canary_error_rate {real},
+            stable_error_rate {real},
+            canary_p95_ms     {real},
+            stable_p95_ms     {real},
+            canary_requests   {real},
+            seconds           {real} NOT NULL DEFAULT 0,
+            message           {text} NOT NULL DEFAULT '',
+            at                {text} NOT NULL,
+            PRIMARY KEY (deployment_id, seq)
+        )""",
+        """CREATE TABLE canary_decisions (
+            deployment_id {int}  NOT NULL REFERENCES deployments (id) ON DELETE CASCADE,
+            share         {int}  NOT NULL,
+            decision      {text} NOT NULL,
+            "user"        {text} NOT NULL,
+            decided_at    {text} NOT NULL,
+            PRIMARY KEY (deployment_id, share)
+        )""",
+    ),
 }
 
 TABLES: dict[str, tuple[str, ...]] = {
@@ -132,6 +161,8 @@ TABLES: dict[str, tuple[str, ...]] = {
     "bad_versions": ("environment", "version"),
     "observations": ("environment", "host"),
     "backups": ("id",),
+    "canary_steps": ("deployment_id", "seq"),
+    "canary_decisions": ("deployment_id", "share"),
 }
 """Every table of the ledger and its key, parents before the tables that refer to them:
 the order a ledger is copied in (`deployer ledger migrate`)."""

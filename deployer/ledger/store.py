@@ -136,6 +136,29 @@ class HostResult:
 
 
 @dataclass(frozen=True)
+class CanaryStep:
+    """One step of a canary: a shift of `share` % of requests to the new slots, the analysis
+    after it (with both slots' figures), a decision, the flip or the abort."""
+
+    share: int
+    action: str
+    """shift | analysis | decision | flip | abort"""
+    outcome: str
+    """done | passed | breached | promoted | aborted | failed | timed out | interrupted"""
+    canary_error_rate: float | None = None
+    stable_error_rate: float | None = None
+    canary_p95_ms: float | None = None
+    stable_p95_ms: float | None = None
+    canary_requests: float | None = None
+    seconds: float = 0.0
+    message: str = ""
+    at: datetime | None = None
+
+
+CANARY_DECISIONS = ("promote", "abort")
+
+
+@dataclass(frozen=True)
 class Deployment:
     id: int
     environment: str
@@ -158,6 +181,7 @@ class Deployment:
     error_rate: float | None = None  # percent of requests answered 5xx, after the rollout
     p95_ms: float | None = None  # 95th percentile response time after the rollout
     hooks: tuple[HookResult, ...] = ()
+    canary_steps: tuple[CanaryStep, ...] = ()
 
     @property
     def failing_hosts(self) -> tuple[str, ...]:
@@ -336,6 +360,25 @@ class Ledger:
                 )
                 for k in conn.execute(
                     "SELECT * FROM deployment_hooks WHERE deployment_id = ? ORDER BY seq",
+                    (row["id"],),
+                )
+            ),
+            canary_steps=tuple(
+                CanaryStep(
+                    share=int(c["share"]),
+                    action=c["action"],
+                    outcome=c["outcome"],
+                    canary_error_rate=c["canary_error_rate"],
+                    stable_error_rate=c["stable_error_rate"],
+                    canary_p95_ms=c["canary_p95_ms"],
+                    stable_p95_ms=c["stable_p95_ms"],
+                    canary_requests=c["canary_requests"],
+                    seconds=float(c["seconds"]),
+                    message=c["message"],
+                    at=_parse_time(c["at"]),
+                )
+                for c in conn.execute(
+                    "SELECT * FROM canary_steps WHERE deployment_id = ? ORDER BY seq",
                     (row["id"],),
                 )
             ),
@@ -518,6 +561,70 @@ class Ledger:
                     self._text(hook.message),
                 ),
             )
+
+    def record_canary_step(self, deployment_id: int, step: CanaryStep) -> None:
+        """Keep one step of a canary, numbered in the order they happen."""
+        if not 0 <= step.share <= 100:
+            raise LedgerError(f"a canary's share is a percentage, not {step.share}")
+        figures = tuple(
+            _check_measure(name, getattr(step, name))
+            for name in (
+                "canary_error_rate",
+                "stable_error_rate",
+                "canary_p95_ms",
+                "stable_p95_ms",
+                "canary_requests",
+            )
+        )
+        with self._tx() as conn:
+            conn.lock_deployment(deployment_id)
+            conn.execute(
+                "INSERT INTO canary_steps (deployment_id, seq, share, action, outcome,"
+                " canary_error_rate, stable_error_rate, canary_p95_ms, stable_p95_ms,"
+                " canary_requests, seconds, message, at) VALUES (?, (SELECT"
+                " COALESCE(MAX(seq), 0) + 1 FROM canary_steps WHERE deployment_id = ?),"
+                " ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    deployment_id,
+                    deployment_id,
+                    step.share,
+                    step.action,
+                    step.outcome,
+                    *figures,
+                    _check_seconds("seconds", step.seconds),
+                    self._text(step.message),
+                    conn.now(),
+                ),
+            )
+
+    def decide_canary(self, deployment_id: int, share: int, decision: str, user: str) -> str:
+        """Record `decision` (promote or abort) for the step at `share` % of a running
+        deployment; returns the decision that stands (the first one recorded wins)."""
+        if decision not in CANARY_DECISIONS:
+            raise LedgerError(f"a canary decision is promote or abort, not {decision!r}")
+        with self._tx() as conn:
+            conn.lock_deployment(deployment_id)
+            found = conn.execute(
+                "SELECT decision FROM canary_decisions WHERE deployment_id = ? AND share = ?",
+                (deployment_id, share),
+            ).fetchone()
+            if found is not None:
+                return str(found["decision"])
+            conn.execute(
+                'INSERT INTO canary_decisions (deployment_id, share, decision, "user",'
+                " decided_at) VALUES (?, ?, ?, ?, ?)",
+                (deployment_id, share, decision, user, conn.now()),
+            )
+            return decision
+
+    def canary_decision(self, deployment_id: int, share: int) -> str | None:
+        """The decision taken for the step at `share` % of a deployment, or None yet."""
+        with self._tx(write=False) as conn:
+            found = conn.execute(
+                "SELECT decision FROM canary_decisions WHERE deployment_id = ? AND share = ?",
+                (deployment_id, share),
+            ).fetchone()
+        return None if found is None else str(found["decision"])
 
     def finish(
         self,

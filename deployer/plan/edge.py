@@ -14,7 +14,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from deployer.config.bluegreen import BLUE_GREEN, keep_warm, slot_ports
+from deployer.config.bluegreen import CANARY, SLOTS, SLOTTED, keep_warm, slot_ports
+from deployer.config.canary import steps as canary_steps
+from deployer.config.canary import weights
 from deployer.config.resolve import Target
 from deployer.plan.proxy import (
     Backend,
@@ -147,7 +149,7 @@ def drain_vars(target: Target, hosts: Iterable[str]) -> dict[str, Any]:
     """The upstreams file with `hosts` drained, and as it is once they are back (none with
     blue_green: the new slot starts next to the live one, and the proxy flips)."""
     planned = site(target)
-    if planned is None or target.proxy is None or target.strategy.kind == BLUE_GREEN:
+    if planned is None or target.proxy is None or target.strategy.kind in SLOTTED:
         return {}
     paths = _site_paths(target.app.name, target.environment)
     return {
@@ -173,7 +175,7 @@ def bluegreen_vars(target: Target) -> dict[str, Any]:
     is for each slot, of which the playbooks pick the hosts' live one."""
     planned = site(target)
     port = target.service.port
-    if target.strategy.kind != BLUE_GREEN or planned is None or port is None:
+    if target.strategy.kind not in SLOTTED or planned is None or port is None:
         return {}
     assert target.proxy is not None
     ports = slot_ports(port)
@@ -204,6 +206,58 @@ def bluegreen_vars(target: Target) -> dict[str, Any]:
                 "path": _site_paths(target.app.name, target.environment)["upstreams"],
                 "upstreams": upstreams,
             },
+        }
+    }
+
+
+def upstreams_path(target: Target) -> str:
+    """The edge proxy's upstreams file on the proxy hosts."""
+    return _site_paths(target.app.name, target.environment)["upstreams"]
+
+
+def weighted_upstreams(target: Target, live: str, share: int) -> str:
+    """The edge proxy's upstreams file with `share` % of requests to the slot that is not
+    `live` on every host, the rest to the live one (nginx's weighted round robin; a slot of
+    weight 0 is left out). Both slots run on every host, so the share is exact whatever the
+    number of hosts."""
+    planned = site(target)
+    port = target.service.port
+    if planned is None or port is None:
+        raise ValueError(f"environment {target.environment} has no edge proxy to weight")
+    if live not in SLOTS:
+        raise ValueError(f"{live!r} is not a slot ({', '.join(SLOTS)})")
+    ports = slot_ports(port)
+    new = next(s for s in SLOTS if s != live)
+    stable, canary = weights(share)
+    upstreams = []
+    for upstream in planned.upstreams:
+        backends = []
+        for slot, weight in ((live, stable), (new, canary)):
+            if weight:
+                backends += [replace(b, port=ports[slot], weight=weight) for b in upstream.backends]
+        upstreams.append(replace(upstream, backends=tuple(backends)))
+    return render_upstreams(replace(planned, upstreams=tuple(upstreams)))
+
+
+def canary_vars(target: Target) -> dict[str, Any]:
+    """`deployer_canary` for a canary environment ({} otherwise): the edge proxy's
+    upstreams file at each step short of 100 % (the flip is blue-green's, `bluegreen_vars`),
+    rendered for either live slot; the playbooks pick the hosts' live one and the step's
+    share, so what hosts report only selects among the controller's texts."""
+    planned = site(target)
+    if target.strategy.kind != CANARY or planned is None or target.proxy is None:
+        return {}
+    shares = [s for s in canary_steps(target.strategy) if s < 100]
+    return {
+        "deployer_canary": {
+            "proxy": {
+                "hosts": list(target.proxy.hosts),
+                "path": _site_paths(target.app.name, target.environment)["upstreams"],
+                "upstreams": {
+                    live: {str(share): weighted_upstreams(target, live, share) for share in shares}
+                    for live in SLOTS
+                },
+            }
         }
     }
 

@@ -248,3 +248,68 @@ def watch_vars(target: Target, hosts: Sequence[str], *, since: float) -> dict[st
             "min_window": 2 * settings.scrape_interval + 1,
         }
     return out
+
+
+# -- canary ---------------------------------------------------------------------------------
+
+
+def canary_switch_vars(target: Target, share: int) -> dict[str, Any]:
+    """On top of the switch's vars, a canary's first switch: each host starts the new
+    release in its other slot (not live: `start_only`), and once every host passed the edge
+    proxies send it `share` % of requests (the texts of `edge.canary_vars`, picked by the
+    hosts' live slot)."""
+    return {"deployer_canary_share": share, **edge.canary_vars(target)}
+
+
+def canary_shift_vars(target: Target, live: str, share: int) -> dict[str, Any]:
+    """A later step: every edge proxy sends `share` % of requests to the slots that are not
+    `live` (0: none, the abort)."""
+    assert target.proxy is not None
+    return {
+        **base_vars(target, list(target.proxy.hosts)),
+        "deployer_canary_upstreams": {
+            "hosts": list(target.proxy.hosts),
+            "path": edge.upstreams_path(target),
+            "text": edge.weighted_upstreams(target, live, share),
+        },
+    }
+
+
+def canary_abort_vars(target: Target, live: str, hosts: Sequence[str]) -> dict[str, Any]:
+    """The abort: every request back to the `live` slots, then the other slot stopped on
+    `hosts` (those that started it)."""
+    from deployer.config.bluegreen import SLOTS
+
+    new = next(s for s in SLOTS if s != live)
+    return {
+        **canary_shift_vars(target, live, 0),
+        "deployer_canary_stop": {"hosts": list(hosts), "unit": f"{target.app.name}:{new}.service"},
+    }
+
+
+def canary_analysis_vars(
+    target: Target, checks: Sequence[dict[str, Any]], *, since: float
+) -> dict[str, Any]:
+    """The analysis after a step: deployer_promql on the monitoring server over the
+    analysis's seconds since the step's shift (`since`, epoch seconds)."""
+    from deployer.config.canary import analysis
+    from deployer.plan.monitoring import analysis_checks
+
+    settings = target.monitoring
+    assert settings is not None
+    seconds = analysis(target.strategy, target.rollback)
+    server = target.monitoring_server
+    assert server is not None
+    return {
+        **base_vars(target, [server]),
+        "deployer_canary_analysis": {
+            "server": server,
+            "url": f"http://127.0.0.1:{settings.prometheus_port}",
+            "checks": analysis_checks(target, list(checks)),
+            "duration": seconds,
+            "period": max(settings.scrape_interval, 1),
+            "threshold": target.rollback.health_checks.threshold,
+            "since": since,
+            "min_window": 2 * settings.scrape_interval + 1,
+        },
+    }

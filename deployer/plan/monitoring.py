@@ -27,6 +27,8 @@ from typing import Any
 
 import yaml
 
+from deployer.config.bluegreen import CANARY, slot_ports
+from deployer.config.canary import analysis
 from deployer.config.models import Monitoring
 from deployer.config.resolve import RESERVED_JOBS, ResolvedHost, Target
 
@@ -40,6 +42,10 @@ SWARM_VERSION = "io.deployer.version"
 SWARM_COMPONENT = "io.deployer.component"
 """The labels the Swarm target puts on each service and task (its spec module's names)."""
 SCHEMA_VERSION = 39
+SLOT_LABEL = "slot"
+"""With a canary, the label of the app's targets naming the slot that answered."""
+FIGURE_THRESHOLD = 1e300
+"""The threshold of the analysis's figures that only report (never breached)."""
 
 _WINDOW = re.compile(r"\$[A-Za-z_]\w*|(\d+(ms|[smhdwy]))+")
 _UID_CHARS = re.compile(r"[^A-Za-z0-9_-]")
@@ -91,33 +97,34 @@ def request_rate_query(target: Target, window: str) -> str:
     )
 
 
-def error_ratio_query(target: Target, window: str) -> str:
+def error_ratio_query(target: Target, window: str, match: str = "") -> str:
     """Share of requests answered with a 5xx status, in percent. A service that never
     answered 5xx has no such series: `or vector(0)` makes that 0 %, not "no data"; with no
     requests at all the ratio stays empty (nothing to judge)."""
     metrics = _settings(target).metrics
-    errors = _app(target, f'{metrics.status_label}=~"5.."')
+    status = f'{metrics.status_label}=~"5.."'
+    errors = _app(target, f"{match}, {status}" if match else status)
     return (
         f"100 * (sum(rate({metrics.requests}{errors}{_range(window)})) or vector(0)) "
-        f"/ sum(rate({metrics.requests}{_app(target)}{_range(window)}))"
+        f"/ sum(rate({metrics.requests}{_app(target, match)}{_range(window)}))"
     )
 
 
-def latency_query(target: Target, window: str, quantile: float) -> str:
+def latency_query(target: Target, window: str, quantile: float, match: str = "") -> str:
     """The `quantile` (0.5, 0.95) of request durations over all hosts, in milliseconds."""
     if not 0 <= quantile <= 1:
         raise ValueError(f"quantile {quantile} is not between 0 and 1")
     metrics = _settings(target).metrics
     return (
         f"1000 * histogram_quantile({quantile:g}, sum by (le) "
-        f"(rate({metrics.duration}_bucket{_app(target)}{_range(window)})))"
+        f"(rate({metrics.duration}_bucket{_app(target, match)}{_range(window)})))"
     )
 
 
-def request_volume_query(target: Target, window: str) -> str:
+def request_volume_query(target: Target, window: str, match: str = "") -> str:
     """Number of requests served over the window."""
     metrics = _settings(target).metrics
-    return f"sum(increase({metrics.requests}{_app(target)}{_range(window)}))"
+    return f"sum(increase({metrics.requests}{_app(target, match)}{_range(window)}))"
 
 
 def release_info_query(target: Target) -> str:
@@ -189,6 +196,131 @@ def watch_checks(target: Target) -> list[dict[str, Any]]:
     ]
 
 
+def canary_checks(target: Target, canary: str, stable: str) -> list[dict[str, Any]]:
+    """What a canary's analysis judges after a step: per figure the new slot's query and
+    the stable slot's (the app's series carry the `slot` of their target), over the
+    analysis's seconds (`$window`), with the thresholds of rollback.error_rate and
+    rollback.response_time. `judge_canary` decides; `analysis_checks` hands them to
+    deployer_promql."""
+    settings = _settings(target)
+    rollback = target.rollback
+
+    def of(slot: str) -> str:
+        return f"{SLOT_LABEL}={_label_value(slot)}"
+
+    window = WINDOW_PLACEHOLDER
+    return [
+        {
+            "name": "error_rate",
+            "canary_query": error_ratio_query(target, window, of(canary)),
+            "stable_query": error_ratio_query(target, window, of(stable)),
+            "threshold": float(rollback.error_rate.threshold),
+            "unit": "%",
+            "volume_query": request_volume_query(target, window, of(canary)),
+            "min_volume": settings.min_requests,
+        },
+        {
+            "name": "p95_latency",
+            "canary_query": latency_query(target, window, 0.95, of(canary)),
+            "stable_query": latency_query(target, window, 0.95, of(stable)),
+            "threshold": float(rollback.response_time.threshold_ms),
+            "unit": "ms",
+            "volume_query": request_volume_query(target, window, of(canary)),
+            "min_volume": settings.min_requests,
+        },
+    ]
+
+
+def analysis_checks(target: Target, checks: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`canary_checks` as deployer_promql's checks: each figure judged in PromQL as the new
+    slot's value where it is above the stable one's (so the module stops the analysis
+    early on a breach), and each side reported (`<name>:canary`, `<name>:stable`,
+    `requests:canary`) for `judge_canary` and the ledger."""
+    seconds = analysis(target.strategy, target.rollback)
+    out: list[dict[str, Any]] = []
+    for check in checks:
+        out.append(
+            {
+                "name": check["name"],
+                "query": f"({check['canary_query']}) > ({check['stable_query']} or vector(0))",
+                "threshold": check["threshold"],
+                "unit": check["unit"],
+                "window": seconds,
+                "volume_query": check["volume_query"],
+                "min_volume": float(check["min_volume"]),
+            }
+        )
+    for check in checks:
+        for side in ("canary", "stable"):
+            out.append(
+                {
+                    "name": f"{check['name']}:{side}",
+                    "query": check[f"{side}_query"],
+                    "threshold": FIGURE_THRESHOLD,
+                    "unit": check["unit"],
+                    "window": seconds,
+                }
+            )
+    out.append(
+        {
+            "name": "requests:canary",
+            "query": checks[0]["volume_query"],
+            "threshold": FIGURE_THRESHOLD,
+            "window": seconds,
+        }
+    )
+    return out
+
+
+def analysis_figures(last: dict[str, float]) -> dict[str, dict[str, float | None]]:
+    """deployer_promql's `last` values of `analysis_checks` as `judge_canary` reads them."""
+    volume = last.get("requests:canary")
+    return {
+        name: {
+            "canary": last.get(f"{name}:canary"),
+            "stable": last.get(f"{name}:stable"),
+            "volume": volume,
+        }
+        for name in ("error_rate", "p95_latency")
+    }
+
+
+def judge_canary(
+    checks: Sequence[dict[str, Any]], values: dict[str, dict[str, float | None]]
+) -> tuple[bool, list[str]]:
+    """(breached, why) of an analysis: a figure is breached when the new version's value is
+    above its threshold and above the stable version's (a fault both versions share is not
+    the canary's). `values[name]` holds `canary`, `stable` and `volume` (None: no data).
+    Too few of the new version's requests to judge is a breach too: an analysis that saw
+    nothing must not promote."""
+    why = []
+    for check in checks:
+        got = values.get(check["name"], {})
+        canary, stable, volume = got.get("canary"), got.get("stable"), got.get("volume")
+        if volume is None:
+            why.append(
+                f"{check['name']}: Prometheus counted no request of the new version (are "
+                "monitoring.metrics the app's metric names?): nothing to judge it by"
+            )
+            continue
+        if volume < check["min_volume"]:
+            why.append(
+                f"{check['name']}: {volume:g} requests of the new version, fewer than "
+                f"{check['min_volume']}: nothing to judge it by"
+            )
+            continue
+        if canary is None:
+            why.append(f"{check['name']}: no value for the new version")
+            continue
+        if canary > check["threshold"] and (stable is None or canary > stable):
+            shown = "no value" if stable is None else f"{stable:g} {check['unit']}"
+            why.append(
+                f"{check['name']}: {canary:g} {check['unit']} for the new version, above "
+                f"{check['threshold']:g} {check['unit']} (the stable version: {shown})"
+            )
+    return bool(why), why
+
+
 # -- prometheus.yml -------------------------------------------------------------------------
 
 
@@ -242,6 +374,20 @@ def _static_configs(
     ]
 
 
+def _app_targets(target: Target) -> list[dict[str, Any]]:
+    """The app's scrape targets: every instance; with a canary, both slots of every host,
+    each labelled `slot` (blue on the service's port, green on the next), which is how the
+    analysis tells the new release's requests from the stable one's."""
+    port = target.service.port
+    if target.strategy.kind != CANARY or port is None:
+        return _static_configs(target, None)
+    return [
+        {**entry, "labels": {**entry["labels"], SLOT_LABEL: slot}}
+        for slot, slot_port in slot_ports(port).items()
+        for entry in _static_configs(target, slot_port)
+    ]
+
+
 def _accessory_hosts(target: Target, kind: str) -> list[ResolvedHost]:
     accessory = target.accessory(kind)
     names = accessory.hosts if accessory is not None else ()
@@ -280,7 +426,7 @@ def scrape_config(target: Target) -> dict[str, Any]:
             {
                 "job_name": target.app.name,
                 "metrics_path": settings.metrics_path,
-                "static_configs": _static_configs(target, None),
+                "static_configs": _app_targets(target),
             },
             {
                 "job_name": NODE_JOB,

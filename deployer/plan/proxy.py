@@ -44,6 +44,9 @@ class Backend:
     address: str
     port: int
     host: str
+    weight: int | None = None
+    """nginx's `weight` (1-100) of this server among its upstream's; None: nginx's default
+    (1). A canary's shift weights the live and the new slots of every host."""
 
 
 @dataclass(frozen=True)
@@ -210,6 +213,11 @@ def check(site: ProxySite) -> None:
         for backend in upstream.backends:
             where = (_address(backend.address), _port(backend.port, "backend port"))
             _name(backend.host, "backend host")
+            weight = backend.weight
+            if weight is not None and (
+                isinstance(weight, bool) or not isinstance(weight, int) or not 1 <= weight <= 100
+            ):
+                raise ValueError(f"upstream {upstream.name!r}: weight {weight!r} is not 1-100")
             if where in seen:
                 raise ValueError(f"upstream {upstream.name!r}: {where[0]}:{where[1]} twice")
             seen.add(where)
@@ -302,6 +310,7 @@ def render_upstreams(site: ProxySite, drained: frozenset[str] = frozenset()) -> 
                 "port": b.port,
                 "host": b.host,
                 "down": bool(live) and b.host in drained,
+                "weight": b.weight,
             }
             for b in upstream.backends
         ]

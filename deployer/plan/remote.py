@@ -13,7 +13,7 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
-from deployer.config.bluegreen import BLUE_GREEN, slot_units
+from deployer.config.bluegreen import SLOTTED, slot_units
 from deployer.config.resolve import JumpHop, ResolvedHost, Target
 
 
@@ -151,7 +151,7 @@ def journal_units(target: Target, service: str | None = None) -> list[str]:
     else:
         bases = [target.app.name]
     units = [pattern for base in bases for pattern in (f"{base}.service", f"{base}@*.service")]
-    if target.strategy.kind == BLUE_GREEN and not target.services:
+    if target.strategy.kind in SLOTTED and not target.services:
         units += slot_units(target.app.name)  # both slots: the live one and the one left
     return units
 

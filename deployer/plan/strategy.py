@@ -15,6 +15,14 @@ Steps:
     flip     hosts seconds     blue_green: once every host passed, every edge proxy (`hosts`)
                                sends requests to the new slots; the old slots keep running
                                `seconds` (strategy.keep_warm), so a rollback is a flip back
+    shift    hosts share       canary: every edge proxy (`hosts`) sends `share` % of requests
+                               to the new slots, the rest to the live ones (weighted upstreams)
+    analyse  hosts seconds     canary: Prometheus on `hosts` compares the new version's error
+                               ratio and p95 latency with the stable one's over `seconds`; a
+                               breach aborts (the requests back to the stable slots, the new
+                               slots stopped)
+    decide   share             canary with auto_promote false: wait for `deployer promote` or
+                               `deployer abort` before the step after `share` %
     budget   limit             more failed hosts than `limit` so far: roll the fleet back
     watch    hosts seconds     watch the live fleet (health, and PromQL rules when on)
     unlock                     give the lock back
@@ -27,10 +35,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from deployer.config.bluegreen import BLUE_GREEN, keep_warm
+from deployer.config.bluegreen import BLUE_GREEN, CANARY, SLOTTED, keep_warm
+from deployer.config.canary import auto_promote
+from deployer.config.canary import steps as canary_steps
 from deployer.config.models import Strategy
 
-Action = Literal["lock", "stage", "switch", "flip", "budget", "watch", "unlock"]
+Action = Literal[
+    "lock", "stage", "switch", "flip", "shift", "analyse", "decide", "budget", "watch", "unlock"
+]
 LOCAL = -1
 """The `run` of a step the engine decides on the controller (a budget check)."""
 
@@ -56,12 +68,17 @@ class Step:
     of: int = 0
     limit: int = 0
     seconds: float = 0.0
+    share: int = 0
+    """shift: the percent of requests the new release takes; analyse and decide: the share
+    being judged or waited on."""
 
     @property
     def label(self) -> str:
         """The ledger's name of the stage this step is in."""
         if self.action == "switch":
             return f"switch {self.batch}/{self.of}"
+        if self.action in ("shift", "analyse", "decide"):
+            return f"{self.action} {self.share}%"
         return {"lock": "lock", "stage": "prepare", "unlock": "done"}.get(self.action, self.action)
 
 
@@ -105,7 +122,7 @@ def batch_size(strategy: Strategy, total: int) -> int:
     """Hosts per batch for `total` hosts: at least 1, at most all."""
     if total <= 0:
         return 0
-    if strategy.kind in ("all_at_once", BLUE_GREEN):
+    if strategy.kind in ("all_at_once", *SLOTTED):
         return total
     size = strategy.batch_size
     if isinstance(size, str):  # "25%": of the fleet, rounded up so progress is guaranteed
@@ -142,6 +159,7 @@ def plan(
     facts: Mapping[str, HostFacts] | None = None,
     fuse: bool = False,
     proxies: Sequence[str] = (),
+    analyser: str | None = None,
 ) -> Plan:
     """The steps of one rollout of `version` to `hosts`.
 
@@ -150,7 +168,9 @@ def plan(
     `rollback_to`); the failure budget is checked after every batch; the lock is given back
     by the last remote run when the target can fuse (`fuse`), else by a run of its own.
     blue_green switches every host in one batch and flips the edge proxies (`proxies`) in
-    the same run, once every host passed.
+    the same run, once every host passed. canary does the same switch, then shifts the edge
+    proxies through `strategy.steps`, each step short of 100 % judged by Prometheus on
+    `analyser` (the monitoring server) and decided on the controller.
     """
     facts = facts or {}
     order = list(hosts)
@@ -173,7 +193,10 @@ def plan(
         add("switch", new_run=not (fuse and number == 1), hosts=batch, batch=number, of=len(groups))
         if strategy.kind == BLUE_GREEN:
             add("flip", new_run=not fuse, hosts=tuple(proxies), seconds=keep_warm(strategy))
-        steps.append(Step("budget", LOCAL, limit=strategy.failure_budget))
+        if strategy.kind == CANARY:
+            _canary(strategy, add, steps, tuple(proxies), analyser, watch, fuse=fuse)
+        else:
+            steps.append(Step("budget", LOCAL, limit=strategy.failure_budget))
     if watch > 0:
         add("watch", new_run=True, hosts=tuple(order), seconds=watch)
     add("unlock", new_run=not fuse)
@@ -185,3 +208,39 @@ def plan(
         already=already,
         rollback_to=rollback_targets(version, facts, order),
     )
+
+
+def _canary(
+    strategy: Strategy,
+    add: Any,
+    steps: list[Step],
+    proxies: tuple[str, ...],
+    analyser: str | None,
+    watch: float,
+    *,
+    fuse: bool,
+) -> None:
+    """The canary's steps after the switch that started the new slots (not live yet): the
+    first shift in the switch's run (once every host passed, as blue-green's flip), then per
+    step an analysis in a run of its own on the monitoring server, a decision on the
+    controller when nobody promotes automatically, and the next shift in a run of its own;
+    100 % is the flip."""
+    seconds = float(watch if strategy.analysis is None else strategy.analysis)
+    judge = (analyser,) if analyser else ()
+    automatic = auto_promote(strategy)
+    previous: int | None = None
+    for share in canary_steps(strategy):
+        if previous is not None:
+            add("analyse", new_run=True, hosts=judge, seconds=seconds, share=previous)
+            if not automatic:
+                steps.append(Step("decide", LOCAL, share=previous))
+        # the first shift travels in the switch's run; each later one follows the
+        # controller's verdict on the analysis before it, so it needs a run of its own
+        fused = fuse and previous is None
+        if share == 100:
+            add("flip", new_run=not fused, hosts=proxies, seconds=keep_warm(strategy), share=100)
+        else:
+            add("shift", new_run=not fused, hosts=proxies, share=share)
+        if previous is None:  # a host that could not start its new slot: nothing shifted
+            steps.append(Step("budget", LOCAL, limit=strategy.failure_budget))
+        previous = share

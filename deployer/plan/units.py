@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from deployer.config.bluegreen import BLUE_GREEN, slot_ports, slot_units
+from deployer.config.bluegreen import SLOTTED, slot_ports, slot_units
 from deployer.config.resolve import ResolvedHost, Target
 from deployer.config.services import ResolvedService
 from deployer.paths import collections_dir
@@ -114,7 +114,7 @@ def render_units(target: Target, host: ResolvedHost) -> dict[str, str]:
     values = unit_vars(target, host)
     app = target.app.name
     render = _templates().get_template
-    if target.strategy.kind == BLUE_GREEN and target.service.port is not None:
+    if target.strategy.kind in SLOTTED and target.service.port is not None:
         # one unit per slot, each running the release its slot links to, on its own port
         return {
             unit: render("app.service.j2").render(

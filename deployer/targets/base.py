@@ -80,6 +80,10 @@ class HostReply:
     backup: BackupTaken | None = None
     analysis: Analysis | None = None
     """Why the switch or health check failed here (what systemd and the journal said)."""
+    slot: str | None = None
+    """With two slots per host: the live one after this step."""
+    started: str | None = None
+    """A canary's switch: the slot now running the new release next to the live one."""
 
     @property
     def good(self) -> bool:

@@ -136,6 +136,10 @@ class Reply:
     one-time pad (deployer_accessory's `seal`); only their shape is checked here."""
     analysis: Analysis | None = None
     """Why the switch or health check failed here, as the host analysed it."""
+    slot: str | None = None
+    """With two slots per host: the live one (deployer_switch, deployer_release)."""
+    started: str | None = None
+    """A canary's switch: the slot started next to the live one."""
 
     @staticmethod
     def of(data: Mapping[str, Any]) -> Reply:
@@ -171,6 +175,8 @@ class Reply:
             backup=backup_taken(data.get("accessories")),
             sealed=sealed(data.get("accessories")),
             analysis=analysis(data.get("failure"), data.get("service")),
+            slot=_slot(data.get("slot")),
+            started=_slot(data.get("started")),
         )
 
     def lock_report(self) -> dict[str, Any]:
@@ -299,6 +305,14 @@ def hook_result(value: Any) -> HookResult | None:
         truncated=bool(value.get("truncated")),
         output=str(value.get("output") or ""),
     )
+
+
+SLOT_NAMES = ("blue", "green")
+
+
+def _slot(value: Any) -> str | None:
+    """A slot a host reported, or None for anything but the two slot names."""
+    return value if isinstance(value, str) and value in SLOT_NAMES else None
 
 
 def _number(value: Any) -> float:

@@ -17,6 +17,10 @@ from deployer.config.models import Strategy
 from deployer.plan.accessories import hook_vars
 from deployer.plan.extravars import (
     base_vars,
+    canary_abort_vars,
+    canary_analysis_vars,
+    canary_shift_vars,
+    canary_switch_vars,
     first_batch_vars,
     lock_release_vars,
     lock_vars,
@@ -69,6 +73,8 @@ def _host(outcome: HostOutcome, default_stage: str) -> HostReply:
         hook=replace(reply.hook, host=outcome.host) if reply.hook else None,
         backup=reply.backup,
         analysis=reply.analysis,
+        slot=reply.slot,
+        started=reply.started,
     )
 
 
@@ -187,7 +193,7 @@ class SshTarget:
             ),
         ) | monitoring_vars(env)
         if switch:
-            extravars |= first_batch_vars(env, switch)
+            extravars |= first_batch_vars(env, switch) | self._canary_start()
         result = session.run(
             "prepare.yml",
             self._unlock(extravars, unlock),
@@ -229,8 +235,67 @@ class SshTarget:
             interrupted=result.canceled,
         )
 
+    def _canary_start(self, final: bool = False) -> dict[str, Any]:
+        """A canary's first switch starts the new slots with the first step's share; the
+        final one (`final`: 100 %) is blue-green's switch and flip."""
+        from deployer.config.bluegreen import CANARY
+        from deployer.config.canary import steps
+
+        env = self.env
+        if env.strategy.kind != CANARY or final or steps(env.strategy)[0] == 100:
+            return {}
+        return canary_switch_vars(env, steps(env.strategy)[0])
+
+    def shift(self, live: str, share: int) -> BatchReply:
+        """Every edge proxy sends `share` % of requests to the slots that are not `live`."""
+        result = self.session.run(
+            "canary.yml", canary_shift_vars(self.env, live, share), hosts=self.env.proxy.hosts
+        )
+        replies = {h: _host(o, "proxy") for h, o in result.hosts.items()}
+        return BatchReply(replies, _released(result), result.canceled)
+
+    def abort(self, live: str, hosts: Sequence[str]) -> BatchReply:
+        """Every request back to the `live` slots, then the new slot stopped on `hosts`."""
+        touched = sorted({*self.env.proxy.hosts, *hosts})
+        result = self.session.run(
+            "canary.yml",
+            canary_abort_vars(self.env, live, hosts),
+            hosts=touched,
+            cancellable=False,
+        )
+        replies = {
+            h: _host(o, "proxy" if h in self.env.proxy.hosts else "rollback")
+            for h, o in result.hosts.items()
+        }
+        return BatchReply(replies, _released(result))
+
+    def analyse(
+        self, checks: Sequence[dict[str, Any]], since: float
+    ) -> tuple[HostReply | None, dict[str, float]]:
+        """The analysis after a step on the monitoring server: its verdict (None when it
+        did not answer) and the figures it measured."""
+        env = self.env
+        server = env.monitoring_server or ""
+        result = self.session.run(
+            "canary.yml", canary_analysis_vars(env, checks, since=since), hosts=[server]
+        )
+        verdict = result.hosts.get(server)
+        if verdict is None:
+            return None, {}
+        return _host(verdict, "analysis"), dict(verdict.reply.last)
+
+    def flip_canary(self, release: Release, hosts: Sequence[str]) -> BatchReply:
+        """A canary's 100 %: each host's new slot (running it already) made live and the
+        edge proxies flipped to it, as blue-green's switch."""
+        return self._activate(release, hosts, unlock=None, final=True)
+
     def activate(self, release: Release, batch: Sequence[str], *, unlock: str | None) -> BatchReply:
-        extravars = switch_vars(self.env, batch, release.version)
+        return self._activate(release, batch, unlock=unlock)
+
+    def _activate(
+        self, release: Release, batch: Sequence[str], *, unlock: str | None, final: bool = False
+    ) -> BatchReply:
+        extravars = switch_vars(self.env, batch, release.version) | self._canary_start(final)
         result = self.session.run(
             "switch.yml", self._unlock(extravars, unlock), hosts=batch, phases=PHASES
         )

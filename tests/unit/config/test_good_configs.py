@@ -37,12 +37,18 @@ def _unset_fields(model: BaseModel, where: str) -> list[str]:
 
 NOT_BUILT: set[str] = set()
 """Keys the schema knows but deployer refuses for target ssh until it acts on them."""
-OTHER_STRATEGY = {"production.strategy.keep_warm"}
+OTHER_STRATEGY = {
+    "production.strategy.keep_warm",
+    "production.strategy.steps",
+    "production.strategy.analysis",
+    "production.strategy.auto_promote",
+    "production.strategy.decision_timeout",
+}
+"""Keys of strategies other than full.yml's (blue_green's, canary's), refused with its own."""
 ELSEWHERE = {"production.ssh.nodes"}
 """Keys full.yml cannot set with the rest: execution nodes are refused together with its
 jump hosts, monitoring, accessories and hooks (tests/fixtures/configs/good/execution_nodes.yml
 sets every key of `ssh.nodes`)."""
-"""Keys of a strategy other than full.yml's (blue_green's), refused with its own."""
 ONE_OF = {
     "production.tls.certificate.from_env",
     "production.tls.key.from_env",
@@ -68,6 +74,11 @@ def test_full_config_sets_every_key() -> None:
         "(top).ledger.password",
         # blue_green only (refused with full.yml's rolling): tests/unit/config/test_bluegreen.py
         "(top).strategy.keep_warm",
+        # canary only (refused with full.yml's rolling): tests/unit/config/test_canary.py
+        "(top).strategy.steps",
+        "(top).strategy.analysis",
+        "(top).strategy.auto_promote",
+        "(top).strategy.decision_timeout",
     }
     unset = _unset_fields(project.environments["production"], "production")
     assert set(unset) == NOT_BUILT | ONE_OF | OTHER_STRATEGY | ELSEWHERE

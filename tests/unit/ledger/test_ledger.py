@@ -484,11 +484,13 @@ def test_a_version_1_ledger_is_migrated_keeping_its_rows(db_path: Path) -> None:
         raw.execute("ALTER TABLE deployment_hosts DROP COLUMN analysis")
         raw.execute("DROP TABLE deployment_hooks")
         raw.execute("DROP TABLE backups")
+        raw.execute("DROP TABLE canary_steps")
+        raw.execute("DROP TABLE canary_decisions")
         raw.execute("PRAGMA user_version = 1")
     with Ledger(db_path) as reopened:
         assert reopened.get(first.id) == first
     with sqlite3.connect(db_path) as raw:
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
 
 
 def test_why_a_host_failed_is_kept_with_it_and_masked(where: Where) -> None:
@@ -532,3 +534,55 @@ def test_per_service_results_are_kept_with_each_host_and_masked(where: Where) ->
     assert [s.name for s in host.services] == ["api", "worker"]
     assert host.services[0] == results[0]
     assert host.services[1].message == "exited 1: token *** refused"
+
+
+def test_a_canary_s_steps_and_decisions_are_kept(where: Where) -> None:
+    from deployer.ledger import CanaryStep, LedgerError
+
+    with Ledger(where, redact=lambda t: t.replace("s3cret", "***")) as ledger:
+        dep = run(ledger, "prod", "v2", Status.ROLLED_BACK)
+        ledger.record_canary_step(dep.id, CanaryStep(20, "shift", "done"))
+        ledger.record_canary_step(
+            dep.id,
+            CanaryStep(20, "analysis", "breached", 31.5, 0.0, 12.0, 11.0, 80.0, 6.2, "s3cret"),
+        )
+        assert ledger.canary_decision(dep.id, 20) is None
+        assert ledger.decide_canary(dep.id, 20, "abort", "bob") == "abort"
+        assert ledger.decide_canary(dep.id, 20, "promote", "eve") == "abort"  # the first stands
+        assert ledger.canary_decision(dep.id, 20) == "abort"
+        with pytest.raises(LedgerError):
+            ledger.decide_canary(dep.id, 50, "maybe", "bob")
+        with pytest.raises(LedgerError):
+            ledger.record_canary_step(dep.id, CanaryStep(101, "shift", "done"))
+        with pytest.raises(LedgerError):
+            ledger.record_canary_step(dep.id, CanaryStep(20, "analysis", "passed", -1.0))
+        shift, analysis = ledger.get(dep.id).canary_steps
+    assert (shift.share, shift.action, shift.outcome) == (20, "shift", "done")
+    assert (analysis.canary_error_rate, analysis.stable_error_rate) == (31.5, 0.0)
+    assert (analysis.canary_p95_ms, analysis.stable_p95_ms, analysis.canary_requests) == (
+        12.0,
+        11.0,
+        80.0,
+    )
+    assert analysis.message == "***"
+    assert analysis.at is not None
+
+
+def test_history_id_shows_a_canary_s_steps_with_both_slots_figures(db_path: Path) -> None:
+    from rich.console import Console
+
+    from deployer import render
+    from deployer.ledger import CanaryStep
+
+    with Ledger(db_path) as ledger:
+        dep = run(ledger, "prod", "v2", Status.ROLLED_BACK)
+        ledger.record_canary_step(dep.id, CanaryStep(20, "shift", "done"))
+        ledger.record_canary_step(
+            dep.id, CanaryStep(20, "analysis", "breached", 22.2, 0.0, 4.75, 4.87, 78.7, 5.9)
+        )
+        found = ledger.get(dep.id)
+    console = Console(width=160, record=True)
+    render.show_deployment(found, console)
+    text = console.export_text()
+    assert "20 %    analysis  breached  22.20% / 0.00%" in text, text
+    assert "79" in text

@@ -167,6 +167,8 @@ def test_an_older_ledger_is_still_migrated_by_the_cli(project: Path) -> None:
         raw.execute("ALTER TABLE deployment_hosts DROP COLUMN analysis")
         raw.execute("DROP TABLE deployment_hooks")
         raw.execute("DROP TABLE backups")
+        raw.execute("DROP TABLE canary_steps")
+        raw.execute("DROP TABLE canary_decisions")
         raw.execute("PRAGMA user_version = 1")
     proc = deployer(project, "history", "--json")
     assert proc.returncode == 0, proc.stderr

@@ -11,6 +11,7 @@ import pytest
 from deployer.errors import BadRequest
 from deployer.exitcodes import ExitCode
 from deployer.ledger import (
+    CanaryStep,
     HookResult,
     HostResult,
     HostStatus,
@@ -65,6 +66,8 @@ def history(tmp_path: Path) -> Path:
         _run(ledger, "v1", Status.SUCCEEDED)
         second = _run(ledger, "v2", Status.SUCCEEDED, previous="v1")
         ledger.record_hook(second, HookResult("before_switch", "web1", True, 0, 2.5, output="ok"))
+        ledger.record_canary_step(second, CanaryStep(10, "analysis", "passed", 0.5, 0.25, 12.0))
+        ledger.decide_canary(second, 10, "promote", "alice")
         ledger.record_backup(
             environment="prod",
             deployment_id=second,
@@ -95,6 +98,8 @@ def test_every_table_is_copied_with_its_ids_and_times(history: Path, postgres: A
             "bad_versions": 1,
             "observations": 2,
             "backups": 1,
+            "canary_steps": 1,
+            "canary_decisions": 1,
         }
         assert snapshot(target) == snapshot(source)  # row for row, every column
         assert target.history(limit=100) == source.history(limit=100)  # ids, times, hosts, hooks

@@ -13,6 +13,7 @@ from deployer import secrets
 from deployer.config.loader import load_project
 from deployer.config.resolve import Target, resolve
 from deployer.plan import extravars
+from deployer.plan.monitoring import canary_checks
 
 CONFIG = """\
 app:
@@ -95,9 +96,29 @@ def test_lock_paths_of_different_app_environment_pairs_differ(tmp_path: Path) ->
     assert one != other
 
 
-def _all_vars(target: Target) -> dict[str, Callable[[], dict[str, Any]]]:
+def _canary(tmp_path: Path) -> Target:
+    """The CONFIG's environment as a canary behind the edge proxy, monitored."""
+    config = tmp_path / "canary" / "deploy.yml"
+    config.parent.mkdir(parents=True)
+    text = CONFIG.format(app="myapp", env="staging").replace("  tcp: {port: 9000}\n", "")
+    text += "    domain: myapp.example.com\n    features: {monitoring: true}\n"
+    text += "strategy: {kind: canary, analysis: 20}\nrollback: {watch: 30}\n"
+    config.write_text(text)
+    return resolve(load_project(config), "staging")
+
+
+def _all_vars(
+    target: Target, canary: Target | None = None
+) -> dict[str, Callable[[], dict[str, Any]]]:
     hosts = list(target.host_names)
+    canary = canary or target
     return {
+        "canary_switch_vars": lambda: extravars.canary_switch_vars(canary, 10),
+        "canary_shift_vars": lambda: extravars.canary_shift_vars(canary, "blue", 50),
+        "canary_abort_vars": lambda: extravars.canary_abort_vars(canary, "green", hosts),
+        "canary_analysis_vars": lambda: extravars.canary_analysis_vars(
+            canary, canary_checks(canary, "green", "blue"), since=0.0
+        ),
         "health_vars": lambda: extravars.health_vars(target),
         "lock_vars": lambda: extravars.lock_vars(target, "token", {"user": "me"}, 60),
         "lock_release_vars": lambda: extravars.lock_release_vars(target, "token"),
@@ -135,7 +156,7 @@ def test_no_secret_value_in_any_extravars(tmp_path: Path) -> None:
     environ = {"TEST_DB_PASSWORD": "s3cr3t-db-Pa55", "TEST_API_TOKEN": "tok-9f8e7d6c5b4a"}
     values = secrets.resolve(target.secrets, target.project_dir, environ)
     assert sorted(values.values()) == sorted(environ.values())
-    calls = _all_vars(target)
+    calls = _all_vars(target, _canary(tmp_path))
     in_module = {
         n
         for n, f in inspect.getmembers(extravars, inspect.isfunction)
@@ -220,3 +241,31 @@ def test_watch_evaluates_the_rollback_rules_in_prometheus(tmp_path: Path) -> Non
     assert [c["name"] for c in promql["checks"]] == ["error_rate", "p95_latency"]
     assert promql["checks"][0]["threshold"] == target.rollback.error_rate.threshold
     assert promql["checks"][1]["threshold"] == target.rollback.response_time.threshold_ms
+
+
+def test_a_canary_s_runs_carry_only_the_controller_s_texts(tmp_path: Path) -> None:
+    canary = _canary(tmp_path)
+    first = extravars.canary_switch_vars(canary, 10)
+    assert first["deployer_canary_share"] == 10
+    assert set(first["deployer_canary"]["proxy"]["upstreams"]) == {"blue", "green"}
+    shift = extravars.canary_shift_vars(canary, "green", 50)["deployer_canary_upstreams"]
+    assert shift["hosts"] == ["web1", "web2"]  # the edge proxy runs on every host here
+    assert "10.0.0.1:8001 weight=50 " in shift["text"]
+    assert "10.0.0.1:8000 weight=50 " in shift["text"]
+    abort = extravars.canary_abort_vars(canary, "green", ["web1", "web2"])
+    assert "8000" not in abort["deployer_canary_upstreams"]["text"]  # 0 % to the blue slots
+    assert abort["deployer_canary_stop"] == {
+        "hosts": ["web1", "web2"],
+        "unit": "myapp:blue.service",
+    }
+
+
+def test_a_canary_s_analysis_runs_on_the_monitoring_server_over_its_window(
+    tmp_path: Path,
+) -> None:
+    canary = _canary(tmp_path)
+    checks = canary_checks(canary, "green", "blue")
+    out = extravars.canary_analysis_vars(canary, checks, since=123.0)["deployer_canary_analysis"]
+    assert out["server"] == "web1"
+    assert (out["duration"], out["since"], out["period"]) == (20, 123.0, 5)
+    assert [c["name"] for c in out["checks"]][:2] == ["error_rate", "p95_latency"]

@@ -37,6 +37,7 @@ class Case:
     facts: Mapping[str, HostFacts] = field(default_factory=dict)
     fuse: bool = True  # the SSH target fuses; Swarm does not
     proxies: tuple[str, ...] = ()
+    analyser: str | None = None
 
     def plan(self) -> Plan:
         return plan(
@@ -47,6 +48,7 @@ class Case:
             facts=self.facts,
             fuse=self.fuse,
             proxies=self.proxies,
+            analyser=self.analyser,
         )
 
 
@@ -86,6 +88,33 @@ CASES: dict[str, Case] = {
     ),
     "blue_green_unfused": Case(BLUE_GREEN, _hosts(3), fuse=False, proxies=("web1", "web2")),
     "blue_green_mixed_fleet_fused": Case(BLUE_GREEN, _hosts(5), facts=MIXED, proxies=("web1",)),
+    "canary_fused": Case(
+        Strategy(kind="canary", steps=["10%", 50, 100], analysis=20),
+        _hosts(4),
+        watch=60,
+        proxies=("edge1",),
+        analyser="web1",
+    ),
+    "canary_unfused": Case(
+        Strategy(kind="canary"), _hosts(3), watch=30, fuse=False, proxies=("web1",), analyser="web1"
+    ),
+    "canary_manual_fused": Case(
+        Strategy(kind="canary", steps=[25, 100], auto_promote=False, keep_warm=120),
+        _hosts(2),
+        watch=30,
+        proxies=("web1", "web2"),
+        analyser="web2",
+    ),
+    "canary_one_step_fused": Case(
+        Strategy(kind="canary", steps=[100]), _hosts(2), proxies=("web1",), analyser="web1"
+    ),
+    "canary_mixed_fleet_fused": Case(
+        Strategy(kind="canary", analysis=10),
+        _hosts(5),
+        facts=MIXED,
+        proxies=("web1",),
+        analyser="web1",
+    ),
 }
 
 
@@ -299,3 +328,56 @@ def test_only_blue_green_flips() -> None:
     for strategy in STRATEGIES:
         steps = plan(strategy, _hosts(4), "v2", fuse=True, proxies=("edge1",)).steps
         assert "flip" not in [s.action for s in steps]
+
+
+# --- canary -----------------------------------------------------------------------------------
+
+CANARIES = [
+    Strategy(kind="canary"),
+    Strategy(kind="canary", steps=[5, 25, 50, 75, 100], analysis=15),
+    Strategy(kind="canary", steps=[100]),
+    Strategy(kind="canary", steps=[10, 100], auto_promote=False),
+    Strategy(kind="canary", steps=[1, 2, 3, 100], auto_promote=False),
+]
+CANARY_GRID = list(itertools.product(CANARIES, [1, 3, 10], [True, False]))
+
+
+@pytest.mark.parametrize(("strategy", "n", "fuse"), CANARY_GRID)
+def test_a_canary_shifts_through_every_step_each_judged_then_flips(
+    strategy: Strategy, n: int, fuse: bool
+) -> None:
+    shares = strategy.steps or [10, 50, 100]
+    steps = plan(
+        strategy, _hosts(n), "v2", watch=40, fuse=fuse, proxies=("edge1",), analyser="web1"
+    ).steps
+    actions = [s.action for s in steps]
+    assert actions.count("switch") == 1
+    assert [s.share for s in steps if s.action in ("shift", "flip")] == shares
+    assert actions.index("switch") < actions.index("budget")
+    assert actions.index("budget") < (actions.index("analyse") if "analyse" in actions else 99)
+    assert steps[actions.index("budget") - 1].share == shares[0]  # checked before any analysis
+    judged = [s for s in steps if s.action == "analyse"]
+    assert [s.share for s in judged] == shares[:-1]  # every step short of 100, after it
+    seconds = strategy.analysis or 40
+    assert all(s.seconds == seconds and s.hosts == ("web1",) for s in judged)
+    for i, step in enumerate(steps):
+        if step.action == "analyse":
+            after = next(s.action for s in steps[i + 1 :] if s.action != "decide")
+            assert after in ("shift", "flip")
+            assert steps[i + 1].action == ("decide" if strategy.auto_promote is False else after)
+    decides = [s for s in steps if s.action == "decide"]
+    assert len(decides) == (len(shares) - 1 if strategy.auto_promote is False else 0)
+    assert all(s.run == LOCAL for s in decides)  # waited for on the controller, never remotely
+    flip = next(s for s in steps if s.action == "flip")
+    assert flip.hosts == ("edge1",)
+    assert flip.seconds == 300
+
+
+@pytest.mark.parametrize(("strategy", "n", "fuse"), CANARY_GRID)
+def test_a_canary_decision_is_never_inside_a_remote_run(
+    strategy: Strategy, n: int, fuse: bool
+) -> None:
+    steps = plan(strategy, _hosts(n), "v2", watch=40, fuse=fuse, proxies=("e",), analyser="w").steps
+    for i, step in enumerate(steps):
+        if step.action == "decide":  # the shift after it starts a run of its own
+            assert steps[i + 1].run not in {s.run for s in steps[:i]}

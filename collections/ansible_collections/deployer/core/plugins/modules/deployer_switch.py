@@ -172,6 +172,18 @@ options:
         description: Seconds after the switch before the slot left is stopped.
         type: float
         required: true
+      start_only:
+        description:
+          - Canary. The other slot is started and health-checked as above, but neither
+            C(current) nor C(slots/live) changes and no timer stops the live slot; both
+            slots run, the edge proxy weighting requests between them. C(deployer.slot)
+            stays the live slot; C(deployer.started) is the slot now running O(version).
+          - A later switch without it makes that slot live (it runs this release already,
+            so nothing restarts).
+          - On a host that ran no release before there is nothing to weight against, so
+            the slot goes live at once, as without it (C(deployer.started) null).
+        type: bool
+        default: false
   mark_bad:
     description: A version to mark bad (ignored when not on the host).
     type: str
@@ -279,6 +291,11 @@ deployer:
     marked_bad:
       description: The version marked bad by this run, or null.
       type: str
+    started:
+      description: With O(slots.start_only), the slot started next to the live one (null
+        when the live slot runs O(version) already).
+      type: str
+      returned: with O(slots)
     slot:
       description: With O(slots), the live slot after the task (C(blue), C(green) or null).
       type: str
@@ -411,6 +428,7 @@ MODULE_SPEC = dict(
             blue=dict(type="int", required=True),
             green=dict(type="int", required=True),
             retire_after=dict(type="float", required=True),
+            start_only=dict(type="bool", default=False),
         )),
         mark_bad=dict(type="str"),
         reason=dict(type="str", default=""),
@@ -972,7 +990,7 @@ def switch_slots(module, systemd, tree, app, version, units, meta, data, changed
     ports = dict(blue=spec["blue"], green=spec["green"])
     health = p["health"] or {}
     live = slotting.live(tree)
-    data.update(slot=live, retiring=None)
+    data.update(slot=live, retiring=None, started=None)
     missing = [slotting.unit(app, s) for s in slotting.SLOTS
                if slotting.unit(app, s) not in (units or {})]
     if missing:
@@ -1054,6 +1072,13 @@ def switch_slots(module, systemd, tree, app, version, units, meta, data, changed
         if not healthy:
             fail_start(module, systemd, tree, instance(target), version, data, check, started,
                        message, cleanup=stop_target)
+
+    if spec["start_only"] and data["previous"] is not None:
+        # canary: both slots run; the edge proxy weights between them (a host that ran
+        # nothing before has no stable release to compare with: its slot goes live at once)
+        data.update(slot=live, current=data["previous"], switched=False, started=target,
+                    healthy=True)
+        module.exit_json(changed=True, deployer=data)
 
     # 3. Live: the slot and `current` together; the slot left stops later. (Enabling and
     # disabling only changes what starts at boot: no manager reload.)
