@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.bench]
 
 REPO = Path(__file__).resolve().parents[2]
 LAB_NAME = os.environ.get("DEPLOYER_TEST_LAB", "bench-smoke")
