@@ -7,22 +7,25 @@ once would tear down each other's lab: give one another name with DEPLOYER_TEST_
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import secrets
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from deployer.lab import LabState, down, ssh_argv, up
+from deployer.lab import LabState, down, up
+
+# pytest puts this directory on sys.path when it collects it; the faults suite loads this file
+# by path before that, and needs lab_project as much
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from lab_project import EXAMPLE, Project, remove_app
 
 LAB_NAME = os.environ.get("DEPLOYER_TEST_LAB", "pytest")
 LAB_HOSTS = 4
@@ -40,75 +43,6 @@ def lab() -> Iterator[LabState]:
 # --- projects deployed to the lab ---------------------------------------------------------
 
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hello"
-
-
-@dataclass
-class Project:
-    """A copy of examples/hello with its own app name and port, deployed to the test lab."""
-
-    root: Path
-    app: str
-    port: int
-    lab: LabState
-
-    def cli(
-        self, *args: str, env: dict[str, str] | None = None, timeout: float = 300
-    ) -> subprocess.CompletedProcess[str]:
-        """Run the real `deployer` CLI in a child process."""
-        return subprocess.run(
-            [sys.executable, "-m", "deployer", *args],
-            cwd=self.root,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env={**os.environ, "DEPLOYER_LAB_NAME": self.lab.name, **(env or {})},
-        )
-
-    def popen(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "deployer", *args],
-            cwd=self.root,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "DEPLOYER_LAB_NAME": self.lab.name, **(env or {})},
-        )
-
-    def json(self, *args: str, expect: int = 0) -> Any:
-        proc = self.cli(*args, "--json")
-        assert proc.returncode == expect, (proc.returncode, proc.stdout, proc.stderr)
-        return json.loads(proc.stdout)
-
-    def ssh(self, host: Any, command: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ssh_argv(self.lab, host, command), capture_output=True, text=True, timeout=60
-        )
-
-    def current(self) -> dict[str, str]:
-        """What `current` points at on every host, read over plain SSH."""
-        out = {}
-        for host in self.lab.hosts:
-            proc = self.ssh(host, f"readlink /srv/{self.app}/current")
-            out[host.name] = Path(proc.stdout.strip()).name if proc.returncode == 0 else ""
-        return out
-
-    def edit(self, change: dict[str, Any]) -> None:
-        """Deep-merge `change` into deploy.yml."""
-        path = self.root / "deploy.yml"
-        data = yaml.safe_load(path.read_text())
-
-        def merge(base: dict[str, Any], extra: dict[str, Any]) -> None:
-            for key, value in extra.items():
-                if isinstance(value, dict) and isinstance(base.get(key), dict):
-                    merge(base[key], value)
-                else:
-                    base[key] = value
-
-        merge(data, change)
-        path.write_text(yaml.safe_dump(data, sort_keys=False))
-
-
 @pytest.fixture
 def project(tmp_path: Path, lab: LabState) -> Iterator[Project]:
     """examples/hello under a unique app name and port; its services are removed after."""
@@ -120,22 +54,6 @@ def project(tmp_path: Path, lab: LabState) -> Iterator[Project]:
     proj.edit({"app": {"name": app}, "service": {"port": port}})
     yield proj
     remove_app(proj)
-
-
-def remove_app(proj: Project) -> None:
-    """What deploying `proj` left on the lab's hosts: its units, releases, lock, files."""
-    app = proj.app
-    for host in proj.lab.hosts:
-        proj.ssh(
-            host,
-            f"sudo systemctl stop '{app}@*' {app}.target; "
-            f"sudo systemctl disable --now {app}.socket {app}.service {app}.target; "
-            f"sudo rm -rf /srv/{app} /etc/systemd/system/{app}.* "
-            f"/etc/systemd/system/{app}@* /etc/systemd/system/*.wants/{app}@* "
-            f"/var/lib/deployer/locks/{app} /var/lib/prometheus/node-exporter/deployer-{app}-* "
-            f"/etc/nginx/conf.d/deployer-{app}-*.conf /etc/nginx/deployer/{app}-*; "
-            "if systemctl -q is-active nginx; then sudo systemctl reload nginx; fi",
-        )
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import EXAMPLE, Project, remove_app
+from lab_project import EXAMPLE, Project, remove_app
 
 from deployer.lab import down, ssh_argv, up
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import EXAMPLE, Project, remove_app
+from lab_project import EXAMPLE, Project, remove_app
 from test_blue_green import _remove_slots, _slots
 from test_edge_proxy import Load
 
