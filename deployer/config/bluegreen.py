@@ -112,9 +112,15 @@ def strategy_problems(
             )
         return problems
     if env.target != "ssh":
+        swarm = (
+            " (on Swarm, strategy.kind rolling starts each new task before its old one stops, "
+            "start-first, and puts the old spec back by itself on a failure)"
+            if env.target == "swarm"
+            else ""
+        )
         problems.append(
             f"{kind}: blue_green flips the edge proxy, which runs on target ssh only; "
-            f"environment {base[-1]} is target {env.target!r}"
+            f"environment {base[-1]} is target {env.target!r}{swarm}"
         )
     if proxy is None:
         problems.append(
