@@ -21,6 +21,7 @@ import hashlib
 import importlib.metadata
 import io
 import json
+import re
 import subprocess
 import sys
 import tarfile
@@ -190,7 +191,25 @@ def _check(target: Target, node: ExecutionNode, control_dir: Path | None) -> dic
             f"{node.label}: checking its install failed (exit {proc.returncode}): "
             f"{cap(why, 400) or 'no answer'}; it needs python3"
         )
+    problem = _check_reply_problem(found)
+    if problem:
+        raise DeployerError(f"{node.label}: its install check answered {problem}; nothing was run")
     return found
+
+
+_NODE_HOME = re.compile(r"/[A-Za-z0-9._/@+-]{0,255}")
+"""A home directory as deployer puts it in the node's argv and environment: an absolute path
+of plain characters (what a node answers is checked, never trusted)."""
+
+
+def _check_reply_problem(found: Mapping[str, Any]) -> str:
+    """What is wrong with a node's answer to the install check ("" when nothing)."""
+    home = found.get("home")
+    if not isinstance(home, str) or not _NODE_HOME.fullmatch(home) or "/../" in f"{home}/":
+        return f"a home directory deployer does not use: {cap(repr(home), 80)}"
+    if not all(isinstance(found.get(key), bool) for key in ("venv", "collection")):
+        return "without its venv and collection states"
+    return ""
 
 
 def _wheels(state_dir: Path) -> Path:

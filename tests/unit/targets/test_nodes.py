@@ -122,6 +122,26 @@ def test_a_node_without_python_is_a_clear_install_error(
     assert "python3: not found" in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "{'home': 'relative/dir', 'venv': True, 'collection': True}",
+        "{'home': '/home/d/../../etc', 'venv': True, 'collection': True}",
+        "{'home': '/home/d\\n/x', 'venv': True, 'collection': True}",
+        "{'home': ['/home/d'], 'venv': True, 'collection': True}",
+        "{'home': '/home/d', 'venv': 'yes', 'collection': True}",
+    ],
+)
+def test_a_node_whose_check_answer_is_not_plain_is_refused_before_any_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, answer: str
+) -> None:
+    _fake_ssh(monkeypatch, f"import json; print(json.dumps({answer}))")
+    with pytest.raises(DeployerError) as caught:
+        nodes.ready(_target(tmp_path), NODE, tmp_path)
+    assert "environments.production.ssh.nodes.west" in str(caught.value)
+    assert "its install check answered" in str(caught.value)
+
+
 def test_an_installed_node_costs_one_ssh_command(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
