@@ -689,14 +689,19 @@ def _decide(ctx: typer.Context, environment: str, decision: str, as_json: bool) 
 
     with _errors(as_json):
         ledger = _ledger(ctx, environment)
-        waiting = [d for d in ledger.running(environment) if d.stage.startswith("decide ")]
+        from deployer.plan.strategy import waiting_share
+
+        waiting = [
+            (d, share)
+            for d in ledger.running(environment)
+            if (share := waiting_share(d.stage)) is not None
+        ]
         if not waiting:
             raise BadRequest(
                 f"{environment}: no canary is waiting for a decision (a deploy with "
                 "strategy.auto_promote false waits after each step; see `deployer history`)"
             )
-        found = waiting[0]
-        share = int(found.stage.removeprefix("decide ").rstrip("%"))
+        found, share = waiting[0]
         standing = ledger.decide_canary(found.id, share, decision, getpass.getuser())
         if standing != decision:
             raise BadRequest(

@@ -82,6 +82,15 @@ class Step:
         return {"lock": "lock", "stage": "prepare", "unlock": "done"}.get(self.action, self.action)
 
 
+def waiting_share(stage: str) -> int | None:
+    """The share a canary waits at for `deployer promote`/`abort`, read back from the
+    ledger's stage (`decide 20%`, Step.label's), or None for any other stage."""
+    action, _, share = stage.partition(" ")
+    if action != "decide" or not share.endswith("%") or not share[:-1].isdigit():
+        return None
+    return int(share[:-1])
+
+
 @dataclass(frozen=True)
 class Plan:
     version: str

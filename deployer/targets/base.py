@@ -27,6 +27,7 @@ from deployer.ledger import (
     Status,
     pid_is_alive,
 )
+from deployer.plan.strategy import waiting_share
 
 if TYPE_CHECKING:
     from deployer.config.models import Strategy
@@ -379,7 +380,14 @@ def compare_with_ledger(
         problems.append(f"the ledger expects {expected}, {what} run {', '.join(running)}")
     history = ledger.history(environment, limit=1)
     last = history[0] if history else None
-    if last is not None and last.status.value in {"INTERRUPTED", "RUNNING"}:
+    share = None if last is None else waiting_share(last.stage)
+    if last is not None and last.status.value == "RUNNING" and share is not None:
+        problems.append(
+            f"deployment #{last.id} is a canary of {last.version} waiting at {share} % of "
+            f"requests: `deployer promote {environment}` goes on, `deployer abort "
+            f"{environment}` takes every request back"
+        )
+    elif last is not None and last.status.value in {"INTERRUPTED", "RUNNING"}:
         problems.append(f"last deployment #{last.id} is {last.status.value}: {last.reason}")
     return expected, problems, last
 
