@@ -1,7 +1,8 @@
 """The benchmark harness at N=2, once, so it cannot rot. It measures; it asserts no timing.
 
 It brings up (and tears down) its own lab, `bench-smoke`; two sessions running at once would
-tear down each other's: give one another name with DEPLOYER_TEST_LAB.
+tear down each other's: give one another name with DEPLOYER_TEST_LAB (its lab is then
+`<name>-bench`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ import pytest
 pytestmark = [pytest.mark.integration, pytest.mark.bench]
 
 REPO = Path(__file__).resolve().parents[2]
-LAB_NAME = os.environ.get("DEPLOYER_TEST_LAB", "bench-smoke")
+# a session with a lab of its own (DEPLOYER_TEST_LAB) gets a bench lab of its own too, never
+# its integration lab (the harness tears its lab down at the end)
+LAB_NAME = (
+    f"{os.environ['DEPLOYER_TEST_LAB']}-bench"
+    if "DEPLOYER_TEST_LAB" in os.environ
+    else "bench-smoke"
+)
 
 
 def test_bench_harness_runs_end_to_end_at_two_hosts(tmp_path: Path) -> None:
