@@ -58,10 +58,12 @@ def after_switch(rollout: Any, step: Step) -> None:
     state.live = lives.pop() if lives else "blue"
     state.started = started
     state.active = bool(started) and len(started) == len(replies)
-    if not state.active and not started:  # nothing ran before here: nothing to compare
+    fresh = [h for h, r in replies.items() if r.good and not r.started]
+    if not state.active and fresh:  # nothing ran before there: nothing to compare with
+        where = "no host" if not started else ", ".join(fresh)
         rollout.session.notes.append(
-            "canary: no host ran a release before, so there was nothing to compare the new "
-            "one with: it went live at once, as blue-green"
+            f"canary: {where} ran a release before, so there was nothing to compare the new "
+            "one with: it went live at once, as blue-green, without the canary's analysis"
         )
     state.share = step.share if state.active else 100
     state.since = time.time()

@@ -195,3 +195,27 @@ def test_ctrl_c_while_waiting_aborts_the_canary_then_reports_the_interruption() 
     assert "canary aborted" in rollout.canary_abort_note
     outcomes = [(s.action, s.outcome) for s in rollout.session.ledger.steps]
     assert outcomes == [("decision", "interrupted"), ("abort", "aborted")]
+
+
+@pytest.mark.parametrize(
+    ("started", "note"),
+    [
+        ((), "canary: no host ran a release before"),
+        (("web1",), "canary: web2 ran a release before"),
+    ],
+)
+def test_a_fleet_without_a_stable_release_everywhere_goes_live_at_once_and_says_so(
+    started: tuple[str, ...], note: str
+) -> None:
+    rollout = Rollout(Strategy(kind="canary"), Driver())
+    rollout.switch_replies = {  # type: ignore[attr-defined]
+        h: HostReply(h, started="green" if h in started else None) for h in ("web1", "web2")
+    }
+    canary.after_switch(rollout, Step("shift", LOCAL, share=10))
+    assert not rollout.canary.active
+    assert rollout.canary.share == 100
+    (said,) = rollout.session.notes
+    assert said.startswith(note)
+    assert said.endswith("without the canary's analysis")
+    (step,) = rollout.session.ledger.steps
+    assert (step.action, step.outcome) == ("shift", "skipped")
