@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -556,47 +557,39 @@ def main() -> int:
     return 0
 
 
-def only_blue_green(args: argparse.Namespace) -> int:
-    lab = labs.up(args.hosts, name=args.lab)
+def _only(
+    args: argparse.Namespace,
+    name: str,
+    measure: Callable[[Path, Any, int, int], dict[str, Any]],
+    line: Callable[[dict[str, Any]], str],
+    extra_hosts: int = 0,
+) -> int:
+    """One part alone (`--only NAME`): on a lab of --hosts (+ extra_hosts) hosts, measured
+    --runs times, written to <out>/NAME.json, its line printed."""
+    lab = labs.up(args.hosts + extra_hosts, name=args.lab)
     try:
         with tempfile.TemporaryDirectory(prefix="deployer-bench-") as tmp:
-            result = blue_green(Path(tmp), lab, args.hosts, args.runs)
+            result = measure(Path(tmp), lab, args.hosts, args.runs)
     finally:
         if not args.keep_lab:
             labs.down(args.lab)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "blue_green.json").write_text(json.dumps(result, indent=2))
-    print(_blue_green_line(result, args.hosts))
+    (args.out / f"{name}.json").write_text(json.dumps(result, indent=2))
+    print(line(result))
     return 0
+
+
+def only_blue_green(args: argparse.Namespace) -> int:
+    return _only(args, "blue_green", blue_green, lambda r: _blue_green_line(r, args.hosts))
 
 
 def only_nodes(args: argparse.Namespace) -> int:
     say(f"execution nodes: lab {args.lab}, {args.hosts} app hosts + 2 nodes, {args.runs} runs")
-    lab = labs.up(args.hosts + 2, name=args.lab)
-    try:
-        with tempfile.TemporaryDirectory(prefix="deployer-bench-") as tmp:
-            result = nodes_vs_direct(Path(tmp), lab, args.hosts, args.runs)
-    finally:
-        if not args.keep_lab:
-            labs.down(args.lab)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "nodes.json").write_text(json.dumps(result, indent=2))
-    print(nodes_line(result))
-    return 0
+    return _only(args, "nodes", nodes_vs_direct, nodes_line, extra_hosts=2)
 
 
 def only_canary(args: argparse.Namespace) -> int:
-    lab = labs.up(args.hosts, name=args.lab)
-    try:
-        with tempfile.TemporaryDirectory(prefix="deployer-bench-") as tmp:
-            result = canary(Path(tmp), lab, args.hosts, args.runs)
-    finally:
-        if not args.keep_lab:
-            labs.down(args.lab)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "canary.json").write_text(json.dumps(result, indent=2))
-    print(_canary_line(result, args.hosts))
-    return 0
+    return _only(args, "canary", canary, lambda r: _canary_line(r, args.hosts))
 
 
 def _blue_green_line(result: dict[str, Any], hosts: int) -> str:
