@@ -146,3 +146,53 @@ def test_the_accessories_env_files_are_masked_in_a_failure_report_too(tmp_path: 
     )
     assert "pw-canary-2" not in lines[0]
     assert "token-value-1" not in lines[0]
+
+
+def test_a_run_killed_for_memory_before_the_restart_now_running_is_still_the_cause(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # systemd resets Result when it starts the unit again: the run being looked at is up
+    # (allocating), and only the journal of PID 1 remembers why the one before it died
+    running = {"ActiveState": "active", "Result": "success", "ExecMainStatus": "0",
+               "NRestarts": "2"}  # fmt: skip
+    said = "\n".join(
+        [
+            "Started t1.service - t1.",
+            "t1.service: A process of this unit has been killed by the OOM killer.",
+            "t1.service: Main process exited, code=killed, status=9/KILL",
+            "t1.service: Failed with result 'oom-kill'.",
+            "t1.service: Scheduled restart job, restart counter is at 2.",
+        ]
+    )
+    seen: list[list[str]] = []
+    monkeypatch.setattr(explain, "_run", lambda argv, timeout=5: seen.append(argv) or said)
+    earlier = explain.system_results("t1.service", 1700000000)
+    assert earlier == ["sigkill", "oom-kill"]
+    assert seen[0][seen[0].index("-q") + 1 :][:2] == ["_PID=1", "UNIT=t1.service"]
+    cause, summary = explain.explain(running, [], "connection refused", earlier=earlier)
+    assert cause == "oom"
+    assert summary == "killed by the kernel for memory (out of memory), restarted 2 times"
+    assert explain.explain(running, [], "connection refused")[0] == "unhealthy"
+
+
+def test_an_earlier_run_killed_with_sigkill_under_memory_max_is_most_likely_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # in containers systemd tells an OOM kill as 'signal' (status 9), as the lab shows
+    running = {"ActiveState": "active", "Result": "success", "ExecMainStatus": "0",
+               "NRestarts": "3", "MemoryMax": str(64 << 20)}  # fmt: skip
+    said = "\n".join(
+        [
+            "t1.service: Main process exited, code=killed, status=9/KILL",
+            "t1.service: Failed with result 'signal'.",
+            "Started t1.service - t1.",
+        ]
+    )
+    monkeypatch.setattr(explain, "_run", lambda argv, timeout=5: said)
+    earlier = explain.system_results("t1.service", 1700000000)
+    assert earlier == ["sigkill", "signal"]
+    cause, summary = explain.explain(running, [], "connection refused", earlier=earlier)
+    assert cause == "oom"
+    assert summary.startswith("killed with SIGKILL while limited to MemoryMax=64M")
+    without_limit = {k: v for k, v in running.items() if k != "MemoryMax"}
+    assert explain.explain(without_limit, [], "refused", earlier=earlier)[0] == "unhealthy"

@@ -73,6 +73,27 @@ def journal(unit, since, secrets=(), limit=None):
     return [line[:LINE_CHARS] for line in lines[-limit:]]
 
 
+_RESULT_LINE = re.compile(r": Failed with result '([a-z-]+)'\.?$")
+_SIGKILL_LINE = re.compile(r": Main process exited, code=killed, status=9/KILL$")
+
+
+def system_results(unit, since):
+    """The results systemd itself (PID 1, never the app) logged for the unit's runs since
+    `since` (unix seconds), oldest first, and `sigkill` for a main process killed with
+    SIGKILL. A unit that restarts begins each run with its Result reset: what an earlier run
+    of the same failure died of is read back here."""
+    argv = ["journalctl", "--no-pager", "-o", "cat", "-q", "_PID=1", "UNIT=" + unit,
+            "--since", "@%d" % int(since), "-n", "200"]
+    out = []
+    for line in _run(argv).splitlines():
+        match = _RESULT_LINE.search(line.rstrip())
+        if match:
+            out.append(match.group(1))
+        elif _SIGKILL_LINE.search(line.rstrip()):
+            out.append("sigkill")
+    return out
+
+
 def secret_values(*env_files):
     """The values of the secret variables the env files (written by deployer_release) name."""
     text = ""
@@ -141,7 +162,7 @@ def _own_system_lines(lines):
     ]
 
 
-def explain(props, lines, health_message="", port=None, holders=None):
+def explain(props, lines, health_message="", port=None, holders=None, earlier=()):
     """(cause, sentence) from the service's systemd properties after the failure, its
     journal lines and the last health message. `holders`: processes on the port (looked up
     only when the cause is a port in use, by the caller or here)."""
@@ -168,10 +189,10 @@ def explain(props, lines, health_message="", port=None, holders=None):
             "systemd could not execute the command (exit status 203: "
             "missing, not executable or not permitted)",
         )
-    if result == "oom-kill":
+    if result == "oom-kill" or "oom-kill" in earlier:  # earlier: this failure's past runs
         return "oom", "killed by the kernel for memory (out of memory)%s" % again
     limit = props.get("MemoryMax") or ""
-    if result == "signal" and status == "9" and limit.isdigit():
+    if ((result == "signal" and status == "9") or "sigkill" in earlier) and limit.isdigit():
         # Under cgroup v1 (and in some containers) systemd cannot tell an OOM kill from
         # another SIGKILL; with a memory limit set, the kernel's OOM killer is the usual one.
         return "oom", "killed with SIGKILL while limited to MemoryMax=%s: most likely out of memory%s" % (
@@ -202,7 +223,7 @@ def _size(value):
     return str(value)
 
 
-def describe_failure(props, lines, health_message="", port=None):
+def describe_failure(props, lines, health_message="", port=None, earlier=()):
     """The explanation as a reply: {cause, summary, journal (the last JOURNAL_LINES)}."""
-    cause, summary = explain(props, lines, health_message, port)
+    cause, summary = explain(props, lines, health_message, port, earlier=earlier)
     return {"cause": cause, "summary": summary, "journal": list(lines[-JOURNAL_LINES:])}

@@ -331,6 +331,7 @@ from ansible_collections.deployer.core.plugins.module_utils.explain import (
     describe_failure,
     journal,
     secret_values,
+    system_results,
 )
 from ansible_collections.deployer.core.plugins.module_utils.health import (
     attempt,
@@ -919,8 +920,9 @@ def fail_start(module, systemd, tree, instance, version, data, health, started, 
     props = systemd.show(instance.service)[instance.service] if instance else {}
     lines = journal(instance.service, started, secret_values(*tree.env_paths(version))) \
         if instance else []
+    earlier = system_results(instance.service, started) if instance else []
     port = (health.get("http") or {}).get("port") or (health.get("tcp") or {}).get("port")
-    failure = describe_failure(props, lines, message, port)
+    failure = describe_failure(props, lines, message, port, earlier)
     # The new version is current and did not come up: a health failure, not a switch one.
     data.update(health_message=message if service is None else "%s: %s" % (service, message),
                 failure=failure, healthy=False, stage=HEALTH if data["switched"] else SWITCH)
